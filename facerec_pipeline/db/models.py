@@ -1,0 +1,270 @@
+"""SQLAlchemy 2.0 models for the tables named in ARCHITECTURE.md.
+
+Status and reason columns hold readable words ("accepted", "multiple_faces"), never numbers.
+Columns that hold a domain code are foreign keys to `domains.code`, so the partition key is usable
+directly in every query (always bound as a parameter).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Timestamps:
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class Domain(Timestamps, Base):
+    __tablename__ = "domains"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(50), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    # Where candidates and photos come from: "wikidata" or "folder" (source_path = the folder).
+    source: Mapped[str] = mapped_column(String(20), default="wikidata")
+    source_path: Mapped[str | None] = mapped_column(Text)
+    countries: Mapped[list[str]] = mapped_column(JSON, default=list)
+    occupations: Mapped[list[str]] = mapped_column(JSON, default=list)
+    local_language: Mapped[str | None] = mapped_column(String(20))
+    min_sitelinks: Mapped[int] = mapped_column(Integer, default=10)
+    max_people: Mapped[int] = mapped_column(Integer, default=500)
+    images_per_person: Mapped[int] = mapped_column(Integer, default=10)
+    serp_budget: Mapped[float] = mapped_column(Float, default=0.0)
+    refresh_cron: Mapped[str] = mapped_column(String(100), default="0 3 * * 1")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class DomainDataset(Base):
+    """Ordered inheritance: `domain` also searches `inherits` (lower priority number first)."""
+
+    __tablename__ = "domain_datasets"
+    __table_args__ = (UniqueConstraint("domain", "inherits"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain: Mapped[str] = mapped_column(ForeignKey("domains.code", ondelete="CASCADE"))
+    inherits: Mapped[str] = mapped_column(ForeignKey("domains.code"))
+    priority: Mapped[int] = mapped_column(Integer)
+
+
+class Person(Timestamps, Base):
+    __tablename__ = "people"
+    __table_args__ = (
+        UniqueConstraint("domain", "normalized_name"),
+        UniqueConstraint("domain", "person_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain: Mapped[str] = mapped_column(ForeignKey("domains.code"), index=True)
+    # Stable key within the domain: "wikidata:Q42" or "folder:<folder name>".
+    person_key: Mapped[str] = mapped_column(String(300))
+    full_name: Mapped[str] = mapped_column(String(300))
+    normalized_name: Mapped[str] = mapped_column(String(300))
+    wikidata_id: Mapped[str | None] = mapped_column(String(20))
+    description: Mapped[str | None] = mapped_column(Text)
+    occupation: Mapped[str | None] = mapped_column(String(200))
+    country: Mapped[str | None] = mapped_column(String(200))
+    sitelinks: Mapped[int | None] = mapped_column(Integer)
+    primary_image_url: Mapped[str | None] = mapped_column(Text)
+    commons_category: Mapped[str | None] = mapped_column(String(300))
+    # Where the source keeps this person's photos (folder source: the folder name).
+    source_ref: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    images_by_source: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    # Set when the person is no longer offered by the source; the row and its history stay.
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Image(Timestamps, Base):
+    """One photo of one person as the source offered it. `status` is about acquisition
+    (readable, licence acceptable); face validation outcomes live in `faces`."""
+
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("domain", "person_id", "source_url"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain: Mapped[str] = mapped_column(ForeignKey("domains.code"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    perceptual_hash: Mapped[str | None] = mapped_column(String(16))
+    file_path: Mapped[str | None] = mapped_column(Text)
+    file_size: Mapped[int | None] = mapped_column(Integer)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    mime: Mapped[str | None] = mapped_column(String(50))
+    source: Mapped[str] = mapped_column(String(30))
+    source_url: Mapped[str] = mapped_column(Text)
+    description_url: Mapped[str | None] = mapped_column(Text)
+    page_id: Mapped[int | None] = mapped_column(Integer)
+    source_sha1: Mapped[str | None] = mapped_column(String(40))
+    license_short_name: Mapped[str | None] = mapped_column(String(200))
+    license_url: Mapped[str | None] = mapped_column(Text)
+    usage_terms: Mapped[str | None] = mapped_column(Text)
+    artist_html: Mapped[str | None] = mapped_column(Text)
+    artist: Mapped[str | None] = mapped_column(Text)
+    credit: Mapped[str | None] = mapped_column(Text)
+    attribution: Mapped[str | None] = mapped_column(Text)
+    attribution_required: Mapped[bool | None] = mapped_column(Boolean)
+    copyrighted: Mapped[bool | None] = mapped_column(Boolean)
+    restrictions: Mapped[str | None] = mapped_column(Text)
+    retrieved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    rejection_reason: Mapped[str | None] = mapped_column(String(50))
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Face(Timestamps, Base):
+    """The validation outcome of one image under one detector configuration: the accepted face
+    (box, quality figures, aligned crop) or the rejection reason."""
+
+    __tablename__ = "faces"
+    __table_args__ = (UniqueConstraint("image_id", "detector_config"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    domain: Mapped[str] = mapped_column(ForeignKey("domains.code"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    image_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    detector_config: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))  # accepted | rejected
+    rejection_reason: Mapped[str | None] = mapped_column(String(50))
+    rejection_detail: Mapped[str | None] = mapped_column(Text)
+    faces_found: Mapped[int] = mapped_column(Integer, default=0)
+    background_faces: Mapped[int] = mapped_column(Integer, default=0)
+    box_x: Mapped[int | None] = mapped_column(Integer)
+    box_y: Mapped[int | None] = mapped_column(Integer)
+    box_w: Mapped[int | None] = mapped_column(Integer)
+    box_h: Mapped[int | None] = mapped_column(Integer)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    blur_score: Mapped[float | None] = mapped_column(Float)
+    face_size: Mapped[int | None] = mapped_column(Integer)
+    crop_path: Mapped[str | None] = mapped_column(Text)
+    crop_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+class FaceEmbedding(Base):
+    """Content-addressed: one embedding per (image sha256, model configuration), shared by every
+    domain that holds the same photo. Never mixes model configurations."""
+
+    __tablename__ = "face_embeddings"
+    __table_args__ = (UniqueConstraint("image_sha256", "model_config"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    model_config: Mapped[str] = mapped_column(String(200))
+    model_name: Mapped[str] = mapped_column(String(50))
+    detector_backend: Mapped[str] = mapped_column(String(50))
+    normalization: Mapped[str] = mapped_column(String(50))
+    library_version: Mapped[str] = mapped_column(String(50))
+    dim: Mapped[int] = mapped_column(Integer)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little endian
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Gallery(Base):
+    __tablename__ = "galleries"
+    __table_args__ = (UniqueConstraint("domain", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain: Mapped[str] = mapped_column(ForeignKey("domains.code"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    model_config: Mapped[str] = mapped_column(String(200))
+    dim: Mapped[int] = mapped_column(Integer)
+    batch_paths: Mapped[list[str]] = mapped_column(JSON, default=list)
+    person_count: Mapped[int] = mapped_column(Integer)
+    face_count: Mapped[int] = mapped_column(Integer)
+    quarantined_count: Mapped[int] = mapped_column(Integer, default=0)
+    evaluation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    is_prod: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class GalleryFace(Base):
+    """Identity decision for each candidate face of a gallery version: accepted into the gallery,
+    or quarantined with the reason (never deleted)."""
+
+    __tablename__ = "gallery_faces"
+    __table_args__ = (UniqueConstraint("gallery_id", "face_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    gallery_id: Mapped[int] = mapped_column(ForeignKey("galleries.id"), index=True)
+    domain: Mapped[str] = mapped_column(ForeignKey("domains.code"), index=True)
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    identity_status: Mapped[str] = mapped_column(String(20))  # accepted | quarantined
+    identity_reason: Mapped[str | None] = mapped_column(String(50))
+    centroid_distance: Mapped[float | None] = mapped_column(Float)
+
+
+class TrainingSession(Base):
+    __tablename__ = "training_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain: Mapped[str] = mapped_column(ForeignKey("domains.code"), index=True)
+    run_id: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    rejects_by_reason: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    estimated_serp_cost: Mapped[float] = mapped_column(Float, default=0.0)
+    timings: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AssetLineage(Base):
+    """Written by the table IO manager with every stage output it stores."""
+
+    __tablename__ = "asset_lineage"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    asset_key: Mapped[str] = mapped_column(String(200), index=True)
+    partition: Mapped[str | None] = mapped_column(String(50), index=True)
+    run_id: Mapped[str] = mapped_column(String(64))
+    code_version: Mapped[str | None] = mapped_column(String(50))
+    row_count: Mapped[int] = mapped_column(Integer)
+    inserted: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    removed: Mapped[int] = mapped_column(Integer, default=0)
+    # [{"asset_key", "partition", "lineage_id", "run_id"}] of the inputs this output was made from.
+    inputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,41 @@
+"""The one place that assembles the project's Dagster definitions."""
+
+import dagster as dg
+
+from facerec_pipeline.candidates.assets import candidates
+from facerec_pipeline.detected_faces.assets import detected_faces
+from facerec_pipeline.domains.sensors import domain_registry_sensor
+from facerec_pipeline.face_embeddings.assets import face_embeddings
+from facerec_pipeline.gallery.assets import gallery, gallery_is_coherent
+from facerec_pipeline.jobs import domain_pipeline_job
+from facerec_pipeline.lineage.io_manager import StageTableIOManager
+from facerec_pipeline.raw_images.assets import raw_images
+from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
+from facerec_pipeline.settings import Settings
+
+ASSETS = [candidates, raw_images, detected_faces, face_embeddings, gallery]
+ASSET_CHECKS = [gallery_is_coherent]
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    return {
+        "facerec": FacerecStorage(
+            storage_dir=str(settings.storage_dir), database_url=settings.database_url
+        ),
+        "face_engine": FaceEngineResource(models_dir=str(settings.models_dir)),
+        "stage_tables": StageTableIOManager(database_url=settings.database_url),
+    }
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or Settings.from_env()
+    return dg.Definitions(
+        assets=ASSETS,
+        asset_checks=ASSET_CHECKS,
+        jobs=[domain_pipeline_job],
+        sensors=[domain_registry_sensor],
+        resources=build_resources(settings),
+    )
+
+
+defs = build_definitions()

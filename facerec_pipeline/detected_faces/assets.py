@@ -1,0 +1,140 @@
+"""detected_faces: one validation outcome per photo (table `faces`): the accepted face with its
+box, confidence, blur score and aligned crop under storage/trainingPass/{domain}/{person}/, or the
+rejection reason. Photos already judged under the same configuration are not judged again."""
+
+from collections import Counter
+
+import dagster as dg
+import pandas as pd
+from sqlalchemy import text
+
+from facerec_pipeline.detected_faces.duplicates import PhotoRef, find_duplicates
+from facerec_pipeline.detected_faces.validation import save_crop, validate_photo
+from facerec_pipeline.domains.partitions import DATABASE_POOL, domain_partitions
+from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
+
+FACE_COLUMNS = [
+    "image_id", "domain", "person_id", "image_sha256", "detector_config", "status",
+    "rejection_reason", "rejection_detail", "faces_found", "background_faces", "box_x", "box_y",
+    "box_w", "box_h", "confidence", "blur_score", "face_size", "crop_path", "crop_sha256",
+]  # fmt: skip
+PROGRESS_EVERY = 25
+
+
+def _rejected(base: dict, reason: str, detail: str | None) -> dict:
+    return {**base, "status": "rejected", "rejection_reason": reason, "rejection_detail": detail}
+
+
+@dg.asset(
+    partitions_def=domain_partitions,
+    io_manager_key="stage_tables",
+    code_version="1",
+    pool=DATABASE_POOL,
+    group_name="validation",
+    kinds={"python", "sqlite"},
+)
+def detected_faces(
+    context: dg.AssetExecutionContext,
+    facerec: FacerecStorage,
+    face_engine: FaceEngineResource,
+    raw_images: pd.DataFrame,
+    candidates: pd.DataFrame,
+) -> pd.DataFrame:
+    code = context.partition_key
+    settings = facerec.settings
+    gates = face_engine.gates
+    detector_config = f"{face_engine.engine_config.detector_key}|{gates.key}"
+    with facerec.session() as session:
+        previous = pd.read_sql_query(
+            text("SELECT * FROM faces WHERE domain = :domain AND detector_config = :config"),
+            session.connection(),
+            params={"domain": code, "config": detector_config},
+        )
+    cached = {int(row["image_id"]): row for row in previous.to_dict("records")}
+    person_folder = dict(zip(candidates["id"], candidates["normalized_name"], strict=True))
+    duplicates = find_duplicates(
+        [
+            PhotoRef(int(row.id), row.sha256, row.perceptual_hash)
+            for row in raw_images.itertuples()
+            if row.status == "approved"
+        ],
+        gates.duplicate_hash_distance,
+    )
+    engine = None
+    rows, computed, reused = [], 0, 0
+    for position, image in enumerate(raw_images.itertuples(), start=1):
+        base = {
+            "image_id": int(image.id),
+            "domain": code,
+            "person_id": int(image.person_id),
+            "image_sha256": image.sha256,
+            "detector_config": detector_config,
+            "faces_found": 0,
+            "background_faces": 0,
+        }
+        if image.status != "approved":
+            rows.append(_rejected(base, image.rejection_reason or "unreadable_image", None))
+            continue
+        if int(image.id) in duplicates:
+            original = duplicates[int(image.id)]
+            rows.append(_rejected(base, "duplicate", f"same photo as image {original}"))
+            continue
+        old = cached.get(int(image.id))
+        if (
+            old is not None
+            and old["image_sha256"] == image.sha256
+            and old["rejection_reason"] != "duplicate"
+            and (old["crop_path"] is None or settings.absolute(old["crop_path"]).exists())
+        ):
+            rows.append({column: old.get(column) for column in FACE_COLUMNS})
+            reused += 1
+            continue
+        engine = engine or face_engine.engine()
+        outcome = validate_photo(engine, gates, settings.absolute(image.file_path))
+        computed += 1
+        row = {
+            **base,
+            "status": outcome.status,
+            "rejection_reason": outcome.rejection_reason,
+            "rejection_detail": outcome.rejection_detail,
+            "faces_found": outcome.faces_found,
+            "background_faces": outcome.background_faces,
+            "blur_score": outcome.blur_score,
+        }
+        face = outcome.face
+        if face is not None:
+            row.update(
+                box_x=face.x, box_y=face.y, box_w=face.w, box_h=face.h,
+                confidence=face.confidence, face_size=face.size,
+            )  # fmt: skip
+        if outcome.status == "accepted" and face is not None:
+            crop = (
+                settings.training_pass_dir(code)
+                / person_folder[int(image.person_id)]
+                / f"{image.sha256[:24]}.png"
+            )
+            row["crop_sha256"] = save_crop(face.crop_bgr, crop)
+            row["crop_path"] = settings.relative(crop)
+        rows.append(row)
+        if computed % PROGRESS_EVERY == 0:
+            context.log.info(f"detected_faces[{code}]: {position}/{len(raw_images)} photos")
+    frame = pd.DataFrame(rows, columns=FACE_COLUMNS)
+    reasons = Counter(frame.loc[frame["status"] == "rejected", "rejection_reason"])
+    accepted = int((frame["status"] == "accepted").sum())
+    context.log.info(
+        f"detected_faces[{code}]: {accepted} accepted, {sum(reasons.values())} rejected "
+        f"({computed} judged now, {reused} reused)"
+    )
+    context.add_output_metadata(
+        {
+            "accepted": accepted,
+            "rejected": int(sum(reasons.values())),
+            "rejections_by_reason": dict(sorted(reasons.items())),
+            "judged_this_run": computed,
+            "reused_from_cache": reused,
+            "detector_config": detector_config,
+            "faces_found": 0,
+            "background_faces": 0,
+        }
+    )
+    return frame

@@ -1,0 +1,66 @@
+"""Validate one photo: detect faces, apply the quality gates, cut the accepted face."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facerec_pipeline.detected_faces.quality_gates import GateConfig, judge_faces
+from facerec_pipeline.face_engine.engine import DetectedFace, FaceEngine
+from facerec_pipeline.raw_images.image_files import ImageRejected, load_rgb
+
+
+@dataclass(frozen=True)
+class PhotoOutcome:
+    status: str  # accepted | rejected
+    rejection_reason: str | None = None
+    rejection_detail: str | None = None
+    faces_found: int = 0
+    background_faces: int = 0
+    face: DetectedFace | None = None
+    blur_score: float | None = None
+
+
+def validate_photo(engine: FaceEngine, gates: GateConfig, path: Path) -> PhotoOutcome:
+    try:
+        rgb = load_rgb(path)
+    except ImageRejected as rejected:
+        return PhotoOutcome("rejected", rejected.reason, rejected.detail)
+    except FileNotFoundError:
+        return PhotoOutcome("rejected", "unreadable_image", f"file {path} is missing")
+    faces = engine.detect(rgb)
+    decision = judge_faces(faces, gates)
+    face = faces[decision.face_index] if decision.face_index is not None else None
+    return PhotoOutcome(
+        "accepted" if decision.accepted else "rejected",
+        decision.reason,
+        decision.detail,
+        decision.faces_found,
+        decision.background_faces,
+        face,
+        decision.blur_score,
+    )
+
+
+def save_crop(crop_bgr: np.ndarray, target: Path) -> str:
+    """Write a face crop losslessly (PNG) and return its sha256."""
+    ok, encoded = cv2.imencode(".png", crop_bgr)
+    if not ok:
+        raise ValueError(f"could not encode the face crop for {target}")
+    data = encoded.tobytes()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_bytes(data)
+    partial.replace(target)
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_crop(path: Path) -> np.ndarray:
+    crop = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if crop is None:
+        raise FileNotFoundError(f"face crop {path} is missing or unreadable")
+    return crop

@@ -1,0 +1,9 @@
+import dagster as dg
+
+# One partition per client domain; the registry sensor and the CLI keep it in step with the
+# `domains` table.
+domain_partitions = dg.DynamicPartitionsDefinition(name="domain")
+
+# Assets that write the database share this pool, so SQLite sees one writer at a time even under
+# the multiprocess executor (the limit is set in dagster.yaml).
+DATABASE_POOL = "facerec_db"

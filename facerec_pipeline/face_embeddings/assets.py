@@ -1,0 +1,98 @@
+"""face_embeddings: one DeepFace embedding per accepted face, stored as a float32 BLOB keyed by
+(image sha256, model configuration). A re-run embeds only faces it has not seen."""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+
+from facerec_pipeline.db.models import FaceEmbedding
+from facerec_pipeline.detected_faces.validation import read_crop
+from facerec_pipeline.domains.partitions import DATABASE_POOL, domain_partitions
+from facerec_pipeline.face_engine.engine import deepface_version
+from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
+
+EMBEDDING_COLUMNS = [
+    "image_sha256", "model_config", "model_name", "detector_backend", "normalization",
+    "library_version", "dim", "embedding",
+]  # fmt: skip
+EMBED_CHUNK = 32
+
+
+def _existing_embeddings(facerec: FacerecStorage, shas: list[str], model_config: str) -> dict:
+    found = {}
+    with facerec.session() as session:
+        for start in range(0, len(shas), 400):
+            rows = session.execute(
+                select(FaceEmbedding).where(
+                    FaceEmbedding.model_config == model_config,
+                    FaceEmbedding.image_sha256.in_(shas[start : start + 400]),
+                )
+            ).scalars()
+            found.update({row.image_sha256: row for row in rows})
+    return found
+
+
+@dg.asset(
+    partitions_def=domain_partitions,
+    io_manager_key="stage_tables",
+    code_version="1",
+    pool=DATABASE_POOL,
+    group_name="validation",
+    kinds={"python", "sqlite"},
+)
+def face_embeddings(
+    context: dg.AssetExecutionContext,
+    facerec: FacerecStorage,
+    face_engine: FaceEngineResource,
+    detected_faces: pd.DataFrame,
+) -> pd.DataFrame:
+    code = context.partition_key
+    settings = facerec.settings
+    config = face_engine.engine_config
+    model_config = config.model_key
+    accepted = detected_faces[detected_faces["status"] == "accepted"].drop_duplicates(
+        "image_sha256"
+    )
+    existing = _existing_embeddings(facerec, list(accepted["image_sha256"]), model_config)
+    missing = accepted[~accepted["image_sha256"].isin(existing)]
+    base = {
+        "model_config": model_config,
+        "model_name": config.model_name,
+        "detector_backend": config.detector_backend,
+        "normalization": config.normalization,
+        "library_version": f"deepface-{deepface_version()}",
+    }
+    rows = [
+        {**base, "image_sha256": sha, "dim": row.dim, "embedding": row.embedding}
+        for sha, row in existing.items()
+    ]
+    if len(missing):
+        engine = face_engine.engine()
+        for start in range(0, len(missing), EMBED_CHUNK):
+            chunk = missing.iloc[start : start + EMBED_CHUNK]
+            crops = [read_crop(settings.absolute(path)) for path in chunk["crop_path"]]
+            vectors = engine.embed(crops)
+            for sha, vector in zip(chunk["image_sha256"], vectors, strict=True):
+                rows.append(
+                    {
+                        **base,
+                        "image_sha256": sha,
+                        "dim": int(vector.shape[0]),
+                        "embedding": np.asarray(vector, dtype="<f4").tobytes(),
+                    }
+                )
+            context.log.info(
+                f"face_embeddings[{code}]: {min(start + EMBED_CHUNK, len(missing))}/"
+                f"{len(missing)} new faces embedded"
+            )
+    frame = pd.DataFrame(rows, columns=EMBEDDING_COLUMNS)
+    context.add_output_metadata(
+        {
+            "faces": len(frame),
+            "embedded_this_run": len(missing),
+            "reused_from_cache": len(existing),
+            "model_config": model_config,
+        }
+    )
+    return frame

@@ -1,0 +1,149 @@
+"""Gallery files: versioned batches under recognized_faces_batched/{domain}/batch_NNNN/ and the
+production pointer under recognized_faces_prod/{domain}/gallery.json. No Dagster here.
+
+A batch holds up to BATCH_MAX_PEOPLE people: `embeddings.npy` (float32, L2-normalized, one row
+per face), `faces.json` (who each row is), `batch_metadata.json`, and the aligned face crops in
+one folder per person. Batch numbers keep counting across versions; the galleries table and the
+metadata say which batches make a version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BATCH_MAX_PEOPLE = 500
+POINTER_FILE = "gallery.json"
+
+
+@dataclass(frozen=True)
+class GalleryEntry:
+    face_id: int
+    person_id: int
+    person: str
+    normalized_name: str
+    wikidata_id: str | None
+    image_sha256: str
+    crop_path: Path
+    vector: np.ndarray  # L2-normalized
+
+
+def content_hash(entries: list[GalleryEntry], model_config: str) -> str:
+    """Identifies what a gallery serves: same faces, people and model -> same hash."""
+    digest = hashlib.sha256(model_config.encode())
+    for entry in sorted(entries, key=lambda e: e.face_id):
+        digest.update(f"|{entry.face_id}:{entry.person_id}:{entry.image_sha256}".encode())
+        digest.update(f":{entry.person}:{entry.wikidata_id}".encode())
+    return digest.hexdigest()
+
+
+def next_batch_number(batched_dir: Path) -> int:
+    numbers = [
+        int(path.name.split("_")[1])
+        for path in batched_dir.glob("batch_*")
+        if path.is_dir() and path.name.split("_")[1].isdigit()
+    ]
+    return max(numbers, default=0) + 1
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def write_batches(
+    batched_dir: Path,
+    entries: list[GalleryEntry],
+    *,
+    domain: str,
+    version: int,
+    model_config: str,
+    created_at: datetime,
+) -> list[Path]:
+    by_person: dict[str, list[GalleryEntry]] = {}
+    for entry in sorted(entries, key=lambda e: (e.normalized_name, e.face_id)):
+        by_person.setdefault(entry.normalized_name, []).append(entry)
+    people = list(by_person)
+    first = next_batch_number(batched_dir)
+    written = []
+    for offset, start in enumerate(range(0, len(people), BATCH_MAX_PEOPLE)):
+        batch_people = people[start : start + BATCH_MAX_PEOPLE]
+        batch_entries = [entry for name in batch_people for entry in by_person[name]]
+        name = f"batch_{first + offset:04d}"
+        partial = batched_dir / f".{name}.partial"
+        if partial.exists():
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True)
+        faces = []
+        for row, entry in enumerate(batch_entries):
+            person_dir = partial / entry.normalized_name
+            person_dir.mkdir(exist_ok=True)
+            crop_name = f"{entry.face_id}_{entry.crop_path.name}"
+            _link_or_copy(entry.crop_path, person_dir / crop_name)
+            faces.append(
+                {
+                    "row": row,
+                    "face_id": entry.face_id,
+                    "person_id": entry.person_id,
+                    "person": entry.person,
+                    "normalized_name": entry.normalized_name,
+                    "wikidata_id": entry.wikidata_id,
+                    "image_sha256": entry.image_sha256,
+                    "crop": f"{entry.normalized_name}/{crop_name}",
+                }
+            )
+        matrix = np.stack([entry.vector for entry in batch_entries]).astype(np.float32)
+        np.save(partial / "embeddings.npy", matrix)
+        (partial / "faces.json").write_text(json.dumps(faces, ensure_ascii=False, indent=1))
+        metadata = {
+            "domain": domain,
+            "gallery_version": version,
+            "batch": name,
+            "model_config": model_config,
+            "dim": int(matrix.shape[1]),
+            "created_at": created_at.isoformat(),
+            "person_count": len(batch_people),
+            "face_count": len(batch_entries),
+            "people": [
+                {
+                    "name": by_person[person][0].person,
+                    "normalized_name": person,
+                    "wikidata_id": by_person[person][0].wikidata_id,
+                    "faces": len(by_person[person]),
+                }
+                for person in batch_people
+            ],
+        }
+        (partial / "batch_metadata.json").write_text(
+            json.dumps(metadata, ensure_ascii=False, indent=1)
+        )
+        partial.rename(batched_dir / name)
+        written.append(batched_dir / name)
+    return written
+
+
+def write_prod_pointer(prod_dir: Path, pointer: dict[str, Any]) -> Path:
+    """Atomically point production at a published batch set."""
+    prod_dir.mkdir(parents=True, exist_ok=True)
+    target = prod_dir / POINTER_FILE
+    partial = prod_dir / f".{POINTER_FILE}.partial"
+    partial.write_text(json.dumps(pointer, ensure_ascii=False, indent=1))
+    partial.replace(target)
+    return target
+
+
+def read_prod_pointer(prod_dir: Path) -> dict[str, Any] | None:
+    path = prod_dir / POINTER_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())

@@ -1,0 +1,56 @@
+"""Run one domain's pipeline synchronously through the real Dagster instance."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from facerec_pipeline.definitions import build_definitions
+from facerec_pipeline.jobs import DOMAIN_PIPELINE_JOB
+from facerec_pipeline.settings import Settings, validate_domain_code
+
+# Dagster's console logger at INFO shows the stages' own progress lines, not every event.
+RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    success: bool
+    failures: list[str] = field(default_factory=list)
+    materialized: dict[str, dict] = field(default_factory=dict)
+
+
+def run_domain(
+    settings: Settings,
+    code: str,
+    instance: dg.DagsterInstance | None = None,
+    echo: Callable[[str], None] = print,
+) -> RunOutcome:
+    validate_domain_code(code)
+    instance = instance or dg.DagsterInstance.get()
+    job = build_definitions(settings).resolve_job_def(DOMAIN_PIPELINE_JOB)
+    result = job.execute_in_process(
+        instance=instance, partition_key=code, raise_on_error=False, run_config=RUN_CONFIG
+    )
+    outcome = RunOutcome(run_id=result.run_id, success=result.success)
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            materialization = event.event_specific_data.materialization
+            metadata = {key: value.value for key, value in materialization.metadata.items()}
+            outcome.materialized[materialization.asset_key.to_user_string()] = metadata
+            rows = metadata.get("dagster/row_count")
+            echo(f"  materialized {materialization.asset_key.to_user_string()} ({rows} rows)")
+        elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            state = "passed" if evaluation.passed else "FAILED"
+            echo(f"  check {evaluation.check_name}: {state}")
+        elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            error = event.event_specific_data.error
+            message = error.message.strip() if error else "unknown error"
+            if error and error.cause:
+                message += f" (caused by: {error.cause.message.strip()})"
+            outcome.failures.append(f"{event.step_key}: {message}")
+    return outcome

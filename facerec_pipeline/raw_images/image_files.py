@@ -1,0 +1,137 @@
+"""Reading photos safely: content hashes, a perceptual hash, size limits and a clear reason for
+anything that is not a usable image. No Dagster here."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_IMAGE_PIXELS = 60_000_000
+MIME_BY_FORMAT = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "BMP": "image/bmp",
+    "GIF": "image/gif",
+    "TIFF": "image/tiff",
+    "MPO": "image/jpeg",
+}
+
+
+class ImageRejected(Exception):
+    """The file is not a usable photo. `reason` is the recorded rejection reason."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    sha256: str
+    file_size: int
+    width: int | None = None
+    height: int | None = None
+    mime: str | None = None
+    perceptual_hash: str | None = None
+    rejection_reason: str | None = None
+    rejection_detail: str | None = None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def open_image(path: Path) -> Image.Image:
+    """Open, size-check and fully decode an image; upright (EXIF) and RGB."""
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ImageRejected("image_too_large", f"{size} bytes (limit {MAX_FILE_BYTES})")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise ImageRejected(
+                    "image_too_large",
+                    f"{image.width}x{image.height} pixels (limit {MAX_IMAGE_PIXELS})",
+                )
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageRejected("image_too_large", str(error)) from error
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise ImageRejected("unreadable_image", f"{type(error).__name__}: {error}") from error
+    if image.mode != "RGB":
+        if image.mode in ("RGBA", "LA", "P", "PA"):
+            rgba = image.convert("RGBA")
+            background = Image.new("RGB", rgba.size, (255, 255, 255))
+            background.paste(rgba, mask=rgba.getchannel("A"))
+            image = background
+        else:
+            image = image.convert("RGB")
+    return image
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    return np.asarray(open_image(path))
+
+
+def difference_hash(image: Image.Image) -> str:
+    """64-bit dHash as 16 hex digits: near-identical photos (resized, recompressed) match."""
+    small = np.asarray(image.convert("L").resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)
+    bits = (small[:, 1:] > small[:, :-1]).flatten()
+    return f"{int(''.join('1' if bit else '0' for bit in bits), 2):016x}"
+
+
+def hamming_distance(hash_a: str, hash_b: str) -> int:
+    return (int(hash_a, 16) ^ int(hash_b, 16)).bit_count()
+
+
+def inspect_image(path: Path) -> ImageFacts:
+    """Facts about a photo file; an unusable one gets its rejection reason instead of an error."""
+    sha256 = sha256_file(path)
+    file_size = path.stat().st_size
+    try:
+        image = open_image(path)
+        with Image.open(path) as raw:
+            image_format = raw.format
+    except ImageRejected as rejected:
+        return ImageFacts(
+            sha256, file_size, None, None, None, None, rejected.reason, rejected.detail
+        )
+    return ImageFacts(
+        sha256=sha256,
+        file_size=file_size,
+        width=image.width,
+        height=image.height,
+        mime=MIME_BY_FORMAT.get(image_format or "", "application/octet-stream"),
+        perceptual_hash=difference_hash(image),
+    )
+
+
+def store_content_addressed(source: Path, target_dir: Path, sha256: str) -> Path:
+    """Copy `source` to `target_dir/<sha256><suffix>` unless already there; return the path."""
+    suffix = source.suffix.lower() if source.suffix.lower() in IMAGE_SUFFIXES else ".bin"
+    target = target_dir / f"{sha256}{suffix}"
+    if not target.exists():
+        target_dir.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        shutil.copyfile(source, partial)
+        partial.replace(target)
+    return target

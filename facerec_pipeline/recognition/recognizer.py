@@ -1,0 +1,119 @@
+"""The recognizer: loads a domain's production gallery (and those of the domains it inherits)
+and names the faces in a photo. No Dagster here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facerec_pipeline.face_engine.engine import FaceEngine, l2_normalize
+from facerec_pipeline.gallery.publish import read_prod_pointer
+from facerec_pipeline.raw_images.image_files import load_rgb
+from facerec_pipeline.settings import Settings
+
+
+class NoGallery(LookupError):
+    pass
+
+
+@dataclass
+class LoadedGallery:
+    domain: str
+    version: int
+    model_config: str
+    matrix: np.ndarray  # n x dim, L2-normalized float32
+    faces: list[dict[str, Any]]  # one per row: person, normalized_name, wikidata_id, ...
+
+
+def load_prod_gallery(settings: Settings, domain: str) -> LoadedGallery:
+    pointer = read_prod_pointer(settings.prod_dir(domain))
+    if pointer is None:
+        raise NoGallery(
+            f"domain {domain!r} has no production gallery yet: run `facerec run --domain {domain}`"
+        )
+    matrices, faces = [], []
+    for batch in pointer["batches"]:
+        batch_dir = settings.absolute(batch)
+        matrices.append(np.load(batch_dir / "embeddings.npy"))
+        faces.extend(json.loads((batch_dir / "faces.json").read_text()))
+    return LoadedGallery(
+        domain=domain,
+        version=int(pointer["version"]),
+        model_config=pointer["model_config"],
+        matrix=np.concatenate(matrices).astype(np.float32),
+        faces=faces,
+    )
+
+
+def top_matches(gallery: LoadedGallery, query: np.ndarray, k: int) -> list[dict[str, Any]]:
+    """Best distance per person, the k nearest people, nearest first."""
+    distances = 1.0 - gallery.matrix @ query
+    order = np.argsort(distances, kind="stable")
+    matches: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for row in order:
+        face = gallery.faces[int(row)]
+        if face["normalized_name"] in seen:
+            continue
+        seen.add(face["normalized_name"])
+        matches.append(
+            {
+                "person": face["person"],
+                "normalized_name": face["normalized_name"],
+                "wikidata_id": face.get("wikidata_id"),
+                "domain": gallery.domain,
+                "distance": round(float(distances[row]), 5),
+            }
+        )
+        if len(matches) == k:
+            break
+    return matches
+
+
+class Recognizer:
+    def __init__(self, galleries: list[LoadedGallery], engine: FaceEngine, top_k: int = 5):
+        if not galleries:
+            raise NoGallery("no gallery to search")
+        configs = {gallery.model_config for gallery in galleries}
+        if configs != {engine.config.model_key}:
+            raise ValueError(
+                f"gallery model configuration {sorted(configs)} does not match the engine's "
+                f"{engine.config.model_key}; rebuild the gallery or configure the engine to match"
+            )
+        self.galleries = galleries
+        self.engine = engine
+        self.top_k = top_k
+        self.threshold = engine.config.threshold
+
+    def identify(self, vector: np.ndarray) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """Search the galleries in order; the first whose best match is within the threshold
+        decides. Matches from every gallery are returned, nearest first."""
+        identity = None
+        matches: list[dict[str, Any]] = []
+        for gallery in self.galleries:
+            found = top_matches(gallery, vector, self.top_k)
+            matches.extend(found)
+            if identity is None and found and found[0]["distance"] <= self.threshold:
+                identity = found[0]
+        matches.sort(key=lambda match: match["distance"])
+        return identity, matches[: self.top_k]
+
+    def recognize_image(self, path: Path) -> dict[str, Any]:
+        faces = self.engine.detect(load_rgb(path))
+        vectors = l2_normalize(self.engine.embed([face.crop_bgr for face in faces]))
+        results = []
+        for face, vector in zip(faces, vectors, strict=True):
+            identity, matches = self.identify(vector)
+            results.append(
+                {
+                    "box": {"x": face.x, "y": face.y, "w": face.w, "h": face.h},
+                    "confidence": round(face.confidence, 4),
+                    "identity": identity,
+                    "matches": matches,
+                }
+            )
+        return {"image": str(path), "faces": results}

@@ -1,0 +1,75 @@
+"""Resources: the project's storage and database, and the face engine."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+import dagster as dg
+from sqlalchemy.orm import Session
+
+from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.db.migrate import upgrade
+from facerec_pipeline.detected_faces.quality_gates import GateConfig
+from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine
+from facerec_pipeline.settings import Settings
+
+
+class FacerecStorage(dg.ConfigurableResource):
+    """The storage root (files) and the database (SQLite file by default, any SQLAlchemy URL)."""
+
+    storage_dir: str
+    database_url: str
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(storage_dir=Path(self.storage_dir), database_url=self.database_url)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Runs are safe on a fresh or an older database: bring the schema up to date first.
+        upgrade(self.database_url)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with session_scope(self.database_url) as session:
+            yield session
+
+
+@lru_cache(maxsize=4)
+def _engine(config: EngineConfig, models_dir: str) -> FaceEngine:
+    return FaceEngine(config, Path(models_dir))
+
+
+class FaceEngineResource(dg.ConfigurableResource):
+    """DeepFace configuration. The default (Dlib model, dlib detector) runs offline with the
+    weights `facerec models install` provides; other DeepFace models need their weights."""
+
+    models_dir: str
+    model_name: str = "Dlib"
+    detector_backend: str = "dlib"
+    normalization: str = "base"
+    detect_max_side: int = 800
+    min_confidence: float = GateConfig.min_confidence
+    min_face_size: int = GateConfig.min_face_size
+    min_blur_score: float = GateConfig.min_blur_score
+    dominance_ratio: float = GateConfig.dominance_ratio
+    duplicate_hash_distance: int = GateConfig.duplicate_hash_distance
+
+    @property
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            self.model_name, self.detector_backend, self.normalization, self.detect_max_side
+        )
+
+    @property
+    def gates(self) -> GateConfig:
+        return GateConfig(
+            self.min_confidence,
+            self.min_face_size,
+            self.min_blur_score,
+            self.dominance_ratio,
+            self.duplicate_hash_distance,
+        )
+
+    def engine(self) -> FaceEngine:
+        return _engine(self.engine_config, self.models_dir)
