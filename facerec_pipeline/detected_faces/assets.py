@@ -50,6 +50,7 @@ def detected_faces(
             session.connection(),
             params={"domain": code, "config": detector_config},
         )
+    previous = previous.astype(object).where(previous.notna(), None)  # NULL stays None, not NaN
     cached = {int(row["image_id"]): row for row in previous.to_dict("records")}
     person_folder = dict(zip(candidates["id"], candidates["normalized_name"], strict=True))
     duplicates = find_duplicates(

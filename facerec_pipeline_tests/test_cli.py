@@ -1,0 +1,96 @@
+"""The `facerec` command line, end to end on a real storage root and Dagster instance."""
+
+import json
+
+import dagster as dg
+import pytest
+from click.testing import CliRunner
+
+from facerec_pipeline.cli.main import cli
+from facerec_pipeline_tests.conftest import build_folder
+
+
+@pytest.fixture
+def facerec(tmp_path, models_dir):
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    (storage / "models").symlink_to(models_dir, target_is_directory=True)
+    env = {"FACEREC_STORAGE_DIR": str(storage), "DAGSTER_HOME": str(tmp_path / "dagster"),
+           "DATABASE_URL": ""}  # fmt: skip
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(cli, list(args), env=env, catch_exceptions=False)
+
+    invoke.env = env
+    return invoke
+
+
+def test_domain_commands_and_clear_errors(facerec, tmp_path):
+    assert facerec("domains", "list").output.startswith("no domains yet")
+    bad = facerec("domains", "add", "Serbia!", "--name", "Serbia", "--source", "folder",
+                  "--path", str(tmp_path))  # fmt: skip
+    assert bad.exit_code == 1 and "invalid domain code" in bad.output
+    missing = facerec("domains", "add", "serbia", "--name", "Serbia", "--source", "folder",
+                      "--path", str(tmp_path / "nope"))  # fmt: skip
+    assert missing.exit_code == 1 and "does not exist" in missing.output
+    added = facerec("domains", "add", "serbia", "--name", "Serbia", "--source", "folder",
+                    "--path", str(tmp_path))  # fmt: skip
+    assert added.exit_code == 0, added.output
+    child = facerec("domains", "add", "novi_sad", "--name", "Novi Sad", "--source", "folder",
+                    "--path", str(tmp_path), "--inherit", "serbia")  # fmt: skip
+    assert child.exit_code == 0, child.output
+    listed = json.loads(facerec("domains", "list", "--json").stdout)
+    assert [(d["code"], d["inherit_from"]) for d in listed] == [
+        ("novi_sad", ["serbia"]), ("serbia", []),
+    ]  # fmt: skip
+    shown = json.loads(facerec("domains", "show", "serbia", "--json").stdout)
+    assert shown["source"] == "folder" and shown["is_active"] is True
+    unknown = facerec("domains", "show", "greece")
+    assert unknown.exit_code == 1 and "unknown domain 'greece'" in unknown.output
+    assert facerec("domains", "deactivate", "serbia").exit_code == 0
+    inactive = facerec("run", "--domain", "serbia")
+    assert inactive.exit_code == 1 and "inactive" in inactive.output
+    assert facerec("run", "--domain", "nowhere").exit_code == 1
+    with dg.DagsterInstance.from_config(facerec.env["DAGSTER_HOME"]) as instance:
+        assert set(instance.get_dynamic_partitions("domain")) == {"serbia", "novi_sad"}
+
+
+def test_run_then_recognize(facerec, tmp_path, photos, composed):
+    folder = build_folder(
+        tmp_path / "photos",
+        {"barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
+         "eileen_collins": [composed["astronaut.png"]]},
+        mapping={"barack_obama": {"full_name": "Barack Obama", "wikidata_id": "Q76"}},
+    )  # fmt: skip
+    assert facerec("domains", "add", "demo", "--name", "Demo", "--source", "folder",
+                   "--path", str(folder)).exit_code == 0  # fmt: skip
+    no_gallery = facerec("recognize", "--domain", "demo", str(photos / "obama3.jpg"))
+    assert no_gallery.exit_code == 1 and "no production gallery" in no_gallery.output
+    ran = facerec("run", "--domain", "demo")
+    assert ran.exit_code == 0, ran.output
+    assert (
+        "materialized gallery" in ran.output and "check gallery_is_coherent: passed" in ran.output
+    )
+    with dg.DagsterInstance.from_config(facerec.env["DAGSTER_HOME"]) as instance:
+        (run,) = instance.get_runs()
+        assert run.job_name == "domain_pipeline" and run.tags["dagster/partition"] == "demo"
+
+    recognized = facerec("recognize", "--domain", "demo", "--json",
+                         str(photos / "obama3.jpg"), str(photos / "biden.jpg"))  # fmt: skip
+    assert recognized.exit_code == 0, recognized.output
+    obama, biden = json.loads(recognized.stdout)
+    assert obama["faces"][0]["identity"]["person"] == "Barack Obama"
+    assert set(obama["faces"][0]["box"]) == {"x", "y", "w", "h"}
+    assert biden["faces"][0]["identity"] is None
+
+    broken = facerec("recognize", "--domain", "demo", "--json",
+                     str(composed["corrupt.jpg"]), str(photos / "obama3.jpg"))  # fmt: skip
+    assert broken.exit_code == 1
+    corrupt, good = json.loads(broken.stdout)
+    assert corrupt["error"].startswith("unreadable_image") and good["faces"]
+    table = facerec("recognize", "--domain", "demo", str(photos / "obama3.jpg"))
+    assert "Barack Obama (demo)" in table.output
+
+    stats = json.loads(facerec("stats", "--domain", "demo", "--json").stdout)
+    assert stats["production_gallery"]["version"] == 1 and stats["faces_accepted"] == 3

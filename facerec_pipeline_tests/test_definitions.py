@@ -1,0 +1,53 @@
+import subprocess
+import sys
+
+import dagster as dg
+
+from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.definitions import build_definitions, build_resources
+from facerec_pipeline.domains.registry import set_active
+from facerec_pipeline.domains.sensors import domain_registry_sensor
+from facerec_pipeline_tests.conftest import REPO, add_folder_domain
+
+
+def test_definitions_snapshot(settings):
+    defs = build_definitions(settings)
+    graph = defs.resolve_asset_graph()
+    assert sorted(key.to_user_string() for key in graph.get_all_asset_keys()) == [
+        "candidates", "detected_faces", "face_embeddings", "gallery", "raw_images",
+    ]  # fmt: skip
+    assert sorted(f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys) == [
+        "gallery:gallery_is_coherent"
+    ]
+    assert [job.name for job in defs.jobs] == ["domain_pipeline"]
+    assert [sensor.name for sensor in defs.sensors] == ["domain_registry_sensor"]
+    job = defs.resolve_job_def("domain_pipeline")
+    assert job.partitions_def.name == "domain"
+    assert sorted(defs.resources) == ["face_engine", "facerec", "stage_tables"]
+
+
+def test_dagster_cli_validates_the_code_location(settings):
+    completed = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={"FACEREC_STORAGE_DIR": str(settings.storage_dir), "PATH": "/usr/bin:/bin"},
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_registry_sensor_adds_active_domains_as_partitions(settings, instance, tmp_path):
+    add_folder_domain(settings, "serbia", tmp_path)
+    add_folder_domain(settings, "greece", tmp_path)
+    with session_scope(settings.database_url) as session:
+        set_active(session, "greece", False)
+    resources = {"facerec": build_resources(settings)["facerec"]}
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        result = domain_registry_sensor(context)
+    (request,) = result.dynamic_partitions_requests
+    assert request.partitions_def_name == "domain" and list(request.partition_keys) == ["serbia"]
+    instance.add_dynamic_partitions("domain", ["serbia"])
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        assert isinstance(domain_registry_sensor(context), dg.SkipReason)

@@ -1,0 +1,70 @@
+"""Real DeepFace inference (Dlib model, dlib detector) on the packaged photos."""
+
+import numpy as np
+import pytest
+
+from facerec_pipeline.detected_faces.quality_gates import GateConfig
+from facerec_pipeline.detected_faces.validation import validate_photo
+from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine, l2_normalize
+from facerec_pipeline.face_engine.weights import ModelWeightsMissing, install_weights
+from facerec_pipeline.raw_images.image_files import load_rgb
+
+
+def embed(engine, path):
+    faces = engine.detect(load_rgb(path))  # largest first
+    assert faces, path
+    return l2_normalize(engine.embed([faces[0].crop_bgr]))[0]
+
+
+def test_same_person_is_within_the_threshold_and_others_are_not(engine, photos, composed):
+    obama, obama3 = embed(engine, photos / "obama.jpg"), embed(engine, photos / "obama3.jpg")
+    biden = embed(engine, photos / "biden.jpg")
+    astronaut = embed(engine, composed["astronaut.png"])
+    threshold = engine.config.threshold
+    assert obama.shape == (128,)
+    assert 1 - obama @ obama3 < threshold
+    assert 1 - obama @ biden > threshold
+    assert 1 - obama @ astronaut > threshold
+
+
+def test_boxes_are_in_full_resolution_coordinates(engine, photos):
+    image = load_rgb(photos / "obama3.jpg")  # 2333 px on its long side, detected at 800
+    (face,) = engine.detect(image)
+    assert max(image.shape[:2]) > 2 * engine.config.detect_max_side
+    assert face.w > 200 and face.x + face.w <= image.shape[1]
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("two_faces.jpg", "multiple_faces"),
+        ("blank.jpg", "no_face"),
+        ("tiny_face.jpg", "face_too_small"),
+        ("blurry.jpg", "blurry"),
+        ("corrupt.jpg", "unreadable_image"),
+        ("dominant_subject.jpg", None),
+    ],
+)
+def test_composed_photos_get_their_outcome(engine, composed, name, reason):
+    outcome = validate_photo(engine, GateConfig(), composed[name])
+    assert outcome.rejection_reason == reason
+    if reason is None:
+        assert outcome.status == "accepted" and outcome.background_faces == 1
+
+
+def test_missing_weights_name_the_command(tmp_path):
+    with pytest.raises(ModelWeightsMissing, match="facerec models install"):
+        FaceEngine(EngineConfig(), tmp_path)
+
+
+def test_install_weights_is_idempotent_and_checks_checksums(tmp_path):
+    first = install_weights(tmp_path)
+    assert {w.action for w in first} == {"copied"}
+    assert {w.action for w in install_weights(tmp_path)} == {"present"}
+    first[0].path.write_bytes(b"damaged")
+    repaired = {w.name: w.action for w in install_weights(tmp_path)}
+    assert repaired[first[0].name] == "copied"
+
+
+def test_embeddings_are_deterministic(engine, photos):
+    assert np.array_equal(embed(engine, photos / "biden.jpg"), embed(engine, photos / "biden.jpg"))

@@ -1,0 +1,68 @@
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from facerec_pipeline.detected_faces.duplicates import PhotoRef, find_duplicates
+from facerec_pipeline.detected_faces.quality_gates import GateConfig, blur_score, judge_faces
+
+RNG = np.random.default_rng(7)
+SHARP = RNG.integers(0, 255, (120, 120, 3), dtype=np.uint8)
+FLAT = np.full((120, 120, 3), 128, dtype=np.uint8)
+
+
+@dataclass
+class Face:
+    w: int
+    h: int
+    confidence: float = 1.0
+    crop_bgr: np.ndarray = field(default_factory=lambda: SHARP)
+
+    @property
+    def area(self):
+        return self.w * self.h
+
+    @property
+    def size(self):
+        return min(self.w, self.h)
+
+
+def judge(*faces):
+    return judge_faces(sorted(faces, key=lambda f: f.area, reverse=True), GateConfig())
+
+
+def test_blur_score_separates_sharp_from_flat():
+    assert blur_score(SHARP) > 1000 > blur_score(FLAT) == 0.0
+
+
+def test_each_gate_gives_its_reason():
+    assert judge().reason == "no_face"
+    assert judge(Face(200, 200, confidence=0.2)).reason == "low_confidence"
+    assert judge(Face(200, 200), Face(180, 180)).reason == "multiple_faces"
+    assert judge(Face(40, 40)).reason == "face_too_small"
+    assert judge(Face(200, 200, crop_bgr=FLAT)).reason == "blurry"
+    accepted = judge(Face(200, 200))
+    assert accepted.accepted and accepted.reason is None and accepted.faces_found == 1
+
+
+def test_dominant_subject_is_accepted_with_background_faces_counted():
+    decision = judge(Face(300, 300), Face(60, 60), Face(50, 50))
+    assert decision.accepted and decision.face_index == 0
+    assert (decision.faces_found, decision.background_faces) == (3, 2)
+
+
+def test_low_confidence_background_detection_does_not_count_as_a_rival():
+    decision = judge(Face(200, 200), Face(190, 190, confidence=0.1))
+    assert decision.accepted and decision.background_faces == 1
+
+
+def test_duplicates_exact_and_perceptual_keep_the_earliest():
+    photos = [
+        PhotoRef(3, "sha-a", "ffff000000000000"),  # same file as 1
+        PhotoRef(1, "sha-a", "ffff000000000000"),
+        PhotoRef(2, "sha-b", "0000ffff00000000"),
+        PhotoRef(4, "sha-c", "0000ffff00000007"),  # 3 bits from 2: a resized copy
+        PhotoRef(5, "sha-d", "0f0f0f0f0f0f0f0f"),  # different photo
+        PhotoRef(6, "sha-e", None),  # unreadable: no hash, only exact matching
+    ]
+    assert find_duplicates(photos, max_hash_distance=4) == {3: 1, 4: 2}
+    assert find_duplicates(photos, max_hash_distance=2) == {3: 1}

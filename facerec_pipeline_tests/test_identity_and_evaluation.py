@@ -1,0 +1,44 @@
+import numpy as np
+
+from facerec_pipeline.face_engine.engine import l2_normalize
+from facerec_pipeline.gallery.evaluation import evaluate
+from facerec_pipeline.gallery.identity import consistency_decisions
+
+RNG = np.random.default_rng(11)
+
+
+def person(center: np.ndarray, count: int, spread: float = 0.02) -> np.ndarray:
+    return l2_normalize(center + spread * RNG.standard_normal((count, center.size)))
+
+
+A = l2_normalize(RNG.standard_normal(128))
+B = l2_normalize(RNG.standard_normal(128))
+
+
+def test_a_planted_photo_of_someone_else_is_quarantined():
+    vectors = np.vstack([person(A, 4), person(B, 1)])
+    decisions = consistency_decisions(vectors, threshold=0.07)
+    assert [d.accepted for d in decisions] == [True, True, True, True, False]
+    assert decisions[-1].reason == "inconsistent_identity"
+    assert decisions[-1].centroid_distance > 0.07 > decisions[0].centroid_distance
+
+
+def test_two_faces_that_disagree_are_both_ambiguous_and_one_face_is_kept():
+    decisions = consistency_decisions(np.vstack([person(A, 1), person(B, 1)]), threshold=0.07)
+    assert [d.reason for d in decisions] == ["ambiguous_identity", "ambiguous_identity"]
+    assert consistency_decisions(person(A, 1), threshold=0.07)[0].accepted
+
+
+def test_two_plants_among_three_still_leave_the_majority():
+    vectors = np.vstack([person(A, 3), person(B, 1), l2_normalize(RNG.standard_normal((1, 128)))])
+    decisions = consistency_decisions(vectors, threshold=0.07)
+    assert [d.accepted for d in decisions] == [True, True, True, False, False]
+
+
+def test_evaluation_counts_leave_one_out_accuracy():
+    vectors = np.vstack([person(A, 3), person(B, 2)])
+    figures = evaluate(vectors, ["a", "a", "a", "b", "b"], threshold=0.07)
+    assert figures["loo_probes"] == 5 and figures["loo_top1_accuracy"] == 1.0
+    assert figures["genuine_distance_max"] < figures["impostor_distance_min"]
+    swapped = evaluate(vectors, ["a", "a", "b", "b", "a"], threshold=0.07)
+    assert swapped["loo_top1_accuracy"] < 1.0

@@ -1,0 +1,61 @@
+import pytest
+from PIL import Image
+
+from facerec_pipeline.raw_images import image_files
+from facerec_pipeline.raw_images.image_files import (
+    ImageRejected,
+    difference_hash,
+    hamming_distance,
+    inspect_image,
+    load_rgb,
+    store_content_addressed,
+)
+
+
+def test_good_photo_facts(photos):
+    facts = inspect_image(photos / "obama.jpg")
+    assert facts.rejection_reason is None
+    assert facts.mime == "image/jpeg" and facts.width and facts.height
+    assert len(facts.sha256) == 64 and len(facts.perceptual_hash) == 16
+
+
+def test_corrupt_and_truncated_files_are_unreadable(composed):
+    for name in ("corrupt.jpg", "truncated.jpg"):
+        facts = inspect_image(composed[name])
+        assert facts.rejection_reason == "unreadable_image", name
+        with pytest.raises(ImageRejected):
+            load_rgb(composed[name])
+
+
+def test_huge_images_are_refused_before_decoding(tmp_path, monkeypatch):
+    huge = tmp_path / "huge.png"
+    Image.new("1", (9000, 8000)).save(huge)  # 72 MP in a few kilobytes
+    assert inspect_image(huge).rejection_reason == "image_too_large"
+    monkeypatch.setattr(image_files, "MAX_FILE_BYTES", 10)
+    assert inspect_image(huge).rejection_reason == "image_too_large"
+
+
+def test_rgba_and_exif_rotation_become_upright_rgb(photos, tmp_path):
+    assert load_rgb(photos / "32bit.png").shape[2] == 3
+    image = Image.open(photos / "obama.jpg")
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotated 90 degrees
+    rotated = tmp_path / "rotated.jpg"
+    image.save(rotated, exif=exif)
+    assert load_rgb(rotated).shape[:2] == (image.width, image.height)
+
+
+def test_perceptual_hash_matches_a_resized_copy_not_another_photo(photos):
+    obama = Image.open(photos / "obama.jpg")
+    resized = obama.resize((obama.width // 3, obama.height // 3))
+    assert hamming_distance(difference_hash(obama), difference_hash(resized)) <= 4
+    biden = Image.open(photos / "biden.jpg")
+    assert hamming_distance(difference_hash(obama), difference_hash(biden)) > 10
+
+
+def test_content_addressed_store_is_idempotent(photos, tmp_path):
+    facts = inspect_image(photos / "obama.jpg")
+    first = store_content_addressed(photos / "obama.jpg", tmp_path, facts.sha256)
+    second = store_content_addressed(photos / "obama.jpg", tmp_path, facts.sha256)
+    assert first == second and first.name == f"{facts.sha256}.jpg"
+    assert list(tmp_path.iterdir()) == [first]

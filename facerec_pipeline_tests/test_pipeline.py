@@ -1,0 +1,196 @@
+"""The whole pipeline materialized with Dagster into a temporary storage: a real SQLite file,
+real DeepFace inference, real files. Every rejection reason appears; a re-run is idempotent; a
+changed folder is picked up."""
+
+import json
+import shutil
+
+import dagster as dg
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.definitions import ASSET_CHECKS, ASSETS, build_resources
+from facerec_pipeline.domains.partitions import domain_partitions
+from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine
+from facerec_pipeline.recognition.recognizer import Recognizer, load_prod_gallery
+from facerec_pipeline_tests.conftest import add_folder_domain, build_folder, make_settings
+
+TABLES = ["people", "images", "faces", "face_embeddings", "galleries", "gallery_faces"]
+
+
+def materialize(settings, instance, code):
+    if not instance.has_dynamic_partition(domain_partitions.name, code):
+        instance.add_dynamic_partitions(domain_partitions.name, [code])
+    result = dg.materialize(
+        [*ASSETS, *ASSET_CHECKS],
+        partition_key=code,
+        resources=build_resources(settings),
+        instance=instance,
+    )
+    assert result.success
+    return result
+
+
+def metadata(result, asset):
+    (event,) = result.asset_materializations_for_node(asset)
+    return {key: value.value for key, value in event.metadata.items()}
+
+
+def query(settings, sql, **params):
+    with session_scope(settings.database_url) as session:
+        return pd.read_sql_query(text(sql), session.connection(), params=params)
+
+
+def table_counts(settings):
+    return {t: int(query(settings, f"SELECT COUNT(*) AS n FROM {t}")["n"][0]) for t in TABLES}
+
+
+def outcomes(settings):
+    frame = query(
+        settings,
+        "SELECT i.source_url, f.status, f.rejection_reason, f.background_faces "
+        "FROM faces f JOIN images i ON i.id = f.image_id WHERE i.removed_at IS NULL",
+    )
+    frame = frame.astype(object).where(frame.notna(), None)
+    return {row.source_url.split("/")[-1]: row for row in frame.itertuples()}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, photos, composed, models_dir):
+    """One folder domain built once: Obama (good photos, one photo of Biden planted, and one
+    photo per rejection case), Eileen Collins, and a person without photos. Biden is never
+    enrolled."""
+    root = tmp_path_factory.mktemp("pipeline")
+    settings = make_settings(root / "storage", models_dir)
+    obama = [photos / n for n in ("obama2.jpg", "32bit.png", "obama_partial_face.jpg",
+                                   "obama_partial_face2.jpg")]  # fmt: skip
+    cases = ["dominant_subject.jpg", "biden_mirrored.jpg", "two_faces.jpg", "blank.jpg",
+             "tiny_face.jpg", "blurry.jpg", "corrupt.jpg"]  # fmt: skip
+    folder = build_folder(
+        root / "photos",
+        {
+            "barack_obama": obama + [composed[n] for n in cases],
+            "eileen_collins": [composed["astronaut.png"]],
+            "nobody": [],
+        },
+        mapping={"barack_obama": {"full_name": "Barack Obama", "wikidata_id": "Q76"}},
+    )
+    add_folder_domain(settings, "demo", folder)
+    with dg.instance_for_test() as instance:
+        result = materialize(settings, instance, "demo")
+        yield {"settings": settings, "instance": instance, "result": result, "folder": folder}
+
+
+def test_every_photo_gets_an_outcome_with_its_reason(built):
+    found = outcomes(built["settings"])
+    reasons = {name: row.rejection_reason or None for name, row in found.items()}
+    assert reasons["two_faces.jpg"] == "multiple_faces"
+    assert reasons["blank.jpg"] == "no_face"
+    assert reasons["tiny_face.jpg"] == "face_too_small"
+    assert reasons["blurry.jpg"] == "blurry"
+    assert reasons["corrupt.jpg"] == "unreadable_image"
+    # 32bit.png is obama2.jpg saved as RGBA PNG: the later of the two is the duplicate.
+    assert {reasons["32bit.png"], reasons["obama2.jpg"]} == {None, "duplicate"}
+    assert reasons["dominant_subject.jpg"] is None
+    assert found["dominant_subject.jpg"].background_faces == 1
+    assert len(found) == 12
+
+
+def test_planted_photo_is_quarantined_not_deleted(built):
+    frame = query(
+        built["settings"],
+        "SELECT i.source_url, g.identity_status, g.identity_reason FROM gallery_faces g "
+        "JOIN faces f ON f.id = g.face_id JOIN images i ON i.id = f.image_id",
+    )
+    decisions = {r.source_url.split("/")[-1]: (r.identity_status, r.identity_reason)
+                 for r in frame.itertuples()}  # fmt: skip
+    assert decisions["biden_mirrored.jpg"] == ("quarantined", "inconsistent_identity")
+    accepted = [name for name, (status, _) in decisions.items() if status == "accepted"]
+    assert sorted(accepted) == sorted(
+        ["dominant_subject.jpg", "obama_partial_face.jpg", "obama_partial_face2.jpg",
+         "astronaut.png", next(n for n in ("32bit.png", "obama2.jpg")
+                               if outcomes(built["settings"])[n].rejection_reason is None)]
+    )  # fmt: skip
+
+
+def test_gallery_files_pointer_and_rows(built):
+    settings = built["settings"]
+    batch = settings.batched_dir("demo") / "batch_0001"
+    meta = json.loads((batch / "batch_metadata.json").read_text())
+    assert meta["gallery_version"] == 1 and meta["model_config"] == EngineConfig().model_key
+    assert {p["normalized_name"]: p["faces"] for p in meta["people"]} == {
+        "barack_obama": 4, "eileen_collins": 1,
+    }  # fmt: skip
+    assert len(list((batch / "barack_obama").iterdir())) == 4
+    pointer = json.loads((settings.prod_dir("demo") / "gallery.json").read_text())
+    assert pointer["version"] == 1 and pointer["batches"] == [
+        "recognized_faces_batched/demo/batch_0001"
+    ]
+    gallery = query(settings, "SELECT * FROM galleries")
+    assert gallery[
+        ["version", "person_count", "face_count", "quarantined_count"]
+    ].values.tolist() == [[1, 2, 5, 1]]
+    assert bool(gallery["is_prod"][0])
+    crops = list((settings.training_pass_dir("demo") / "barack_obama").glob("*.png"))
+    assert len(crops) == 5  # the planted photo's crop is kept too
+
+
+def test_lineage_names_run_code_version_and_inputs(built):
+    lineage = query(built["settings"], "SELECT * FROM asset_lineage ORDER BY id")
+    assert list(lineage["asset_key"]) == [
+        "candidates", "raw_images", "detected_faces", "face_embeddings", "gallery",
+    ]  # fmt: skip
+    assert set(lineage["run_id"]) == {built["result"].run_id}
+    assert set(lineage["code_version"]) == {"1"}
+    gallery_inputs = json.loads(lineage["inputs"].iloc[-1])
+    assert {i["asset_key"] for i in gallery_inputs} == {
+        "candidates", "detected_faces", "face_embeddings",
+    }  # fmt: skip
+    by_key = dict(zip(lineage["asset_key"], lineage["id"], strict=True))
+    assert all(i["lineage_id"] == by_key[i["asset_key"]] for i in gallery_inputs)
+    assert metadata(built["result"], "detected_faces")["rejections_by_reason"]["duplicate"] == 1
+    assert metadata(built["result"], "raw_images")["people_without_photos"] == 1
+
+
+def test_recognizes_enrolled_people_and_not_others(built, photos, models_dir):
+    settings = built["settings"]
+    recognizer = Recognizer(
+        [load_prod_gallery(settings, "demo")], FaceEngine(EngineConfig(), models_dir)
+    )
+    (obama,) = recognizer.recognize_image(photos / "obama3.jpg")["faces"]
+    assert obama["identity"]["person"] == "Barack Obama"
+    assert obama["identity"]["wikidata_id"] == "Q76"
+    (biden,) = recognizer.recognize_image(photos / "biden.jpg")["faces"]
+    assert biden["identity"] is None and biden["matches"][0]["distance"] > 0.07
+
+
+def test_rerun_is_idempotent_then_picks_up_folder_changes(built, photos):
+    settings, instance, folder = built["settings"], built["instance"], built["folder"]
+    before = table_counts(settings)
+    again = materialize(settings, instance, "demo")
+    assert table_counts(settings) == before
+    assert metadata(again, "detected_faces")["judged_this_run"] == 0
+    assert metadata(again, "face_embeddings")["embedded_this_run"] == 0
+    assert metadata(again, "gallery")["published_this_run"] is False
+    for asset in ("candidates", "raw_images", "detected_faces", "face_embeddings", "gallery"):
+        meta = metadata(again, asset)
+        assert (meta["rows_inserted"], meta["rows_updated"]) == (0, 0), asset
+
+    (folder / "barack_obama" / "obama_partial_face.jpg").unlink()
+    (folder / "joe_biden").mkdir()
+    shutil.copyfile(photos / "biden.jpg", folder / "joe_biden" / "biden.jpg")
+    changed = materialize(settings, instance, "demo")
+    assert metadata(changed, "detected_faces")["judged_this_run"] == 1
+    assert metadata(changed, "raw_images")["rows_marked_removed"] == 1
+    assert metadata(changed, "gallery")["gallery_version"] == 2
+    removed = query(
+        settings, "SELECT removed_at FROM images WHERE source_url LIKE '%obama_partial_face.jpg'"
+    )
+    assert len(removed) == 1 and removed["removed_at"].notna().all()
+    served = sorted(face["normalized_name"] for face in load_prod_gallery(settings, "demo").faces)
+    assert served == ["barack_obama"] * 3 + ["eileen_collins", "joe_biden"]
+    versions = query(settings, "SELECT version, is_prod FROM galleries ORDER BY version")
+    assert versions.values.tolist() == [[1, 0], [2, 1]]
+    assert (settings.batched_dir("demo") / "batch_0002" / "batch_metadata.json").exists()

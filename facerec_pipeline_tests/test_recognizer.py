@@ -1,0 +1,52 @@
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from facerec_pipeline.face_engine.engine import EngineConfig, l2_normalize
+from facerec_pipeline.recognition.recognizer import LoadedGallery, Recognizer, top_matches
+
+RNG = np.random.default_rng(3)
+CONFIG = EngineConfig()
+A, B, C = l2_normalize(RNG.standard_normal((3, 128)))
+
+
+def gallery(domain, people):
+    rows = [(name, vector) for name, vectors in people.items() for vector in vectors]
+    return LoadedGallery(
+        domain=domain,
+        version=1,
+        model_config=CONFIG.model_key,
+        matrix=np.stack([v for _, v in rows]).astype(np.float32),
+        faces=[{"person": n.title(), "normalized_name": n, "wikidata_id": None} for n, _ in rows],
+    )
+
+
+def near(vector):
+    return l2_normalize(vector + 0.01 * RNG.standard_normal(128))
+
+
+CHILD = gallery("serbia", {"ana": [near(A), near(A)]})
+PARENT = gallery("balkans", {"bob": [near(B)]})
+RECOGNIZER = Recognizer([CHILD, PARENT], SimpleNamespace(config=CONFIG), top_k=5)
+
+
+def test_own_domain_then_inherited_domains_then_nobody():
+    identity, matches = RECOGNIZER.identify(near(A))
+    assert (identity["normalized_name"], identity["domain"]) == ("ana", "serbia")
+    assert [m["normalized_name"] for m in matches] == ["ana", "bob"]
+    identity, _ = RECOGNIZER.identify(near(B))
+    assert (identity["normalized_name"], identity["domain"]) == ("bob", "balkans")
+    identity, matches = RECOGNIZER.identify(near(C))
+    assert identity is None and matches[0]["distance"] > CONFIG.threshold
+
+
+def test_top_matches_gives_one_entry_per_person_nearest_first():
+    matches = top_matches(CHILD, near(A), k=5)
+    assert len(matches) == 1 and matches[0]["distance"] < CONFIG.threshold
+
+
+def test_galleries_of_another_model_are_refused():
+    other = SimpleNamespace(config=EngineConfig(model_name="Facenet512"))
+    with pytest.raises(ValueError, match="does not match"):
+        Recognizer([CHILD], other)
