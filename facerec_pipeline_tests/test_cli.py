@@ -94,3 +94,15 @@ def test_run_then_recognize(facerec, tmp_path, photos, composed):
 
     stats = json.loads(facerec("stats", "--domain", "demo", "--json").stdout)
     assert stats["production_gallery"]["version"] == 1 and stats["faces_accepted"] == 3
+
+
+def test_a_failing_run_exits_non_zero_with_the_reason(facerec, tmp_path, composed):
+    folder = build_folder(tmp_path / "photos", {"nobody_useful": [composed["blank.jpg"]]})
+    assert facerec("domains", "add", "empty", "--name", "Empty", "--source", "folder",
+                   "--path", str(folder)).exit_code == 0  # fmt: skip
+    failed = facerec("run", "--domain", "empty")
+    assert failed.exit_code == 1
+    assert "FAILED" in failed.output and "no accepted face" in failed.output
+    stats = json.loads(facerec("stats", "--domain", "empty", "--json").stdout)
+    assert stats["rejections_by_reason"] == {"no_face": 1}
+    assert stats["production_gallery"] is None
