@@ -10,8 +10,9 @@ from facerec_pipeline.gallery.assets import gallery, gallery_is_coherent
 from facerec_pipeline.jobs import domain_pipeline_job
 from facerec_pipeline.lineage.io_manager import StageTableIOManager
 from facerec_pipeline.raw_images.assets import raw_images
-from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
+from facerec_pipeline.resources import FaceEngineResource, FacerecStorage, WebSourcesResource
 from facerec_pipeline.settings import Settings
+from facerec_pipeline.web.sources import env_config
 
 ASSETS = [candidates, raw_images, detected_faces, face_embeddings, gallery]
 ASSET_CHECKS = [gallery_is_coherent]
@@ -24,6 +25,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         ),
         "face_engine": FaceEngineResource(models_dir=str(settings.models_dir)),
         "stage_tables": StageTableIOManager(database_url=settings.database_url),
+        "web_sources": WebSourcesResource(**env_config()),
     }
 
 

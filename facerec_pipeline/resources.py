@@ -13,6 +13,7 @@ from facerec_pipeline.db.migrate import upgrade
 from facerec_pipeline.detected_faces.quality_gates import GateConfig
 from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine
 from facerec_pipeline.settings import Settings
+from facerec_pipeline.web.sources import WebSources
 
 
 class FacerecStorage(dg.ConfigurableResource):
@@ -73,3 +74,31 @@ class FaceEngineResource(dg.ConfigurableResource):
 
     def engine(self) -> FaceEngine:
         return _engine(self.engine_config, self.models_dir)
+
+
+class WebSourcesResource(dg.ConfigurableResource):
+    """Wikidata, Commons and the optional paid image search. Endpoints, User-Agent and the paid
+    search key come from FACEREC_* environment variables (see README)."""
+
+    sparql_url: str
+    commons_api_url: str
+    user_agent: str | None = None
+    thumb_width: int = 960
+    license_policy: str = "free"
+    max_attempts: int = 5
+    serp_api_url: str
+    serp_api_key: str | None = None
+    serp_cost_per_call: float = 0.015
+
+    def sources(self) -> WebSources:
+        return WebSources(
+            sparql_url=self.sparql_url,
+            commons_api_url=self.commons_api_url,
+            serp_api_url=self.serp_api_url,
+            user_agent=self.user_agent,
+            thumb_width=self.thumb_width,
+            license_policy=self.license_policy,
+            max_attempts=self.max_attempts,
+            serp_api_key=self.serp_api_key,
+            serp_cost_per_call=self.serp_cost_per_call,
+        )

@@ -23,7 +23,7 @@ def test_definitions_snapshot(settings):
     assert [sensor.name for sensor in defs.sensors] == ["domain_registry_sensor"]
     job = defs.resolve_job_def("domain_pipeline")
     assert job.partitions_def.name == "domain"
-    assert sorted(defs.resources) == ["face_engine", "facerec", "stage_tables"]
+    assert sorted(defs.resources) == ["face_engine", "facerec", "stage_tables", "web_sources"]
 
 
 def test_dagster_cli_validates_the_code_location(settings):

@@ -143,7 +143,8 @@ def test_lineage_names_run_code_version_and_inputs(built):
         "candidates", "raw_images", "detected_faces", "face_embeddings", "gallery",
     ]  # fmt: skip
     assert set(lineage["run_id"]) == {built["result"].run_id}
-    assert set(lineage["code_version"]) == {"1"}
+    declared = {a.key.to_user_string(): a.code_versions_by_key[a.key] for a in ASSETS}
+    assert dict(zip(lineage["asset_key"], lineage["code_version"], strict=True)) == declared
     gallery_inputs = json.loads(lineage["inputs"].iloc[-1])
     assert {i["asset_key"] for i in gallery_inputs} == {
         "candidates", "detected_faces", "face_embeddings",

@@ -1,6 +1,8 @@
 """candidates: the people a domain's gallery should hold, from the domain's source."""
 
+import json
 from pathlib import Path
+from urllib.parse import quote
 
 import dagster as dg
 import pandas as pd
@@ -8,15 +10,21 @@ from sqlalchemy import select
 
 from facerec_pipeline.candidates.folder_source import FolderSourceError, scan_folder
 from facerec_pipeline.candidates.names import normalize_name, unique_normalized_name
-from facerec_pipeline.db.models import Person
+from facerec_pipeline.candidates.wikidata import WikidataPerson
+from facerec_pipeline.db.models import Domain, Person
 from facerec_pipeline.domains.partitions import DATABASE_POOL, domain_partitions
 from facerec_pipeline.domains.registry import get_domain
-from facerec_pipeline.resources import FacerecStorage
+from facerec_pipeline.resources import FacerecStorage, WebSourcesResource
+from facerec_pipeline.web.polite_http import HttpProblem, UserAgentRefused
 
 CANDIDATE_COLUMNS = [
     "domain", "person_key", "full_name", "normalized_name", "wikidata_id", "description",
-    "source_ref",
+    "sitelinks", "primary_image_url", "commons_category", "source_ref",
 ]  # fmt: skip
+NETWORK_RETRY = dg.RetryPolicy(
+    max_retries=2, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+FILE_PATH_URL = "http://commons.wikimedia.org/wiki/Special:FilePath/"
 
 
 def assign_normalized_names(
@@ -37,44 +45,97 @@ def assign_normalized_names(
     return people
 
 
+def folder_people(code: str, domain: Domain) -> list[dict]:
+    try:
+        found = scan_folder(Path(domain.source_path or ""))
+    except FolderSourceError as error:
+        raise dg.Failure(str(error), allow_retries=False) from error
+    return [
+        {
+            "domain": code,
+            "person_key": person.person_key,
+            "full_name": person.full_name,
+            "wikidata_id": person.wikidata_id,
+            "description": person.description,
+            "source_ref": person.folder,
+        }
+        for person in found
+    ]
+
+
+def wikidata_row(code: str, person: WikidataPerson) -> dict:
+    return {
+        "domain": code,
+        "person_key": f"wikidata:{person.qid}",
+        "full_name": person.label,
+        "wikidata_id": person.qid,
+        "description": person.description or person.local_description,
+        "sitelinks": person.sitelinks,
+        "primary_image_url": FILE_PATH_URL + quote(person.image_files[0])
+        if person.image_files
+        else None,
+        "commons_category": person.commons_category,
+        "source_ref": json.dumps(person.image_files, ensure_ascii=False),
+    }
+
+
+def wikidata_people(
+    context: dg.AssetExecutionContext, code: str, domain: Domain, facerec: FacerecStorage,
+    web: WebSourcesResource, known: list[dict],
+) -> list[dict]:  # fmt: skip
+    """The query's people, plus those who dropped out of it since (kept, not deleted)."""
+    sources = web.sources()
+    try:
+        http = sources.session()
+        client = sources.wikidata(http, facerec.settings.storage_dir / "cache" / "wikidata")
+        found = client.candidates(
+            domain.countries, domain.occupations, domain.min_sitelinks, domain.max_people,
+            domain.local_language,
+        )  # fmt: skip
+    except UserAgentRefused as error:
+        raise dg.Failure(str(error), allow_retries=False) from error
+    except HttpProblem as error:
+        raise dg.Failure(f"Wikidata query failed: {error}") from error
+    rows = [wikidata_row(code, person) for person in found]
+    current = {row["person_key"] for row in rows}
+    dropped = [
+        {column: person[column] for column in CANDIDATE_COLUMNS if column in person}
+        for person in known
+        if person["person_key"] not in current and person["person_key"].startswith("wikidata:")
+    ]
+    context.log.info(
+        f"candidates[{code}]: Wikidata gave {len(rows)} people "
+        f"({http.requests_made} requests); {len(dropped)} earlier people kept"
+    )
+    return rows + dropped
+
+
 @dg.asset(
     partitions_def=domain_partitions,
     io_manager_key="stage_tables",
-    code_version="1",
+    code_version="2",
     pool=DATABASE_POOL,
     group_name="ingestion",
     kinds={"python", "sqlite"},
+    retry_policy=NETWORK_RETRY,
 )
-def candidates(context: dg.AssetExecutionContext, facerec: FacerecStorage) -> pd.DataFrame:
-    """People of the domain (table `people`). Folder source: one person per sub-folder."""
+def candidates(
+    context: dg.AssetExecutionContext, facerec: FacerecStorage, web_sources: WebSourcesResource
+) -> pd.DataFrame:
+    """People of the domain (table `people`): one per sub-folder for a folder domain; humans of
+    the domain's countries and occupations ranked by sitelinks for a Wikidata domain."""
     code = context.partition_key
     with facerec.session() as session:
         domain = get_domain(session, code)
-        rows = session.execute(
-            select(Person.person_key, Person.normalized_name).where(Person.domain == code)
-        ).all()
-    existing = {row.person_key: row.normalized_name for row in rows}
-    if domain.source == "folder":
-        try:
-            found = scan_folder(Path(domain.source_path or ""))
-        except FolderSourceError as error:
-            raise dg.Failure(str(error)) from error
-        people = [
-            {
-                "domain": code,
-                "person_key": person.person_key,
-                "full_name": person.full_name,
-                "wikidata_id": person.wikidata_id,
-                "description": person.description,
-                "source_ref": person.folder,
-            }
-            for person in found
+        known = [
+            {column: getattr(person, column) for column in CANDIDATE_COLUMNS}
+            for person in session.scalars(select(Person).where(Person.domain == code))
         ]
+    existing = {person["person_key"]: person["normalized_name"] for person in known}
+    if domain.source == "folder":
+        people = folder_people(code, domain)
     else:
-        raise dg.Failure(
-            f"domain {code!r} uses the {domain.source!r} source, which this version cannot read "
-            "yet; create the domain with `--source folder --path DIR`"
-        )
+        people = wikidata_people(context, code, domain, facerec, web_sources, known)
     assign_normalized_names(people, existing, set(existing.values()))
     frame = pd.DataFrame(people, columns=CANDIDATE_COLUMNS)
     new = sum(1 for person in people if person["person_key"] not in existing)

@@ -268,3 +268,37 @@ class AssetLineage(Base):
     # [{"asset_key", "partition", "lineage_id", "run_id"}] of the inputs this output was made from.
     inputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SourceSkip(Base):
+    """Why the source gave nothing for a person or a file: `no_photos`, `missing_file`,
+    `not_an_image`, `license_not_free`, `fetch_failed`, ... The latest state per domain and person
+    (a re-run replaces the rows of the people it fetched)."""
+
+    __tablename__ = "source_skips"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain: Mapped[str] = mapped_column(ForeignKey("domains.code"), index=True)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
+    source: Mapped[str] = mapped_column(String(30))
+    item: Mapped[str | None] = mapped_column(Text)  # file title or URL; None for the person
+    reason: Mapped[str] = mapped_column(String(50))
+    detail: Mapped[str | None] = mapped_column(Text)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SerpCall(Base):
+    """One paid image search call and its estimated cost."""
+
+    __tablename__ = "serp_calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain: Mapped[str] = mapped_column(ForeignKey("domains.code"), index=True)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    provider: Mapped[str] = mapped_column(String(50))
+    query: Mapped[str] = mapped_column(Text)
+    result_count: Mapped[int] = mapped_column(Integer, default=0)
+    estimated_cost: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

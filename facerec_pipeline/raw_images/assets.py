@@ -1,22 +1,29 @@
 """raw_images: every photo the source offers for the domain's people, stored content-addressed
-under storage/training/{domain}/ with its provenance."""
+under storage/training/{domain}/ with its provenance and licence."""
 
+import json
 from collections import Counter
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from sqlalchemy import delete, select
 
+from facerec_pipeline.candidates.assets import NETWORK_RETRY
 from facerec_pipeline.candidates.folder_source import list_photos
+from facerec_pipeline.db.models import Image, SerpCall, SourceSkip, TrainingSession
 from facerec_pipeline.domains.partitions import DATABASE_POOL, domain_partitions
 from facerec_pipeline.domains.registry import get_domain
+from facerec_pipeline.lineage.stage_tables import GENERATED_COLUMNS
 from facerec_pipeline.raw_images.image_files import inspect_image, store_content_addressed
-from facerec_pipeline.resources import FacerecStorage
+from facerec_pipeline.raw_images.paid_search import Budget
+from facerec_pipeline.raw_images.wikimedia_fetch import PersonToFetch, PhotoFetcher, Skip
+from facerec_pipeline.resources import FacerecStorage, WebSourcesResource
+from facerec_pipeline.web.polite_http import UserAgentRefused
 
-IMAGE_COLUMNS = [
-    "domain", "person_id", "sha256", "perceptual_hash", "file_path", "file_size", "width",
-    "height", "mime", "source", "source_url", "status", "rejection_reason",
-]  # fmt: skip
+IMAGE_COLUMNS = [c.name for c in Image.__table__.columns if c.name not in GENERATED_COLUMNS]
+IMAGE_COLUMNS.remove("removed_at")
+PROGRESS_EVERY = 10
 
 
 def folder_image_rows(
@@ -49,35 +56,136 @@ def folder_image_rows(
     return rows
 
 
+def wikimedia_image_rows(
+    context: dg.AssetExecutionContext, code: str, domain, people: pd.DataFrame,
+    facerec: FacerecStorage, web: WebSourcesResource,
+) -> tuple[list[dict], dict]:  # fmt: skip
+    """Photos already stored (kept as they are) plus what the sources give for people below
+    their target. Skips and paid search calls are recorded for the run."""
+    settings = facerec.settings
+    with facerec.session() as session:
+        stored = [
+            {column: getattr(image, column) for column in IMAGE_COLUMNS}
+            for image in session.scalars(
+                select(Image).where(Image.domain == code, Image.removed_at.is_(None))
+            )
+        ]
+    sources = web.sources()
+    try:
+        http = sources.session()
+    except UserAgentRefused as error:
+        raise dg.Failure(str(error), allow_retries=False) from error
+    budget = Budget(domain.serp_budget)
+    fetcher = PhotoFetcher(
+        http,
+        sources.commons(http),
+        settings.training_dir(code),
+        settings.relative,
+        target=domain.images_per_person,
+        license_policy=sources.license_policy,
+        paid_search=sources.paid_search(http),
+        budget=budget,
+    )
+    rows, skips, calls = [], [], []
+    ordered = people.sort_values("sitelinks", ascending=False, na_position="last")
+    for position, person in enumerate(ordered.itertuples(), start=1):
+        mine = [image for image in stored if image["person_id"] == person.id]
+        plan = PersonToFetch(
+            person_id=int(person.id),
+            full_name=person.full_name,
+            p18_files=json.loads(person.source_ref) if isinstance(person.source_ref, str) else [],
+            commons_category=person.commons_category
+            if isinstance(person.commons_category, str)
+            else None,
+            have=sum(image["status"] == "approved" for image in mine),
+            known_urls={image["source_url"] for image in mine},
+        )
+        fetched = fetcher.fetch(code, plan)
+        rows += fetched.rows
+        skips += [(int(person.id), skip) for skip in fetched.skips]
+        calls += [{**call, "person_id": int(person.id)} for call in fetched.serp_calls]
+        if position % PROGRESS_EVERY == 0 or position == len(ordered):
+            context.log.info(
+                f"raw_images[{code}]: {position}/{len(ordered)} people, {len(rows)} new photos, "
+                f"{len(skips)} skips, {http.requests_made} requests"
+            )
+    record_fetch(facerec, code, context.run_id, [int(i) for i in people["id"]], skips, calls)
+    figures = {
+        "requests": http.requests_made,
+        "waited_seconds": round(http.waited_seconds, 1),
+        "serp_calls": len(calls),
+        "serp_cost": round(budget.spent, 4),
+        "skips_by_reason": dict(Counter(skip.reason for _, skip in skips)),
+    }
+    return stored + rows, figures
+
+
+def record_fetch(
+    facerec: FacerecStorage, code: str, run_id: str, person_ids: list[int],
+    skips: list[tuple[int, Skip]], calls: list[dict],
+) -> None:  # fmt: skip
+    """Replace the skips of the people fetched; log paid search calls and their cost."""
+    with facerec.session() as session:
+        for start in range(0, len(person_ids), 400):
+            session.execute(
+                delete(SourceSkip).where(
+                    SourceSkip.domain == code,
+                    SourceSkip.person_id.in_(person_ids[start : start + 400]),
+                )
+            )
+        session.add_all(
+            SourceSkip(domain=code, person_id=person_id, source=skip.source, item=skip.item,
+                       reason=skip.reason, detail=skip.detail, run_id=run_id)
+            for person_id, skip in skips
+        )  # fmt: skip
+        session.add_all(SerpCall(domain=code, run_id=run_id, **call) for call in calls)
+        cost = sum(call["estimated_cost"] for call in calls)
+        training = session.scalar(select(TrainingSession).where(TrainingSession.run_id == run_id))
+        if training is None:
+            session.add(TrainingSession(domain=code, run_id=run_id, estimated_serp_cost=cost))
+        else:
+            training.estimated_serp_cost = cost
+
+
 @dg.asset(
     partitions_def=domain_partitions,
     io_manager_key="stage_tables",
-    code_version="1",
+    code_version="2",
     pool=DATABASE_POOL,
     group_name="ingestion",
     kinds={"python", "sqlite"},
+    retry_policy=NETWORK_RETRY,
 )
 def raw_images(
-    context: dg.AssetExecutionContext, facerec: FacerecStorage, candidates: pd.DataFrame
+    context: dg.AssetExecutionContext,
+    facerec: FacerecStorage,
+    web_sources: WebSourcesResource,
+    candidates: pd.DataFrame,
 ) -> pd.DataFrame:
-    """Photos per person (table `images`), deduplicated on disk by sha256. Files the source no
-    longer has are marked removed, not deleted."""
+    """Photos per person (table `images`), deduplicated on disk by sha256, with source,
+    provenance and licence. Folder photos that disappeared are marked removed, not deleted."""
     code = context.partition_key
     settings = facerec.settings
     with facerec.session() as session:
         domain = get_domain(session, code)
-    if domain.source != "folder":
-        raise dg.Failure(f"the {domain.source!r} source cannot be read by this version")
-    rows = folder_image_rows(
-        code,
-        Path(domain.source_path or ""),
-        candidates,
-        settings.training_dir(code),
-        settings.relative,
-    )
+    figures: dict = {}
+    if domain.source == "folder":
+        rows = folder_image_rows(
+            code, Path(domain.source_path or ""), candidates, settings.training_dir(code),
+            settings.relative,
+        )  # fmt: skip
+    else:
+        rows, figures = wikimedia_image_rows(
+            context, code, domain, candidates, facerec, web_sources
+        )
     frame = pd.DataFrame(rows, columns=IMAGE_COLUMNS)
     rejected = Counter(row["rejection_reason"] for row in rows if row["rejection_reason"])
-    people_without_photos = len(set(candidates["id"]) - {row["person_id"] for row in rows})
+    with_photos = {row["person_id"] for row in rows if row["status"] == "approved"}
+    people_without_photos = len(set(candidates["id"]) - with_photos)
+    per_person = Counter(row["person_id"] for row in rows if row["status"] == "approved")
+    below_target = sum(
+        per_person.get(person_id, 0) < domain.images_per_person for person_id in candidates["id"]
+    )
     context.log.info(
         f"raw_images[{code}]: {len(frame)} photos of {len(candidates)} people, "
         f"{sum(rejected.values())} unreadable, {people_without_photos} people without photos"
@@ -89,6 +197,8 @@ def raw_images(
             "unique_files": int(frame["sha256"].nunique()) if len(frame) else 0,
             "rejected_at_ingest": dict(rejected),
             "people_without_photos": people_without_photos,
+            "people_below_target": int(below_target),
+            **figures,
         }
     )
     return frame

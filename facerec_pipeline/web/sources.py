@@ -1,0 +1,68 @@
+"""Configuration of the web sources and the clients built from it. No Dagster here."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from facerec_pipeline.candidates.wikidata import WIKIDATA_SPARQL_URL, WikidataClient
+from facerec_pipeline.raw_images.commons import COMMONS_API_URL, CommonsClient
+from facerec_pipeline.raw_images.paid_search import SERPAPI_URL, SerpApiImages
+from facerec_pipeline.web.polite_http import PoliteSession, RetryPolicy, UserAgentRefused
+
+WIKIMEDIA_HOSTS = ("wikidata.org", "wikimedia.org", "wikipedia.org")
+STAND_IN_USER_AGENT = "facerec_pipeline/0.1 (https://localhost/stand-in-endpoints)"
+
+
+def env_config() -> dict:
+    return {
+        "sparql_url": os.environ.get("FACEREC_WIKIDATA_SPARQL_URL") or WIKIDATA_SPARQL_URL,
+        "commons_api_url": os.environ.get("FACEREC_COMMONS_API_URL") or COMMONS_API_URL,
+        "user_agent": os.environ.get("FACEREC_USER_AGENT") or None,
+        "serp_api_url": os.environ.get("FACEREC_SERP_API_URL") or SERPAPI_URL,
+        "serp_api_key": os.environ.get("FACEREC_SERP_API_KEY") or None,
+    }
+
+
+@dataclass(frozen=True)
+class WebSources:
+    sparql_url: str
+    commons_api_url: str
+    serp_api_url: str
+    user_agent: str | None = None
+    thumb_width: int = 960
+    license_policy: str = "free"
+    max_attempts: int = 5
+    serp_api_key: str | None = None
+    serp_cost_per_call: float = 0.015
+
+    def resolved_user_agent(self) -> str:
+        """The configured User-Agent. Without one, the real Wikimedia services are refused (they
+        block generic agents); stand-in endpoints on other hosts get a project default."""
+        if self.user_agent:
+            return self.user_agent
+        hosts = [urlparse(url).hostname or "" for url in (self.sparql_url, self.commons_api_url)]
+        if any(host.endswith(WIKIMEDIA_HOSTS) for host in hosts):
+            raise UserAgentRefused(
+                "set FACEREC_USER_AGENT to '<client>/<version> (<contact url or email>)' before "
+                "querying Wikidata or Commons: Wikimedia blocks generic User-Agents"
+            )
+        return STAND_IN_USER_AGENT
+
+    def session(self, sleep=None) -> PoliteSession:
+        options = {"retry": RetryPolicy(max_attempts=self.max_attempts)}
+        if sleep is not None:
+            options["sleep"] = sleep
+        return PoliteSession(self.resolved_user_agent(), **options)
+
+    def wikidata(self, http: PoliteSession, cache_dir) -> WikidataClient:
+        return WikidataClient(http, self.sparql_url, cache_dir)
+
+    def commons(self, http: PoliteSession) -> CommonsClient:
+        return CommonsClient(http, self.commons_api_url, self.thumb_width)
+
+    def paid_search(self, http: PoliteSession) -> SerpApiImages | None:
+        if not self.serp_api_key:
+            return None
+        return SerpApiImages(http, self.serp_api_key, self.serp_api_url, self.serp_cost_per_call)
