@@ -7,12 +7,83 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from facerec_pipeline.db.models import Face, Gallery, GalleryFace, Image, Person
+from facerec_pipeline.db.models import (
+    Face,
+    Gallery,
+    GalleryFace,
+    Image,
+    Person,
+    SerpCall,
+    SourceSkip,
+)
 from facerec_pipeline.domains.registry import get_domain
 
+PAID_SOURCES = {"serp"}
 
-def domain_stats(session: Session, code: str) -> dict[str, Any]:
+
+def sourcing_figures(
+    images_by_person_source: list[tuple[int, str]],
+    person_ids: list[int],
+    wikidata_ids: list[str | None],
+    target: int,
+    serp_cost_per_call: float,
+) -> dict[str, Any]:
+    """Figures about where a domain's usable photos came from. `images_by_person_source`: one
+    (person id, source) per approved photo."""
+    total = len(images_by_person_source)
+    free = sum(source not in PAID_SOURCES for _, source in images_by_person_source)
+    per_person: dict[int, int] = {}
+    paid_people = set()
+    for person_id, source in images_by_person_source:
+        per_person[person_id] = per_person.get(person_id, 0) + 1
+        if source in PAID_SOURCES:
+            paid_people.add(person_id)
+    served_free = sum(1 for p in person_ids if per_person.get(p) and p not in paid_people)
+    seen: dict[str, int] = {}
+    for qid in wikidata_ids:
+        if qid:
+            seen[qid] = seen.get(qid, 0) + 1
+    return {
+        "free_image_share": round(free / total, 4) if total else None,
+        # Each person served by free photos alone is one paid search call not made.
+        "estimated_cost_saved": round(served_free * serp_cost_per_call, 4),
+        "people_below_target": sum(per_person.get(p, 0) < target for p in person_ids),
+        "duplicate_wikidata_ids": sorted(q for q, n in seen.items() if n > 1),
+    }
+
+
+def domain_stats(session: Session, code: str, serp_cost_per_call: float = 0.015) -> dict[str, Any]:
     domain = get_domain(session, code)
+    present_people = session.execute(
+        select(Person.id, Person.wikidata_id).where(
+            Person.domain == code, Person.removed_at.is_(None)
+        )
+    ).all()
+    approved = session.execute(
+        select(Image.person_id, Image.source).where(
+            Image.domain == code, Image.removed_at.is_(None), Image.status == "approved"
+        )
+    ).all()
+    sourcing = sourcing_figures(
+        [(row.person_id, row.source) for row in approved],
+        [row.id for row in present_people],
+        [row.wikidata_id for row in present_people],
+        domain.images_per_person,
+        serp_cost_per_call,
+    )
+    cost_by_month: dict[str, float] = {}
+    for created_at, cost in session.execute(
+        select(SerpCall.created_at, SerpCall.estimated_cost).where(SerpCall.domain == code)
+    ).all():
+        month = created_at.strftime("%Y-%m")
+        cost_by_month[month] = round(cost_by_month.get(month, 0.0) + cost, 4)
+    skips = dict(
+        session.execute(
+            select(SourceSkip.reason, func.count())
+            .where(SourceSkip.domain == code)
+            .group_by(SourceSkip.reason)
+        ).all()
+    )
     people = session.scalar(
         select(func.count()).where(Person.domain == code, Person.removed_at.is_(None))
     )
@@ -71,6 +142,9 @@ def domain_stats(session: Session, code: str) -> dict[str, Any]:
         "people": people,
         "people_without_accepted_face": (people or 0) - (people_with_faces or 0),
         "images_by_source": images_by_source,
+        **sourcing,
+        "serp_cost_by_month": cost_by_month,
+        "source_skips_by_reason": dict(sorted(skips.items())),
         "faces_accepted": accepted,
         "rejections_by_reason": dict(sorted(rejections.items())),
         "production_gallery": gallery,

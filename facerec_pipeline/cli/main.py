@@ -319,11 +319,13 @@ def recognize(code: str, top_k: int, as_json: bool, images: tuple[str, ...]) -> 
 def stats(code: str | None, as_json: bool) -> None:
     """Counts, rejections by reason and the production gallery, per domain."""
     from facerec_pipeline.stats import domain_stats
+    from facerec_pipeline.web.sources import env_config
 
     settings = settings_ready()
+    cost = env_config()["serp_cost_per_call"]
     with session_scope(settings.database_url) as session:
         codes = [code] if code else [domain.code for domain in list_domains(session)]
-        figures = [domain_stats(session, each) for each in codes]
+        figures = [domain_stats(session, each, cost) for each in codes]
     if as_json:
         echo_json(figures if code is None else figures[0])
         return
@@ -334,6 +336,12 @@ def stats(code: str | None, as_json: bool) -> None:
             ["people", item["people"]],
             ["people without an accepted face", item["people_without_accepted_face"]],
             ["images by source", item["images_by_source"]],
+            ["free image share", item["free_image_share"]],
+            ["estimated paid search cost saved", item["estimated_cost_saved"]],
+            ["people below the photo target", item["people_below_target"]],
+            ["paid search cost by month", item["serp_cost_by_month"]],
+            ["wikidata ids on two people", item["duplicate_wikidata_ids"]],
+            ["source skips by reason", item["source_skips_by_reason"]],
             ["faces accepted", item["faces_accepted"]],
             ["rejections by reason", item["rejections_by_reason"]],
         ]

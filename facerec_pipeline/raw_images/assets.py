@@ -19,6 +19,7 @@ from facerec_pipeline.raw_images.image_files import inspect_image, store_content
 from facerec_pipeline.raw_images.paid_search import Budget
 from facerec_pipeline.raw_images.wikimedia_fetch import PersonToFetch, PhotoFetcher, Skip
 from facerec_pipeline.resources import FacerecStorage, WebSourcesResource
+from facerec_pipeline.stats import sourcing_figures
 from facerec_pipeline.web.polite_http import UserAgentRefused
 
 IMAGE_COLUMNS = [c.name for c in Image.__table__.columns if c.name not in GENERATED_COLUMNS]
@@ -182,9 +183,12 @@ def raw_images(
     rejected = Counter(row["rejection_reason"] for row in rows if row["rejection_reason"])
     with_photos = {row["person_id"] for row in rows if row["status"] == "approved"}
     people_without_photos = len(set(candidates["id"]) - with_photos)
-    per_person = Counter(row["person_id"] for row in rows if row["status"] == "approved")
-    below_target = sum(
-        per_person.get(person_id, 0) < domain.images_per_person for person_id in candidates["id"]
+    sourcing = sourcing_figures(
+        [(row["person_id"], row["source"]) for row in rows if row["status"] == "approved"],
+        [int(person_id) for person_id in candidates["id"]],
+        [qid if isinstance(qid, str) else None for qid in candidates["wikidata_id"]],
+        domain.images_per_person,
+        web_sources.serp_cost_per_call,
     )
     context.log.info(
         f"raw_images[{code}]: {len(frame)} photos of {len(candidates)} people, "
@@ -197,7 +201,7 @@ def raw_images(
             "unique_files": int(frame["sha256"].nunique()) if len(frame) else 0,
             "rejected_at_ingest": dict(rejected),
             "people_without_photos": people_without_photos,
-            "people_below_target": int(below_target),
+            **sourcing,
             **figures,
         }
     )

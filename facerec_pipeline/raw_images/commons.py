@@ -23,6 +23,9 @@ FREE_LICENSE = re.compile(
     r"gfdl|attribution|no restrictions|copyrighted free use|fal|free art)",
     re.I,
 )
+NON_FREE = re.compile(
+    r"\b(nc|nd)\b|non-?commercial|no derivative|fair use|all rights reserved", re.I
+)
 
 
 @dataclass
@@ -136,7 +139,7 @@ def license_refusal(file: CommonsFile, policy: str) -> str | None:
     name = file.license_short_name
     if not name:
         return "license_unknown"
-    if FREE_LICENSE.match(name) and "nc" not in name.lower().split("-"):
+    if FREE_LICENSE.match(name) and not NON_FREE.search(name):
         return None
     return "license_not_free"
 
@@ -169,8 +172,9 @@ class CommonsClient:
         return found, missing
 
     def category_files(self, category: str, limit: int) -> list[CommonsFile]:
-        """Image files of `Category:<category>`, following continuation until `limit` image
-        files (jpeg, png, webp) are found or the category ends."""
+        """Files of `Category:<category>`, following continuation until `limit` image files
+        (jpeg, png, webp) are found or the category ends. Other files seen on the way are
+        returned too, so the caller can record why it skipped them."""
         params = {
             **self.params,
             "generator": "categorymembers",
@@ -189,7 +193,10 @@ class CommonsClient:
             images = [f for f in merged.values() if f.mime in IMAGE_MIMES]
             continuation = payload.get("continue") or {}
             if len(images) >= limit or not continuation:
-                return images[:limit]
+                kept = {file.page_id for file in images[:limit]}
+                return [
+                    f for f in merged.values() if f.mime not in IMAGE_MIMES or f.page_id in kept
+                ]
 
 
 def _plain_title(title: str) -> str:

@@ -22,6 +22,7 @@ def env_config() -> dict:
         "user_agent": os.environ.get("FACEREC_USER_AGENT") or None,
         "serp_api_url": os.environ.get("FACEREC_SERP_API_URL") or SERPAPI_URL,
         "serp_api_key": os.environ.get("FACEREC_SERP_API_KEY") or None,
+        "serp_cost_per_call": float(os.environ.get("FACEREC_SERP_COST_PER_CALL") or 0.015),
     }
 
 

@@ -1,0 +1,138 @@
+"""Wikidata, Commons and SerpApi answers parsed from hand-recorded fixtures."""
+
+import pytest
+import responses
+
+from facerec_pipeline.candidates.wikidata import (
+    QueryTimeout,
+    WikidataClient,
+    candidates_query,
+    check_sparql_answer,
+    parse_candidates,
+)
+from facerec_pipeline.raw_images.commons import CommonsClient, license_refusal, parse_page
+from facerec_pipeline.raw_images.paid_search import Budget, parse_serpapi_images
+from facerec_pipeline.web.polite_http import BadResponse, PoliteSession
+from facerec_pipeline_tests.wikimedia_fixtures import fixture_json, fixture_text
+
+AGENT = "facerec-test/1.0 (ops@example.org)"
+SPARQL = "https://wdqs.test/sparql"
+API = "https://commons.test/w/api.php"
+
+
+def session():
+    return PoliteSession(AGENT, sleep=lambda _: None)
+
+
+def test_candidates_are_grouped_by_qid_with_labels_images_and_sitelinks():
+    people = parse_candidates(fixture_json("sparql_candidates.json"))
+    assert [p.qid for p in people] == ["Q76", "Q6279", "Q555001", "Q555002", "Q555003"]
+    obama = people[0]
+    assert obama.sitelinks == 344 and obama.commons_category == "Barack Obama"
+    assert obama.image_files == ["Obama portrait crop.jpg", "Obama second portrait.jpg"]
+    assert obama.local_label == "Барак Обама"
+    biden = people[1]
+    assert biden.label == "Џо Бајден"  # no English label: the QID came back, the local one is used
+    assert people[-1].image_files == [] and people[-1].commons_category is None
+
+
+def test_query_text_uses_values_lang_filter_and_rejects_bad_ids():
+    text = candidates_query(["Q403", "Q838261"], ["Q33999"], 20, 300, "sr")
+    assert "VALUES ?country { wd:Q403 wd:Q838261 }" in text
+    assert 'FILTER(LANG(?localLabel) = "sr")' in text and "LIMIT 300" in text
+    assert "ORDER BY DESC(?sitelinks)" in text
+    with pytest.raises(ValueError):
+        candidates_query(["Q403 } ; DROP"], ["Q33999"], 20, 300, None)
+    with pytest.raises(ValueError):
+        candidates_query(["Q403"], ["Q33999"], 20, 300, 'sr") }')
+
+
+def test_sparql_failures_are_errors_not_empty_results():
+    with pytest.raises(QueryTimeout):
+        check_sparql_answer(fixture_text("sparql_truncated_timeout.txt"), "application/json")
+    with pytest.raises(BadResponse, match="User-Agent"):
+        check_sparql_answer(fixture_text("sparql_user_agent_refused.txt"), "text/plain")
+
+
+@responses.activate
+def test_wikidata_client_caches_occupation_subclasses(tmp_path):
+    responses.get(SPARQL, json=fixture_json("sparql_subclasses.json"),
+                  content_type="application/sparql-results+json")  # fmt: skip
+    client = WikidataClient(session(), SPARQL, tmp_path)
+    assert client.occupation_with_subclasses("Q82955") == ["Q30461", "Q82955"]
+    assert client.occupation_with_subclasses("Q82955") == ["Q30461", "Q82955"]
+    assert len(responses.calls) == 1
+    assert responses.calls[0].request.headers["Accept"] == "application/sparql-results+json"
+
+
+@responses.activate
+def test_wikidata_client_raises_on_the_cut_off_answer(tmp_path):
+    responses.get(SPARQL, body=fixture_text("sparql_truncated_timeout.txt"),
+                  content_type="application/sparql-results+json")  # fmt: skip
+    with pytest.raises(QueryTimeout):
+        WikidataClient(session(), SPARQL, tmp_path).query("SELECT ?x WHERE {}")
+
+
+def test_commons_pages_keep_licence_and_attribution_fields():
+    pages = fixture_json("commons_imageinfo.json", "https://up.test")["query"]["pages"]
+    assert parse_page(pages[0]) is None  # missing
+    portrait = parse_page(pages[1])
+    assert portrait.download_url == "https://up.test/upload/thumb/obama.jpg"
+    assert (portrait.page_id, portrait.sha1[:6], portrait.mime) == (10001, "5cf1b6", "image/jpeg")
+    assert portrait.artist == "Pete Souza" and portrait.artist_html.startswith("<a ")
+    assert portrait.copyrighted is False and portrait.restrictions == "personality"
+    second = parse_page(pages[2])
+    assert second.license_short_name == "CC BY-SA 4.0" and second.attribution_required is True
+
+
+@pytest.mark.parametrize(
+    ("name", "copyrighted", "refusal"),
+    [
+        ("CC BY-SA 4.0", True, None), ("CC0", True, None), ("Public domain", None, None),
+        ("CC BY 2.0", True, None), ("CC BY-NC 4.0", True, "license_not_free"),
+        ("CC BY-ND 2.0", True, "license_not_free"), ("Fair use", True, "license_not_free"),
+        (None, None, "license_unknown"), ("All rights reserved", False, None),
+    ],
+)  # fmt: skip
+def test_licence_policy(name, copyrighted, refusal):
+    pages = fixture_json("commons_imageinfo.json")["query"]["pages"]
+    file = parse_page(pages[2])
+    file.license_short_name, file.copyrighted = name, copyrighted
+    assert license_refusal(file, "free") == refusal
+    assert license_refusal(file, "any") is None
+
+
+@responses.activate
+def test_commons_client_batches_titles_and_follows_continuation():
+    base = "https://up.test"
+    responses.get(API, json=fixture_json("commons_imageinfo.json", base))
+    found, missing = CommonsClient(session(), API).files(
+        ["Obama portrait crop.jpg", "Obama_second_portrait.jpg", "Deleted long ago.jpg"]
+    )
+    assert [f.page_id for f in found] == [10001, 10002] and missing == ["Deleted long ago.jpg"]
+    query = responses.calls[0].request.params
+    assert query["formatversion"] == "2" and query["maxlag"] == "5" and query["iiurlwidth"] == "960"
+    responses.replace(responses.GET, API, json=fixture_json("commons_category_page1.json", base))
+    responses.add(responses.GET, API, json=fixture_json("commons_category_page2.json", base))
+    files = CommonsClient(session(), API).category_files("Barack Obama", limit=10)
+    assert [f.page_id for f in files] == [10003, 10004, 10005, 10006]
+    second_request = responses.calls[-1].request.params
+    assert second_request["gcmcontinue"] == "file|4f42414d41|10005"
+    assert second_request["gcmtitle"] == "Category:Barack Obama"
+
+
+def test_thumbnail_width_must_be_a_standard_one():
+    with pytest.raises(ValueError, match="not one of"):
+        CommonsClient(session(), API, thumb_width=1000)
+
+
+def test_serpapi_results_and_budget():
+    hits = parse_serpapi_images(fixture_json("serpapi_google_images.json", "https://img.test"))
+    assert [h.image_url for h in hits] == ["https://img.test/serp/biden.jpg"]
+    with pytest.raises(BadResponse, match="Invalid API key"):
+        parse_serpapi_images({"error": "Invalid API key. Your API key should be here"})
+    budget = Budget(0.03)
+    assert budget.allows(0.015)
+    budget.charge(0.015)
+    budget.charge(0.015)
+    assert not budget.allows(0.015)
