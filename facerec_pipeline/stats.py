@@ -149,3 +149,45 @@ def domain_stats(session: Session, code: str, serp_cost_per_call: float = 0.015)
         "rejections_by_reason": dict(sorted(rejections.items())),
         "production_gallery": gallery,
     }
+
+
+def domain_skips(session: Session, code: str) -> list[dict[str, Any]]:
+    """Everything left out of the domain's gallery and why: source skips, photos rejected at
+    ingest or by face validation, faces quarantined by the production gallery's identity check."""
+    get_domain(session, code)
+    people = session.execute(select(Person.id, Person.full_name).where(Person.domain == code))
+    names = {row.id: row.full_name for row in people}
+    found: list[dict[str, Any]] = [
+        {"stage": "source", "person": names.get(skip.person_id), "item": skip.item,
+         "reason": skip.reason, "detail": skip.detail}
+        for skip in session.scalars(
+            select(SourceSkip).where(SourceSkip.domain == code).order_by(SourceSkip.id)
+        )
+    ]  # fmt: skip
+    faces = session.execute(
+        select(Image.person_id, Image.source_url, Face.rejection_reason, Face.rejection_detail)
+        .join(Image, Image.id == Face.image_id)
+        .where(Face.domain == code, Face.status == "rejected", Image.removed_at.is_(None))
+        .order_by(Face.id)
+    ).all()
+    found += [
+        {"stage": "detected_faces", "person": names.get(row.person_id), "item": row.source_url,
+         "reason": row.rejection_reason, "detail": row.rejection_detail}
+        for row in faces
+    ]  # fmt: skip
+    prod = session.scalar(select(Gallery.id).where(Gallery.domain == code, Gallery.is_prod))
+    quarantined = session.execute(
+        select(Image.person_id, Image.source_url, GalleryFace.identity_reason,
+               GalleryFace.centroid_distance)
+        .join(Face, Face.id == GalleryFace.face_id)
+        .join(Image, Image.id == Face.image_id)
+        .where(GalleryFace.gallery_id == prod, GalleryFace.identity_status != "accepted")
+    ).all()  # fmt: skip
+    found += [
+        {"stage": "gallery", "person": names.get(row.person_id), "item": row.source_url,
+         "reason": row.identity_reason,
+         "detail": f"distance {row.centroid_distance:.3f} from the person's other faces"
+         if row.centroid_distance is not None else None}
+        for row in quarantined
+    ]  # fmt: skip
+    return found

@@ -106,3 +106,8 @@ def test_a_failing_run_exits_non_zero_with_the_reason(facerec, tmp_path, compose
     stats = json.loads(facerec("stats", "--domain", "empty", "--json").stdout)
     assert stats["rejections_by_reason"] == {"no_face": 1}
     assert stats["production_gallery"] is None
+    (skip,) = json.loads(facerec("skips", "--domain", "empty", "--json").stdout)
+    assert (skip["stage"], skip["person"], skip["reason"]) == (
+        "detected_faces", "Nobody Useful", "no_face",
+    )  # fmt: skip
+    assert "no_face" in facerec("skips", "--domain", "empty").output

@@ -15,6 +15,7 @@ from facerec_pipeline.definitions import ASSET_CHECKS, ASSETS, build_resources
 from facerec_pipeline.domains.partitions import domain_partitions
 from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine
 from facerec_pipeline.recognition.recognizer import Recognizer, load_prod_gallery
+from facerec_pipeline.stats import domain_skips
 from facerec_pipeline_tests.conftest import add_folder_domain, build_folder, make_settings
 
 TABLES = ["people", "images", "faces", "face_embeddings", "galleries", "gallery_faces"]
@@ -113,6 +114,15 @@ def test_planted_photo_is_quarantined_not_deleted(built):
          "astronaut.png", next(n for n in ("32bit.png", "obama2.jpg")
                                if outcomes(built["settings"])[n].rejection_reason is None)]
     )  # fmt: skip
+
+
+def test_skips_list_every_left_out_photo_with_its_reason(built):
+    with session_scope(built["settings"].database_url) as session:
+        rows = domain_skips(session, "demo")
+    by_item = {row["item"].split("/")[-1]: (row["stage"], row["reason"]) for row in rows}
+    assert by_item["biden_mirrored.jpg"] == ("gallery", "inconsistent_identity")
+    assert by_item["blurry.jpg"] == ("detected_faces", "blurry")
+    assert len(rows) == 7  # six rejected photos and one quarantined face
 
 
 def test_gallery_files_pointer_and_rows(built):

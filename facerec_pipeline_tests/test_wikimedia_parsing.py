@@ -12,7 +12,7 @@ from facerec_pipeline.candidates.wikidata import (
 )
 from facerec_pipeline.raw_images.commons import CommonsClient, license_refusal, parse_page
 from facerec_pipeline.raw_images.paid_search import Budget, parse_serpapi_images
-from facerec_pipeline.web.polite_http import BadResponse, PoliteSession
+from facerec_pipeline.web.polite_http import BadResponse, PoliteSession, UserAgentRefused
 from facerec_pipeline_tests.wikimedia_fixtures import fixture_json, fixture_text
 
 AGENT = "facerec-test/1.0 (ops@example.org)"
@@ -136,3 +136,33 @@ def test_serpapi_results_and_budget():
     budget.charge(0.015)
     budget.charge(0.015)
     assert not budget.allows(0.015)
+
+
+@responses.activate
+def test_unresolvable_subclasses_fall_back_to_the_occupation_uncached(tmp_path):
+    responses.get(SPARQL, json=fixture_json("sparql_candidates.json"),
+                  content_type="application/sparql-results+json")  # fmt: skip
+    client = WikidataClient(session(), SPARQL, tmp_path)
+    assert client.occupation_with_subclasses("Q33999") == ["Q33999"]  # rows without ?occupation
+    responses.replace(responses.GET, SPARQL, status=400, body="bad query")
+    client = WikidataClient(session(), SPARQL, tmp_path / "other")
+    assert client.occupation_with_subclasses("Q33999") == ["Q33999"]
+    assert client.warnings and "Q33999" in client.warnings[0]
+    assert not (tmp_path / "other" / "occupation_Q33999.json").exists()
+
+
+def test_contact_is_required_only_for_wikimedia_hosts():
+    from facerec_pipeline.web.sources import WebSources
+
+    stand_in = WebSources("http://127.0.0.1:9/sparql", "http://127.0.0.1:9/w/api.php",
+                          "http://127.0.0.1:9/serp", user_agent="checker/0.1")  # fmt: skip
+    assert stand_in.session().user_agent.startswith("checker/0.1 ")
+    real = WebSources("https://query.wikidata.org/sparql", "https://commons.wikimedia.org/w/api.php",
+                      "https://serpapi.com/search.json", user_agent="checker/0.1")  # fmt: skip
+    with pytest.raises(UserAgentRefused, match="no contact"):
+        real.session()
+    with pytest.raises(UserAgentRefused, match="FACEREC_USER_AGENT"):
+        WebSources(real.sparql_url, real.commons_api_url, real.serp_api_url).session()
+    with pytest.raises(UserAgentRefused, match="generic"):
+        WebSources(stand_in.sparql_url, stand_in.commons_api_url, stand_in.serp_api_url,
+                   user_agent="python-requests/2.31").session()  # fmt: skip

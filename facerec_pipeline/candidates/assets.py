@@ -103,6 +103,8 @@ def wikidata_people(
         for person in known
         if person["person_key"] not in current and person["person_key"].startswith("wikidata:")
     ]
+    for warning in client.warnings:
+        context.log.warning(f"candidates[{code}]: {warning}")
     context.log.info(
         f"candidates[{code}]: Wikidata gave {len(rows)} people "
         f"({http.requests_made} requests); {len(dropped)} earlier people kept"

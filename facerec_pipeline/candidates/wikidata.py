@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from facerec_pipeline.web.polite_http import BadResponse, PoliteSession
+from facerec_pipeline.web.polite_http import BadResponse, HttpProblem, PoliteSession
 
 WIKIDATA_SPARQL_URL = "https://query.wikidata.org/sparql"
 SPARQL_ACCEPT = "application/sparql-results+json"
@@ -111,7 +111,9 @@ def commons_file_name(uri: str) -> str:
 
 
 def parse_subclasses(payload: dict[str, Any]) -> list[str]:
-    return sorted({entity_id(row["occupation"]["value"]) for row in bindings(payload)})
+    return sorted(
+        {entity_id(row["occupation"]["value"]) for row in bindings(payload) if "occupation" in row}
+    )
 
 
 def parse_candidates(payload: dict[str, Any]) -> list[WikidataPerson]:
@@ -158,6 +160,7 @@ class WikidataClient:
         self.http = http
         self.sparql_url = sparql_url
         self.cache_dir = cache_dir
+        self.warnings: list[str] = []
 
     def query(self, sparql: str) -> dict[str, Any]:
         return self.http.get_json(
@@ -169,11 +172,16 @@ class WikidataClient:
 
     def occupation_with_subclasses(self, occupation: str) -> list[str]:
         """The occupation and all its subclasses, resolved once and cached on disk (edit the
-        cache file to curate)."""
+        cache file to curate). If the service cannot resolve them, the occupation alone is used
+        for this run (nothing cached) and `self.warnings` says so."""
         cache = self.cache_dir / f"occupation_{occupation}.json"
         if cache.exists():
             return json.loads(cache.read_text())
-        found = parse_subclasses(self.query(subclass_query(occupation)))
+        try:
+            found = parse_subclasses(self.query(subclass_query(occupation)))
+        except HttpProblem as problem:
+            self.warnings.append(f"subclasses of {occupation} not resolved ({problem})")
+            return [occupation]
         resolved = sorted({occupation, *found})
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(resolved))

@@ -357,6 +357,31 @@ def stats(code: str | None, as_json: bool) -> None:
         click.echo(tabulate(rows))
 
 
+@cli.command("skips")
+@click.option("--domain", "code", required=True)
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def skips(code: str, as_json: bool) -> None:
+    """What was left out of the domain's gallery, and why (source, validation, identity)."""
+    from facerec_pipeline.stats import domain_skips
+
+    settings = settings_ready()
+    with session_scope(settings.database_url) as session:
+        rows = domain_skips(session, code)
+    if as_json:
+        echo_json(rows)
+    elif not rows:
+        click.echo(f"nothing was skipped in domain {code!r}")
+    else:
+        click.echo(
+            tabulate(
+                [[r["stage"], r["person"], r["item"] or "", r["reason"], (r["detail"] or "")[:80]]
+                 for r in rows],
+                headers=["stage", "person", "item", "reason", "detail"],
+            )
+        )  # fmt: skip
+
+
 # --- sample -------------------------------------------------------------------------------------
 @cli.command("sample")
 @user_errors

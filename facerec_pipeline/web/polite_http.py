@@ -63,8 +63,9 @@ class UserAgentRefused(ValueError):
     pass
 
 
-def check_user_agent(user_agent: str) -> str:
-    """`<client>/<version> (<contact url or email>) ...` as Wikimedia's policy asks."""
+def check_user_agent(user_agent: str, require_contact: bool = True) -> str:
+    """`<client>/<version> (<contact url or email>) ...` as Wikimedia's policy asks. Library
+    defaults are always refused; the contact is required for Wikimedia's own hosts."""
     agent = (user_agent or "").strip()
     if not agent or GENERIC_AGENT.match(agent) or "/" not in agent.split(" ")[0]:
         raise UserAgentRefused(
@@ -72,7 +73,7 @@ def check_user_agent(user_agent: str) -> str:
             "'<client>/<version> (<contact url or email>)', e.g. "
             "'acme-facerec/1.0 (https://acme.example/contact; ops@acme.example)'"
         )
-    if not CONTACT.search(agent):
+    if require_contact and not CONTACT.search(agent):
         raise UserAgentRefused(
             f"the User-Agent {agent!r} names no contact: add '(<url or email>)' after the version"
         )
@@ -117,8 +118,9 @@ class PoliteSession:
         sleep: Callable[[float], None] = time.sleep,
         session: requests.Session | None = None,
         max_concurrent_downloads: int = 2,
+        require_contact: bool = True,
     ):
-        self.user_agent = check_user_agent(user_agent)
+        self.user_agent = check_user_agent(user_agent, require_contact)
         self.timeout = timeout
         self.retry = retry
         self.sleep = sleep

@@ -38,13 +38,17 @@ class WebSources:
     serp_api_key: str | None = None
     serp_cost_per_call: float = 0.015
 
+    @property
+    def uses_wikimedia(self) -> bool:
+        hosts = [urlparse(url).hostname or "" for url in (self.sparql_url, self.commons_api_url)]
+        return any(host.endswith(WIKIMEDIA_HOSTS) for host in hosts)
+
     def resolved_user_agent(self) -> str:
         """The configured User-Agent. Without one, the real Wikimedia services are refused (they
         block generic agents); stand-in endpoints on other hosts get a project default."""
         if self.user_agent:
             return self.user_agent
-        hosts = [urlparse(url).hostname or "" for url in (self.sparql_url, self.commons_api_url)]
-        if any(host.endswith(WIKIMEDIA_HOSTS) for host in hosts):
+        if self.uses_wikimedia:
             raise UserAgentRefused(
                 "set FACEREC_USER_AGENT to '<client>/<version> (<contact url or email>)' before "
                 "querying Wikidata or Commons: Wikimedia blocks generic User-Agents"
@@ -52,7 +56,10 @@ class WebSources:
         return STAND_IN_USER_AGENT
 
     def session(self, sleep=None) -> PoliteSession:
-        options = {"retry": RetryPolicy(max_attempts=self.max_attempts)}
+        options = {
+            "retry": RetryPolicy(max_attempts=self.max_attempts),
+            "require_contact": self.uses_wikimedia,
+        }
         if sleep is not None:
             options["sleep"] = sleep
         return PoliteSession(self.resolved_user_agent(), **options)
