@@ -6,7 +6,7 @@ from facerec_pipeline.candidates.assets import candidates
 from facerec_pipeline.detected_faces.assets import detected_faces
 from facerec_pipeline.domains.sensors import domain_registry_sensor
 from facerec_pipeline.face_embeddings.assets import face_embeddings
-from facerec_pipeline.gallery.assets import gallery, gallery_is_coherent
+from facerec_pipeline.gallery.assets import gallery, gallery_promotion_checks, production_gallery
 from facerec_pipeline.jobs import domain_pipeline_job
 from facerec_pipeline.lineage.io_manager import StageTableIOManager
 from facerec_pipeline.raw_images.assets import raw_images
@@ -14,8 +14,8 @@ from facerec_pipeline.resources import FaceEngineResource, FacerecStorage, WebSo
 from facerec_pipeline.settings import Settings
 from facerec_pipeline.web.sources import env_config
 
-ASSETS = [candidates, raw_images, detected_faces, face_embeddings, gallery]
-ASSET_CHECKS = [gallery_is_coherent]
+ASSETS = [candidates, raw_images, detected_faces, face_embeddings, gallery, production_gallery]
+ASSET_CHECKS = [gallery_promotion_checks]
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.definitions import build_definitions
 from facerec_pipeline.jobs import DOMAIN_PIPELINE_JOB
+from facerec_pipeline.run_history import finish
 from facerec_pipeline.settings import Settings, validate_domain_code
 
 # Dagster's console logger at INFO shows the stages' own progress lines, not every event.
@@ -42,7 +44,8 @@ def run_domain(
             metadata = {key: value.value for key, value in materialization.metadata.items()}
             outcome.materialized[materialization.asset_key.to_user_string()] = metadata
             rows = metadata.get("dagster/row_count")
-            echo(f"  materialized {materialization.asset_key.to_user_string()} ({rows} rows)")
+            count = f" ({rows} rows)" if rows is not None else ""
+            echo(f"  materialized {materialization.asset_key.to_user_string()}{count}")
         elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.event_specific_data
             state = "passed" if evaluation.passed else "FAILED"
@@ -53,4 +56,6 @@ def run_domain(
             if error and error.cause:
                 message += f" (caused by: {error.cause.message.strip()})"
             outcome.failures.append(f"{event.step_key}: {message}")
+    with session_scope(settings.database_url) as session:
+        finish(session, code, result.run_id, outcome.success, "; ".join(outcome.failures) or None)
     return outcome

@@ -69,9 +69,8 @@ def test_run_then_recognize(facerec, tmp_path, photos, composed):
     assert no_gallery.exit_code == 1 and "no production gallery" in no_gallery.output
     ran = facerec("run", "--domain", "demo")
     assert ran.exit_code == 0, ran.output
-    assert (
-        "materialized gallery" in ran.output and "check gallery_is_coherent: passed" in ran.output
-    )
+    assert "materialized production_gallery" in ran.output
+    assert "check distinct_identities: passed" in ran.output
     with dg.DagsterInstance.from_config(facerec.env["DAGSTER_HOME"]) as instance:
         (run,) = instance.get_runs()
         assert run.job_name == "domain_pipeline" and run.tags["dagster/partition"] == "demo"

@@ -14,11 +14,13 @@ def test_definitions_snapshot(settings):
     defs = build_definitions(settings)
     graph = defs.resolve_asset_graph()
     assert sorted(key.to_user_string() for key in graph.get_all_asset_keys()) == [
-        "candidates", "detected_faces", "face_embeddings", "gallery", "raw_images",
+        "candidates", "detected_faces", "face_embeddings", "gallery", "production_gallery",
+        "raw_images",
     ]  # fmt: skip
     assert sorted(f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys) == [
-        "gallery:gallery_is_coherent"
-    ]
+        "gallery:coherent_model", "gallery:distinct_identities", "gallery:loo_accuracy",
+        "gallery:min_faces_per_person", "gallery:no_photo_in_two_people", "gallery:not_shrunk",
+    ]  # fmt: skip
     assert [job.name for job in defs.jobs] == ["domain_pipeline"]
     assert [sensor.name for sensor in defs.sensors] == ["domain_registry_sensor"]
     job = defs.resolve_job_def("domain_pipeline")

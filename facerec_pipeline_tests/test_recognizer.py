@@ -19,6 +19,7 @@ def gallery(domain, people):
         model_config=CONFIG.model_key,
         matrix=np.stack([v for _, v in rows]).astype(np.float32),
         faces=[{"person": n.title(), "normalized_name": n, "wikidata_id": None} for n, _ in rows],
+        batch_metadata=[],
     )
 
 

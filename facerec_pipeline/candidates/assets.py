@@ -1,6 +1,7 @@
 """candidates: the people a domain's gallery should hold, from the domain's source."""
 
 import json
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -15,6 +16,7 @@ from facerec_pipeline.db.models import Domain, Person
 from facerec_pipeline.domains.partitions import DATABASE_POOL, domain_partitions
 from facerec_pipeline.domains.registry import get_domain
 from facerec_pipeline.resources import FacerecStorage, WebSourcesResource
+from facerec_pipeline.run_history import record_stage
 from facerec_pipeline.web.polite_http import HttpProblem, UserAgentRefused
 
 CANDIDATE_COLUMNS = [
@@ -126,6 +128,7 @@ def candidates(
 ) -> pd.DataFrame:
     """People of the domain (table `people`): one per sub-folder for a folder domain; humans of
     the domain's countries and occupations ranked by sitelinks for a Wikidata domain."""
+    started = time.monotonic()
     code = context.partition_key
     with facerec.session() as session:
         domain = get_domain(session, code)
@@ -143,4 +146,9 @@ def candidates(
     new = sum(1 for person in people if person["person_key"] not in existing)
     context.log.info(f"candidates[{code}]: {len(frame)} people from {domain.source} ({new} new)")
     context.add_output_metadata({"people": len(frame), "new_people": new, "source": domain.source})
+    with facerec.session() as session:
+        figures = {"people": len(frame), "new_people": new}
+        record_stage(
+            session, code, context.run_id, "candidates", figures, time.monotonic() - started
+        )
     return frame

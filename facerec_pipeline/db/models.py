@@ -69,6 +69,11 @@ class Domain(Timestamps, Base):
     refresh_cron: Mapped[str] = mapped_column(String(100), default="0 3 * * 1")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Automation and the checks that gate promotion.
+    retrain_min_new_faces: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    min_faces_per_person: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    min_loo_accuracy: Mapped[float] = mapped_column(Float, default=0.8, server_default="0.8")
+    max_gallery_shrink: Mapped[float] = mapped_column(Float, default=0.3, server_default="0.3")
 
 
 class DomainDataset(Base):
@@ -216,6 +221,9 @@ class Gallery(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     is_prod: Mapped[bool] = mapped_column(Boolean, default=False)
+    # candidate (built, not yet checked) | published | rejected (a blocking check failed)
+    status: Mapped[str] = mapped_column(String(20), default="candidate", server_default="published")
+    checks: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
 
 
 class GalleryFace(Base):

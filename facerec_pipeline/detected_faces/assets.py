@@ -2,6 +2,7 @@
 box, confidence, blur score and aligned crop under storage/trainingPass/{domain}/{person}/, or the
 rejection reason. Photos already judged under the same configuration are not judged again."""
 
+import time
 from collections import Counter
 
 import dagster as dg
@@ -12,6 +13,7 @@ from facerec_pipeline.detected_faces.duplicates import PhotoRef, find_duplicates
 from facerec_pipeline.detected_faces.validation import save_crop, validate_photo
 from facerec_pipeline.domains.partitions import DATABASE_POOL, domain_partitions
 from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
+from facerec_pipeline.run_history import record_stage
 
 FACE_COLUMNS = [
     "image_id", "domain", "person_id", "image_sha256", "detector_config", "status",
@@ -40,6 +42,7 @@ def detected_faces(
     raw_images: pd.DataFrame,
     candidates: pd.DataFrame,
 ) -> pd.DataFrame:
+    started = time.monotonic()
     code = context.partition_key
     settings = facerec.settings
     gates = face_engine.gates
@@ -134,8 +137,11 @@ def detected_faces(
             "judged_this_run": computed,
             "reused_from_cache": reused,
             "detector_config": detector_config,
-            "faces_found": 0,
-            "background_faces": 0,
         }
     )
+    with facerec.session() as session:
+        record_stage(session, code, context.run_id, "detected_faces",
+                     {"accepted": accepted, "rejected": int(sum(reasons.values())),
+                      "judged": computed, "reused": reused},
+                     time.monotonic() - started, dict(reasons))  # fmt: skip
     return frame

@@ -1,6 +1,8 @@
 """face_embeddings: one DeepFace embedding per accepted face, stored as a float32 BLOB keyed by
 (image sha256, model configuration). A re-run embeds only faces it has not seen."""
 
+import time
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -11,6 +13,7 @@ from facerec_pipeline.detected_faces.validation import read_crop
 from facerec_pipeline.domains.partitions import DATABASE_POOL, domain_partitions
 from facerec_pipeline.face_engine.engine import deepface_version
 from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
+from facerec_pipeline.run_history import record_stage
 
 EMBEDDING_COLUMNS = [
     "image_sha256", "model_config", "model_name", "detector_backend", "normalization",
@@ -47,6 +50,7 @@ def face_embeddings(
     face_engine: FaceEngineResource,
     detected_faces: pd.DataFrame,
 ) -> pd.DataFrame:
+    started = time.monotonic()
     code = context.partition_key
     settings = facerec.settings
     config = face_engine.engine_config
@@ -95,4 +99,8 @@ def face_embeddings(
             "model_config": model_config,
         }
     )
+    with facerec.session() as session:
+        record_stage(session, code, context.run_id, "face_embeddings",
+                     {"faces": len(frame), "embedded": len(missing), "reused": len(existing)},
+                     time.monotonic() - started)  # fmt: skip
     return frame

@@ -1,32 +1,40 @@
-"""gallery: the identity-consistency filter, versioned batches and publication to production."""
+"""gallery: the identity-consistency filter and a new candidate version in batches, with a
+report; blocking checks on it; production_gallery: promotion of a version that passed them."""
 
-import json
+import time
 from collections import Counter
 from datetime import UTC, datetime
 
 import dagster as dg
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
-from facerec_pipeline.db.models import Gallery, Person
+from facerec_pipeline.db.models import Domain, Gallery
 from facerec_pipeline.domains.partitions import DATABASE_POOL, domain_partitions
+from facerec_pipeline.domains.registry import get_domain
 from facerec_pipeline.face_engine.engine import l2_normalize
+from facerec_pipeline.gallery import promotion_checks
 from facerec_pipeline.gallery.evaluation import evaluate
 from facerec_pipeline.gallery.identity import consistency_decisions
-from facerec_pipeline.gallery.publish import (
-    GalleryEntry,
-    content_hash,
-    read_prod_pointer,
-    write_batches,
-    write_prod_pointer,
+from facerec_pipeline.gallery.promotion import latest_version, prod_version, promote
+from facerec_pipeline.gallery.publish import GalleryEntry, content_hash, load_batches, write_batches
+from facerec_pipeline.gallery.report import (
+    SheetItem,
+    contact_sheet_png,
+    distance_plot_png,
+    inline_png,
+    write_report,
 )
 from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
+from facerec_pipeline.run_history import record_stage
 
 GALLERY_FACE_COLUMNS = [
     "gallery_id", "domain", "face_id", "person_id", "identity_status", "identity_reason",
     "centroid_distance",
 ]  # fmt: skip
+# Two people whose mean faces are closer than this share of the model threshold look like one.
+DISTINCT_IDENTITY_SHARE = 0.6
 
 
 def gallery_candidates(
@@ -60,16 +68,61 @@ def identity_filter(frame: pd.DataFrame, vectors: np.ndarray, threshold: float) 
         ):
             status[row] = "accepted" if decision.accepted else "quarantined"
             reason[row] = decision.reason
-            distance[row] = (
-                np.nan if decision.centroid_distance is None else decision.centroid_distance
-            )
+            if decision.centroid_distance is not None:
+                distance[row] = decision.centroid_distance
     return frame.assign(identity_status=status, identity_reason=reason, centroid_distance=distance)
+
+
+def build_report(
+    settings, code: str, version: int, frame: pd.DataFrame, vectors: np.ndarray, keep: np.ndarray,
+    detected_faces: pd.DataFrame, raw_images: pd.DataFrame, threshold: float, figures: dict,
+) -> dict:  # fmt: skip
+    rejected = detected_faces[detected_faces["status"] == "rejected"]
+    rejections = dict(Counter(rejected["rejection_reason"]))
+    quarantined = frame[~keep]
+    rejections.update(
+        {f"identity:{k}": v for k, v in Counter(quarantined["identity_reason"]).items()}
+    )
+    plot = distance_plot_png(
+        vectors[keep], list(frame["normalized_name"][keep]), threshold, rejections
+    )
+    paths = dict(zip(raw_images["id"], raw_images["file_path"], strict=True))
+    accepted_items = [SheetItem(settings.absolute(p), n)
+                      for p, n in zip(frame["crop_path"][keep], frame["normalized_name"][keep],
+                                      strict=True)]  # fmt: skip
+    rejected_items = [SheetItem(settings.absolute(p), "identity")
+                      for p in quarantined["crop_path"]]  # fmt: skip
+    rejected_items += [SheetItem(settings.absolute(paths[i]), r)
+                       for i, r in zip(rejected["image_id"], rejected["rejection_reason"],
+                                       strict=True) if i in paths]  # fmt: skip
+    sheet = contact_sheet_png(accepted_items, rejected_items)
+    people = frame[keep].groupby("full_name").size().sort_values(ascending=False)
+    summary = "\n".join([
+        f"# Gallery {code} v{version}",
+        f"- people: {people.size}, faces: {int(keep.sum())}, quarantined: {int((~keep).sum())}",
+        f"- photos rejected by validation: {len(rejected)} "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(rejections.items())) or 'none'})",
+        f"- leave-one-out top-1 accuracy: {figures.get('loo_top1_accuracy', 'n/a')} "
+        f"over {figures.get('loo_probes', 0)} faces",
+        f"- genuine distance mean/max: {figures.get('genuine_distance_mean')}"
+        f"/{figures.get('genuine_distance_max')}; impostor min/mean: "
+        f"{figures.get('impostor_distance_min')}/{figures.get('impostor_distance_mean')}",
+    ])  # fmt: skip
+    files = write_report(settings.storage_dir / "reports" / code / f"gallery_v{version:04d}",
+                         summary, plot, sheet)  # fmt: skip
+    return {
+        "report": dg.MetadataValue.md(
+            f"{summary}\n\n{inline_png(plot, 'distances')}\n\n{inline_png(sheet, 'contact sheet')}"
+        ),
+        "report_path": dg.MetadataValue.path(str(files["report"])),
+        "faces_per_person": dg.MetadataValue.md(people.to_frame("faces").to_markdown()),
+    }
 
 
 @dg.asset(
     partitions_def=domain_partitions,
     io_manager_key="stage_tables",
-    code_version="1",
+    code_version="2",
     pool=DATABASE_POOL,
     group_name="gallery",
     kinds={"python", "sqlite"},
@@ -79,19 +132,23 @@ def gallery(
     facerec: FacerecStorage,
     face_engine: FaceEngineResource,
     candidates: pd.DataFrame,
+    raw_images: pd.DataFrame,
     detected_faces: pd.DataFrame,
     face_embeddings: pd.DataFrame,
 ) -> pd.DataFrame:
-    """Identity decisions per face (table `gallery_faces`); the accepted faces are packed into
-    batches and published as the domain's production gallery when they changed."""
+    """Identity decisions per face (table `gallery_faces`) and, when the accepted faces changed,
+    a new candidate version in batches. It serves production only after its checks pass
+    (`production_gallery`)."""
+    started = time.monotonic()
     code = context.partition_key
     settings = facerec.settings
     config = face_engine.engine_config
     frame = gallery_candidates(candidates, detected_faces, face_embeddings, config.model_key)
     if frame.empty:
         raise dg.Failure(
-            f"domain {code!r} has no accepted face to build a gallery from; see the rejection "
-            "reasons in detected_faces (`facerec stats --domain {code}`)"
+            f"domain {code!r} has no accepted face to build a gallery from; see "
+            f"`facerec skips --domain {code}`",
+            allow_retries=False,
         )
     vectors = l2_normalize(
         np.stack([np.frombuffer(blob, dtype="<f4") for blob in frame["embedding"]])
@@ -113,119 +170,155 @@ def gallery(
         if keep[position]
     ]
     if not entries:
-        raise dg.Failure(f"every face of domain {code!r} was quarantined by the identity filter")
-    figures = evaluate(
-        vectors[keep], [entry.normalized_name for entry in entries], config.threshold
-    )
+        raise dg.Failure(f"every face of domain {code!r} was quarantined", allow_retries=False)
+    figures = evaluate(vectors[keep], [e.normalized_name for e in entries], config.threshold)
     digest = content_hash(entries, config.model_key)
-    now = datetime.now(UTC)
     with facerec.session() as session:
-        prod = session.scalar(select(Gallery).where(Gallery.domain == code, Gallery.is_prod))
-        pointer = read_prod_pointer(settings.prod_dir(code))
-        if prod is not None and prod.content_sha256 == digest and pointer is not None:
-            published, target = False, prod
+        latest = latest_version(session, code)
+        if latest is not None and latest.content_sha256 == digest:
+            target, built = latest, False
         else:
             version = (
                 session.scalar(select(func.max(Gallery.version)).where(Gallery.domain == code)) or 0
             ) + 1
-            batches = write_batches(
-                settings.batched_dir(code),
-                entries,
-                domain=code,
-                version=version,
-                model_config=config.model_key,
-                created_at=now,
-            )
+            now = datetime.now(UTC)
+            batches = write_batches(settings.batched_dir(code), entries, domain=code,
+                                    version=version, model_config=config.model_key,
+                                    created_at=now)  # fmt: skip
             target = Gallery(
-                domain=code,
-                version=version,
-                content_sha256=digest,
-                model_config=config.model_key,
-                dim=int(vectors.shape[1]),
+                domain=code, version=version, content_sha256=digest,
+                model_config=config.model_key, dim=int(vectors.shape[1]),
                 batch_paths=[settings.relative(path) for path in batches],
-                person_count=len({entry.person_id for entry in entries}),
-                face_count=len(entries),
-                quarantined_count=int((~keep).sum()),
-                evaluation=figures,
-                run_id=context.run_id,
-                created_at=now,
-                published_at=now,
-                is_prod=False,
-            )
+                person_count=len({e.person_id for e in entries}), face_count=len(entries),
+                quarantined_count=int((~keep).sum()), evaluation=figures, run_id=context.run_id,
+                created_at=now, status="candidate", checks={},
+            )  # fmt: skip
             session.add(target)
             session.flush()
-            session.execute(update(Gallery).where(Gallery.domain == code).values(is_prod=False))
-            target.is_prod = True
-            session.execute(
-                update(Person)
-                .where(Person.id.in_({entry.person_id for entry in entries}))
-                .values(status="deployed")
-            )
-            write_prod_pointer(
-                settings.prod_dir(code),
-                {
-                    "domain": code,
-                    "version": version,
-                    "model_config": config.model_key,
-                    "dim": int(vectors.shape[1]),
-                    "batches": target.batch_paths,
-                    "published_at": now.isoformat(),
-                },
-            )
-            published = True
-    quarantined = frame[~keep]
+            built = True
+        gallery_id, version, status = target.id, target.version, target.status
+        record_stage(session, code, context.run_id, "gallery",
+                     {"version": version, "faces": len(entries), "quarantined": int((~keep).sum())},
+                     time.monotonic() - started,
+                     dict(Counter(frame.loc[~keep, "identity_reason"])))  # fmt: skip
     context.log.info(
-        f"gallery[{code}]: version {target.version} "
-        f"({'published' if published else 'unchanged, still serving'}): "
-        f"{target.person_count} people, {target.face_count} faces, {len(quarantined)} quarantined"
+        f"gallery[{code}]: version {version} ({'built' if built else f'unchanged, {status}'}): "
+        f"{len({e.person_id for e in entries})} people, {len(entries)} faces, "
+        f"{int((~keep).sum())} quarantined"
     )
-    per_person = frame.groupby("full_name")["identity_status"].value_counts().unstack(fill_value=0)
+    report = build_report(settings, code, version, frame, vectors, keep, detected_faces,
+                          raw_images, config.threshold, figures) if built else {}  # fmt: skip
     context.add_output_metadata(
         {
-            "gallery_version": target.version,
-            "published_this_run": published,
-            "people": target.person_count,
-            "faces": target.face_count,
-            "quarantined": len(quarantined),
-            "quarantined_by_reason": dict(Counter(quarantined["identity_reason"])),
-            "batches": dg.MetadataValue.json(list(target.batch_paths)),
+            "gallery_version": version,
+            "built_this_run": built,
+            "status": status,
+            "people": len({e.person_id for e in entries}),
+            "faces": len(entries),
+            "quarantined": int((~keep).sum()),
+            "quarantined_by_reason": dict(Counter(frame.loc[~keep, "identity_reason"])),
             "evaluation": dg.MetadataValue.json(figures),
-            "faces_per_person": dg.MetadataValue.md(per_person.to_markdown()),
+            **report,
         }
     )
-    return frame.assign(gallery_id=target.id, domain=code)[GALLERY_FACE_COLUMNS]
+    return frame.assign(gallery_id=gallery_id, domain=code)[GALLERY_FACE_COLUMNS]
 
 
-@dg.asset_check(asset=gallery, blocking=True, description="The production gallery is coherent")
-def gallery_is_coherent(
-    context: dg.AssetCheckExecutionContext, facerec: FacerecStorage
-) -> dg.AssetCheckResult:
-    """One model configuration and dimension across batches, rows match their labels, and no
-    photo serves two people."""
+CHECK_NAMES = [
+    "coherent_model", "no_photo_in_two_people", "min_faces_per_person", "distinct_identities",
+    "loo_accuracy", "not_shrunk",
+]  # fmt: skip
+
+
+@dg.multi_asset_check(
+    specs=[dg.AssetCheckSpec(name, asset=gallery, blocking=True) for name in CHECK_NAMES],
+    can_subset=False,
+)
+def gallery_promotion_checks(
+    context: dg.AssetCheckExecutionContext, facerec: FacerecStorage, face_engine: FaceEngineResource
+):
+    """The newest version must pass all of these before `production_gallery` serves it; if one
+    fails the version is marked rejected and production keeps the version it has."""
     settings = facerec.settings
     code = context.op_execution_context.partition_key
-    pointer = read_prod_pointer(settings.prod_dir(code))
-    if pointer is None:
-        return dg.AssetCheckResult(passed=False, metadata={"problem": "no production pointer"})
-    problems, owners = [], {}
-    faces_total = 0
-    for batch in pointer["batches"]:
-        batch_dir = settings.absolute(batch)
-        metadata = json.loads((batch_dir / "batch_metadata.json").read_text())
-        matrix = np.load(batch_dir / "embeddings.npy")
-        faces = json.loads((batch_dir / "faces.json").read_text())
-        faces_total += len(faces)
-        if metadata["model_config"] != pointer["model_config"]:
-            problems.append(f"{batch}: model {metadata['model_config']}")
-        if matrix.shape != (len(faces), pointer["dim"]):
-            problems.append(f"{batch}: embeddings {matrix.shape} for {len(faces)} faces")
-        for face in faces:
-            owner = owners.setdefault(face["image_sha256"], face["normalized_name"])
-            if owner != face["normalized_name"]:
-                problems.append(
-                    f"photo {face['image_sha256'][:12]} in {owner} and {face['normalized_name']}"
-                )
-    return dg.AssetCheckResult(
-        passed=not problems and faces_total > 0,
-        metadata={"faces": faces_total, "problems": dg.MetadataValue.json(problems)},
+    threshold = face_engine.engine_config.threshold
+    with facerec.session() as session:
+        domain: Domain = get_domain(session, code)
+        candidate = latest_version(session, code)
+        if candidate is None:
+            raise dg.Failure(f"domain {code!r} has no gallery version to check")
+        current = prod_version(session, code)
+        previous_faces = current.face_count if current and current.id != candidate.id else None
+        loaded = load_batches(settings.storage_dir, code, candidate.version,
+                              candidate.model_config, candidate.batch_paths)  # fmt: skip
+        outcomes = {
+            "coherent_model": promotion_checks.coherent_model(loaded),
+            "no_photo_in_two_people": promotion_checks.no_photo_in_two_people(loaded),
+            "min_faces_per_person": promotion_checks.faces_per_person(
+                loaded, domain.min_faces_per_person
+            ),
+            "distinct_identities": promotion_checks.distinct_identities(
+                loaded, DISTINCT_IDENTITY_SHARE * threshold
+            ),
+            "loo_accuracy": promotion_checks.leave_one_out_accuracy(
+                loaded, threshold, domain.min_loo_accuracy
+            ),
+            "not_shrunk": promotion_checks.not_shrunk(
+                candidate.face_count, previous_faces, domain.max_gallery_shrink
+            ),
+        }
+        candidate.checks = {name: {"passed": passed, **figures}
+                            for name, (passed, figures) in outcomes.items()}  # fmt: skip
+        if candidate.status == "candidate" and not all(p for p, _ in outcomes.values()):
+            candidate.status = "rejected"
+    for name, (passed, figures) in outcomes.items():
+        yield dg.AssetCheckResult(
+            check_name=name,
+            passed=bool(passed),
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"gallery_version": candidate.version, **{
+                key: dg.MetadataValue.json(value) if isinstance(value, (dict, list)) else value
+                for key, value in figures.items() if value is not None
+            }},
+        )  # fmt: skip
+
+
+@dg.asset(
+    partitions_def=domain_partitions,
+    deps=[gallery],
+    code_version="1",
+    pool=DATABASE_POOL,
+    group_name="gallery",
+    kinds={"python"},
+)
+def production_gallery(
+    context: dg.AssetExecutionContext, facerec: FacerecStorage
+) -> dg.MaterializeResult:
+    """Points storage/recognized_faces_prod/{domain}/ at the newest gallery version once its
+    blocking checks passed; does nothing when that version already serves."""
+    code = context.partition_key
+    settings = facerec.settings
+    with facerec.session() as session:
+        candidate = latest_version(session, code)
+        if candidate is None:
+            raise dg.Failure(f"domain {code!r} has no gallery version", allow_retries=False)
+        checks = candidate.checks or {}
+        failed = sorted(name for name, result in checks.items() if not result["passed"])
+        if candidate.status == "rejected" or failed or set(checks) != set(CHECK_NAMES):
+            raise dg.Failure(
+                f"gallery v{candidate.version} of {code!r} is not promoted: "
+                + (f"failed checks {failed}" if failed else "its checks have not run"),
+                allow_retries=False,
+            )
+        promoted = not candidate.is_prod
+        if promoted:
+            promote(session, settings, candidate)
+        version = candidate.version
+    context.log.info(
+        f"production_gallery[{code}]: v{version} "
+        + ("published" if promoted else "already serving")
     )
+    return dg.MaterializeResult(
+        metadata={"gallery_version": version, "published_this_run": promoted,
+                  "pointer": dg.MetadataValue.path(str(settings.prod_dir(code) / "gallery.json"))}
+    )  # fmt: skip

@@ -24,6 +24,35 @@ BATCH_MAX_PEOPLE = 500
 POINTER_FILE = "gallery.json"
 
 
+@dataclass
+class LoadedGallery:
+    domain: str
+    version: int
+    model_config: str
+    matrix: np.ndarray  # n x dim, L2-normalized float32
+    faces: list[dict[str, Any]]  # one per row: person, normalized_name, wikidata_id, ...
+    batch_metadata: list[dict[str, Any]]
+
+
+def load_batches(
+    storage_dir: Path, domain: str, version: int, model_config: str, batch_paths: list[str]
+) -> LoadedGallery:
+    matrices, faces, metadata = [], [], []
+    for batch in batch_paths:
+        batch_dir = Path(batch) if Path(batch).is_absolute() else storage_dir / batch
+        matrices.append(np.load(batch_dir / "embeddings.npy"))
+        faces.extend(json.loads((batch_dir / "faces.json").read_text()))
+        metadata.append(json.loads((batch_dir / "batch_metadata.json").read_text()))
+    return LoadedGallery(
+        domain=domain,
+        version=version,
+        model_config=model_config,
+        matrix=np.concatenate(matrices).astype(np.float32),
+        faces=faces,
+        batch_metadata=metadata,
+    )
+
+
 @dataclass(frozen=True)
 class GalleryEntry:
     face_id: int

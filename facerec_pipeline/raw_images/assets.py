@@ -2,6 +2,7 @@
 under storage/training/{domain}/ with its provenance and licence."""
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from sqlalchemy import delete, select
 
 from facerec_pipeline.candidates.assets import NETWORK_RETRY
 from facerec_pipeline.candidates.folder_source import list_photos
-from facerec_pipeline.db.models import Image, SerpCall, SourceSkip, TrainingSession
+from facerec_pipeline.db.models import Image, SerpCall, SourceSkip
 from facerec_pipeline.domains.partitions import DATABASE_POOL, domain_partitions
 from facerec_pipeline.domains.registry import get_domain
 from facerec_pipeline.lineage.stage_tables import GENERATED_COLUMNS
@@ -19,6 +20,7 @@ from facerec_pipeline.raw_images.image_files import inspect_image, store_content
 from facerec_pipeline.raw_images.paid_search import Budget
 from facerec_pipeline.raw_images.wikimedia_fetch import PersonToFetch, PhotoFetcher, Skip
 from facerec_pipeline.resources import FacerecStorage, WebSourcesResource
+from facerec_pipeline.run_history import record_stage
 from facerec_pipeline.stats import sourcing_figures
 from facerec_pipeline.web.polite_http import UserAgentRefused
 
@@ -140,12 +142,6 @@ def record_fetch(
             for person_id, skip in skips
         )  # fmt: skip
         session.add_all(SerpCall(domain=code, run_id=run_id, **call) for call in calls)
-        cost = sum(call["estimated_cost"] for call in calls)
-        training = session.scalar(select(TrainingSession).where(TrainingSession.run_id == run_id))
-        if training is None:
-            session.add(TrainingSession(domain=code, run_id=run_id, estimated_serp_cost=cost))
-        else:
-            training.estimated_serp_cost = cost
 
 
 @dg.asset(
@@ -165,6 +161,7 @@ def raw_images(
 ) -> pd.DataFrame:
     """Photos per person (table `images`), deduplicated on disk by sha256, with source,
     provenance and licence. Folder photos that disappeared are marked removed, not deleted."""
+    started = time.monotonic()
     code = context.partition_key
     settings = facerec.settings
     with facerec.session() as session:
@@ -205,4 +202,12 @@ def raw_images(
             **figures,
         }
     )
+    with facerec.session() as session:
+        record_stage(session, code, context.run_id, "raw_images",
+                     {"photos": len(frame), "people_without_photos": people_without_photos,
+                      "people_below_target": sourcing["people_below_target"]},
+                     time.monotonic() - started,
+                     {f"ingest:{k}": v for k, v in rejected.items()}
+                     | {f"source:{k}": v for k, v in figures.get("skips_by_reason", {}).items()},
+                     serp_cost=figures.get("serp_cost", 0.0))  # fmt: skip
     return frame

@@ -3,15 +3,13 @@ and names the faces in a photo. No Dagster here."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from facerec_pipeline.face_engine.engine import FaceEngine, l2_normalize
-from facerec_pipeline.gallery.publish import read_prod_pointer
+from facerec_pipeline.gallery.publish import LoadedGallery, load_batches, read_prod_pointer
 from facerec_pipeline.raw_images.image_files import load_rgb
 from facerec_pipeline.settings import Settings
 
@@ -20,33 +18,16 @@ class NoGallery(LookupError):
     pass
 
 
-@dataclass
-class LoadedGallery:
-    domain: str
-    version: int
-    model_config: str
-    matrix: np.ndarray  # n x dim, L2-normalized float32
-    faces: list[dict[str, Any]]  # one per row: person, normalized_name, wikidata_id, ...
-
-
 def load_prod_gallery(settings: Settings, domain: str) -> LoadedGallery:
     pointer = read_prod_pointer(settings.prod_dir(domain))
     if pointer is None:
         raise NoGallery(
             f"domain {domain!r} has no production gallery yet: run `facerec run --domain {domain}`"
         )
-    matrices, faces = [], []
-    for batch in pointer["batches"]:
-        batch_dir = settings.absolute(batch)
-        matrices.append(np.load(batch_dir / "embeddings.npy"))
-        faces.extend(json.loads((batch_dir / "faces.json").read_text()))
-    return LoadedGallery(
-        domain=domain,
-        version=int(pointer["version"]),
-        model_config=pointer["model_config"],
-        matrix=np.concatenate(matrices).astype(np.float32),
-        faces=faces,
-    )
+    return load_batches(
+        settings.storage_dir, domain, int(pointer["version"]), pointer["model_config"],
+        pointer["batches"],
+    )  # fmt: skip
 
 
 def top_matches(gallery: LoadedGallery, query: np.ndarray, k: int) -> list[dict[str, Any]]:
