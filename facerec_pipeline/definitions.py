@@ -2,15 +2,19 @@
 
 import dagster as dg
 
+from facerec_pipeline.backups.jobs import database_backup_job, database_backup_schedule
 from facerec_pipeline.candidates.assets import candidates
 from facerec_pipeline.detected_faces.assets import detected_faces
+from facerec_pipeline.domains.schedules import refresh_schedules
 from facerec_pipeline.domains.sensors import domain_registry_sensor
 from facerec_pipeline.face_embeddings.assets import face_embeddings
 from facerec_pipeline.gallery.assets import gallery, gallery_promotion_checks, production_gallery
+from facerec_pipeline.gallery.sensors import retraining_sensor
 from facerec_pipeline.jobs import domain_pipeline_job
 from facerec_pipeline.lineage.io_manager import StageTableIOManager
 from facerec_pipeline.raw_images.assets import raw_images
 from facerec_pipeline.resources import FaceEngineResource, FacerecStorage, WebSourcesResource
+from facerec_pipeline.run_history_sensors import domain_run_failed, domain_run_succeeded
 from facerec_pipeline.settings import Settings
 from facerec_pipeline.web.sources import env_config
 
@@ -34,8 +38,14 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=ASSET_CHECKS,
-        jobs=[domain_pipeline_job],
-        sensors=[domain_registry_sensor],
+        jobs=[domain_pipeline_job, database_backup_job],
+        schedules=[*refresh_schedules(settings), database_backup_schedule],
+        sensors=[
+            domain_registry_sensor,
+            retraining_sensor,
+            domain_run_succeeded,
+            domain_run_failed,
+        ],
         resources=build_resources(settings),
     )
 

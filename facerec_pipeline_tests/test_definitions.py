@@ -19,10 +19,14 @@ def test_definitions_snapshot(settings):
     ]  # fmt: skip
     assert sorted(f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys) == [
         "gallery:coherent_model", "gallery:distinct_identities", "gallery:loo_accuracy",
-        "gallery:min_faces_per_person", "gallery:no_photo_in_two_people", "gallery:not_shrunk",
+        "gallery:min_faces_per_person", "gallery:no_person_lost", "gallery:no_photo_in_two_people",
+        "gallery:not_shrunk",
     ]  # fmt: skip
-    assert [job.name for job in defs.jobs] == ["domain_pipeline"]
-    assert [sensor.name for sensor in defs.sensors] == ["domain_registry_sensor"]
+    assert sorted(job.name for job in defs.jobs) == ["database_backup_job", "domain_pipeline"]
+    assert sorted(sensor.name for sensor in defs.sensors) == [
+        "domain_registry_sensor", "domain_run_failed", "domain_run_succeeded", "retraining_sensor",
+    ]  # fmt: skip
+    assert [schedule.name for schedule in defs.schedules] == ["database_backup_schedule"]
     job = defs.resolve_job_def("domain_pipeline")
     assert job.partitions_def.name == "domain"
     assert sorted(defs.resources) == ["face_engine", "facerec", "stage_tables", "web_sources"]
@@ -50,6 +54,10 @@ def test_registry_sensor_adds_active_domains_as_partitions(settings, instance, t
         result = domain_registry_sensor(context)
     (request,) = result.dynamic_partitions_requests
     assert request.partitions_def_name == "domain" and list(request.partition_keys) == ["serbia"]
+    (first_run,) = result.run_requests  # serbia has no gallery yet: its first run
+    assert (first_run.partition_key, first_run.run_key) == ("serbia", "first-run:serbia")
     instance.add_dynamic_partitions("domain", ["serbia"])
     with dg.build_sensor_context(instance=instance, resources=resources) as context:
-        assert isinstance(domain_registry_sensor(context), dg.SkipReason)
+        again = domain_registry_sensor(context)
+    assert again.dynamic_partitions_requests == []
+    assert [r.run_key for r in again.run_requests] == ["first-run:serbia"]  # deduplicated by key

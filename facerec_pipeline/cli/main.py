@@ -29,7 +29,9 @@ from facerec_pipeline.domains.registry import (
 from facerec_pipeline.face_engine.weights import ModelWeightsMissing, install_weights
 from facerec_pipeline.settings import InvalidDomainCode, Settings
 
-USER_ERRORS = (DomainError, InvalidDomainCode, ModelWeightsMissing, LookupError, ValueError)
+USER_ERRORS = (
+    DomainError, InvalidDomainCode, ModelWeightsMissing, LookupError, ValueError, RuntimeError,
+)  # fmt: skip
 REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
 
@@ -99,6 +101,34 @@ def db_upgrade() -> None:
     settings.storage_dir.mkdir(parents=True, exist_ok=True)
     before, after = upgrade(settings.database_url)
     click.echo(f"database {settings.database_url}: {before or 'empty'} -> {after}")
+
+
+@db.command("backup")
+@user_errors
+def db_backup() -> None:
+    """Back up the SQLite database (online) into storage/backups; keep 7 daily, 4 weekly,
+    12 monthly."""
+    from facerec_pipeline.backups.database_backup import backup_database, prune_backups
+
+    settings = Settings.from_env()
+    path = backup_database(settings.database_url, settings.backups_dir)
+    removed = prune_backups(settings.backups_dir)
+    click.echo(f"backed up to {path}; pruned {len(removed)} old backups")
+
+
+@db.command("restore")
+@click.argument("backup", type=click.Path(dir_okay=False))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@user_errors
+def db_restore(backup: str, yes: bool) -> None:
+    """Replace the database with BACKUP; the current one is kept as pre-restore-*.db."""
+    from facerec_pipeline.backups.database_backup import restore_database
+
+    settings = Settings.from_env()
+    if not yes:
+        click.confirm(f"Replace {settings.database_url} with {backup}?", abort=True)
+    safety = restore_database(settings.database_url, Path(backup), settings.backups_dir)
+    click.echo(f"restored {backup}" + (f"; the previous database is in {safety}" if safety else ""))
 
 
 # --- models -------------------------------------------------------------------------------------
@@ -245,6 +275,98 @@ def run(code: str) -> None:
             click.echo(f"  {failure}", err=True)
         sys.exit(1)
     click.echo(f"run {outcome.run_id} succeeded for domain {code!r}")
+
+
+@cli.command("backfill")
+@click.option("--domains", "codes", required=True, help="Comma-separated domain codes: a,b")
+@user_errors
+def backfill(codes: str) -> None:
+    """Run several domains one after another and report each one's outcome."""
+    from facerec_pipeline.pipeline_run import run_domain
+
+    settings = settings_ready()
+    wanted = [code.strip() for code in codes.split(",") if code.strip()]
+    with session_scope(settings.database_url) as session:
+        for code in wanted:
+            get_domain(session, code)
+    outcomes = []
+    for code in wanted:
+        register_partition(settings, code)
+        click.echo(f"== {code}")
+        outcome = run_domain(settings, code, echo=click.echo)
+        outcomes.append([code, "ok" if outcome.success else "FAILED", outcome.run_id,
+                         "; ".join(outcome.failures)[:120]])  # fmt: skip
+    click.echo(tabulate(outcomes, headers=["domain", "result", "run", "failure"]))
+    if any(row[1] != "ok" for row in outcomes):
+        sys.exit(1)
+
+
+@cli.group()
+def gallery() -> None:
+    """Gallery versions: list, roll back."""
+
+
+@gallery.command("list")
+@click.option("--domain", "code", required=True)
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def gallery_list(code: str, as_json: bool) -> None:
+    """Every version of the domain's gallery, its checks and which one serves."""
+    from facerec_pipeline.gallery.promotion import list_versions
+
+    settings = settings_ready()
+    with session_scope(settings.database_url) as session:
+        versions = list_versions(session, code)
+    if as_json:
+        echo_json(versions)
+        return
+    click.echo(tabulate(
+        [[v["version"], v["status"] + (" (prod)" if v["is_prod"] else ""), v["people"],
+          v["faces"], v["quarantined"], v["loo_top1_accuracy"], ",".join(v["failed_checks"]),
+          v["published_at"] or ""] for v in versions],
+        headers=["version", "status", "people", "faces", "quarantined", "loo acc.",
+                 "failed checks", "published"],
+    ) if versions else f"domain {code!r} has no gallery yet")  # fmt: skip
+
+
+@gallery.command("rollback")
+@click.option("--domain", "code", required=True)
+@click.option("--to", "version", type=int, default=None, help="Default: the previous version.")
+@user_errors
+def gallery_rollback(code: str, version: int | None) -> None:
+    """Serve an earlier published version of the domain's gallery."""
+    from facerec_pipeline.gallery.promotion import rollback
+
+    settings = settings_ready()
+    with session_scope(settings.database_url) as session:
+        target = rollback(session, settings, code, version)
+        click.echo(f"domain {code!r} now serves gallery v{target.version}")
+
+
+@cli.command("history")
+@click.option("--domain", "code", required=True)
+@click.option("--limit", default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def history(code: str, limit: int, as_json: bool) -> None:
+    """The domain's recent runs: status, counts per stage, rejections, cost, durations."""
+    from facerec_pipeline.run_history import recent_sessions
+
+    settings = settings_ready()
+    with session_scope(settings.database_url) as session:
+        get_domain(session, code)
+        rows = recent_sessions(session, code, limit)
+    if as_json:
+        echo_json(rows)
+        return
+    click.echo(tabulate(
+        [[r["started_at"][:19], r["status"], r["run_id"][:8],
+          ", ".join(f"{k}:{sum(v for v in c.values() if isinstance(v, int))}"
+                    for k, c in r["counts"].items()),
+          sum(r["rejects_by_reason"].values()), r["estimated_serp_cost"],
+          round(sum(r["timings"].values()), 1), (r["error"] or "")[:60]] for r in rows],
+        headers=["started", "status", "run", "counts", "rejects", "serp $", "seconds", "error"],
+    ) if rows else f"no runs of {code!r} yet")  # fmt: skip
 
 
 # --- recognize ----------------------------------------------------------------------------------

@@ -66,6 +66,10 @@ class DomainSpec:
                 raise DomainError("a domain cannot inherit from itself")
         if len(set(self.inherit_from)) != len(self.inherit_from):
             raise DomainError("--inherit names a domain twice")
+        if len(self.refresh_cron.split()) != 5:
+            raise DomainError(
+                f"refresh cron {self.refresh_cron!r} needs five fields, e.g. '0 3 * * 1'"
+            )
         for number, name in [
             (self.min_sitelinks, "min sitelinks"),
             (self.max_people, "max people"),

@@ -1,9 +1,13 @@
-"""Keeps the `domain` dynamic partitions in step with the active domains of the registry."""
+"""Keeps the `domain` dynamic partitions in step with the registry and asks for the first run
+of each active domain that has no gallery yet."""
 
 import dagster as dg
+from sqlalchemy import select
 
+from facerec_pipeline.db.models import Gallery
 from facerec_pipeline.domains.partitions import domain_partitions
 from facerec_pipeline.domains.registry import list_domains
+from facerec_pipeline.jobs import domain_pipeline_job
 from facerec_pipeline.resources import FacerecStorage
 
 
@@ -13,19 +17,30 @@ def missing_partitions(active: list[str], registered: list[str]) -> list[str]:
 
 
 @dg.sensor(
+    job=domain_pipeline_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Registers each active domain of the registry as a `domain` partition.",
+    description="Registers each active domain as a `domain` partition and requests the first "
+    "run of a domain that has no gallery.",
 )
 def domain_registry_sensor(
     context: dg.SensorEvaluationContext, facerec: FacerecStorage
 ) -> dg.SensorResult | dg.SkipReason:
     with facerec.session() as session:
         active = [domain.code for domain in list_domains(session, active_only=True)]
+        built = set(session.scalars(select(Gallery.domain).distinct()))
     new = missing_partitions(
         active, context.instance.get_dynamic_partitions(domain_partitions.name)
     )
-    if not new:
-        return dg.SkipReason(f"all {len(active)} active domains are registered")
-    context.log.info(f"registering domain partitions: {', '.join(new)}")
-    return dg.SensorResult(dynamic_partitions_requests=[domain_partitions.build_add_request(new)])
+    # One first run per domain ever (the run key), however often this sensor restarts.
+    first_runs = [
+        dg.RunRequest(partition_key=code, run_key=f"first-run:{code}",
+                      tags={"facerec/trigger": "first_run"})
+        for code in active if code not in built
+    ]  # fmt: skip
+    if not new and not first_runs:
+        return dg.SkipReason(f"all {len(active)} active domains are registered and built")
+    return dg.SensorResult(
+        run_requests=first_runs,
+        dynamic_partitions_requests=[domain_partitions.build_add_request(new)] if new else [],
+    )

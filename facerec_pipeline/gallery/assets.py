@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 
-from facerec_pipeline.db.models import Domain, Gallery
+from facerec_pipeline.db.models import Domain, Gallery, Person
 from facerec_pipeline.domains.partitions import DATABASE_POOL, domain_partitions
 from facerec_pipeline.domains.registry import get_domain
 from facerec_pipeline.face_engine.engine import l2_normalize
@@ -34,7 +34,7 @@ GALLERY_FACE_COLUMNS = [
     "centroid_distance",
 ]  # fmt: skip
 # Two people whose mean faces are closer than this share of the model threshold look like one.
-DISTINCT_IDENTITY_SHARE = 0.6
+DISTINCT_IDENTITY_SHARE = 1.0
 
 
 def gallery_candidates(
@@ -226,7 +226,7 @@ def gallery(
 
 CHECK_NAMES = [
     "coherent_model", "no_photo_in_two_people", "min_faces_per_person", "distinct_identities",
-    "loo_accuracy", "not_shrunk",
+    "loo_accuracy", "not_shrunk", "no_person_lost",
 ]  # fmt: skip
 
 
@@ -249,6 +249,14 @@ def gallery_promotion_checks(
             raise dg.Failure(f"domain {code!r} has no gallery version to check")
         current = prod_version(session, code)
         previous_faces = current.face_count if current and current.id != candidate.id else None
+        previous_people: set[str] = set()
+        if current is not None and current.id != candidate.id:
+            served = load_batches(settings.storage_dir, code, current.version,
+                                  current.model_config, current.batch_paths)  # fmt: skip
+            previous_people = set(promotion_checks.labels(served))
+        still_present = set(session.scalars(
+            select(Person.normalized_name).where(Person.domain == code, Person.removed_at.is_(None))
+        ))  # fmt: skip
         loaded = load_batches(settings.storage_dir, code, candidate.version,
                               candidate.model_config, candidate.batch_paths)  # fmt: skip
         outcomes = {
@@ -265,6 +273,9 @@ def gallery_promotion_checks(
             ),
             "not_shrunk": promotion_checks.not_shrunk(
                 candidate.face_count, previous_faces, domain.max_gallery_shrink
+            ),
+            "no_person_lost": promotion_checks.no_person_lost(
+                loaded, previous_people, still_present
             ),
         }
         candidate.checks = {name: {"passed": passed, **figures}

@@ -78,3 +78,11 @@ def not_shrunk(face_count: int, previous_face_count: int | None, max_shrink: flo
     shrink = 1.0 - face_count / previous_face_count
     return shrink <= max_shrink, {"previous_faces": previous_face_count, "faces": face_count,
                                   "shrink": round(shrink, 4), "max_shrink": max_shrink}  # fmt: skip
+
+
+def no_person_lost(gallery: LoadedGallery, previous: set[str], still_present: set[str]) -> Outcome:
+    """Everyone the serving version holds, and whom the domain still lists, is in the new one:
+    a person whose photos all became unusable (say, replaced by copies of someone else's) would
+    otherwise vanish from recognition."""
+    lost = sorted((previous & still_present) - set(labels(gallery)))
+    return not lost, {"lost_people": lost, "previous_people": len(previous)}

@@ -1,0 +1,29 @@
+"""The daily database backup as a Dagster job and schedule."""
+
+import dagster as dg
+
+from facerec_pipeline.backups.database_backup import backup_database, prune_backups
+from facerec_pipeline.resources import FacerecStorage
+
+
+@dg.op(description="Online SQLite backup into storage/backups, then retention 7/4/12.")
+def backup_database_op(context: dg.OpExecutionContext, facerec: FacerecStorage) -> None:
+    settings = facerec.settings
+    path = backup_database(settings.database_url, settings.backups_dir)
+    removed = prune_backups(settings.backups_dir)
+    context.log.info(f"backup {path.name}; pruned {len(removed)} old backups")
+    context.add_output_metadata({"backup": str(path), "pruned": len(removed)})
+
+
+@dg.job(description="Back up the facerec database.")
+def database_backup_job():
+    backup_database_op()
+
+
+database_backup_schedule = dg.ScheduleDefinition(
+    name="database_backup_schedule",
+    job=database_backup_job,
+    cron_schedule="30 2 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)

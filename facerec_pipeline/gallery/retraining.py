@@ -1,0 +1,106 @@
+"""What a domain's production gallery is missing: new or removed photos in a folder source, new
+accepted faces, people below their photo target. No Dagster here."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from facerec_pipeline.candidates.folder_source import scan_folder
+from facerec_pipeline.db.models import Domain, Face, GalleryFace, Image, Person
+from facerec_pipeline.gallery.promotion import prod_version
+
+INGEST = ["candidates", "raw_images", "detected_faces", "face_embeddings", "gallery",
+          "production_gallery"]  # fmt: skip
+EMBED = ["face_embeddings", "gallery", "production_gallery"]
+REDOWNLOAD = INGEST[1:]
+
+
+@dataclass(frozen=True)
+class RetrainRequest:
+    domain: str
+    kind: str  # "ingest" | "embed" | "redownload"
+    assets: list[str]
+    pending: int
+    run_key: str
+    reason: str
+
+
+def _fingerprint(items: list[str]) -> str:
+    return hashlib.sha1("\n".join(sorted(items)).encode()).hexdigest()[:16]
+
+
+def folder_changes(session: Session, domain: Domain) -> list[str]:
+    """Photos added to or removed from a folder source since it was last ingested."""
+    try:
+        people = scan_folder(Path(domain.source_path or ""))
+    except ValueError:
+        return []
+    offered = {f"folder:{p.folder}/{photo.name}" for p in people for photo in p.photos}
+    known = set(
+        session.scalars(
+            select(Image.source_url).where(Image.domain == domain.code, Image.removed_at.is_(None))
+        )
+    )
+    return sorted(f"+{url}" for url in offered - known) + sorted(
+        f"-{url}" for url in known - offered
+    )
+
+
+def new_accepted_faces(session: Session, code: str, gallery_id: int) -> list[int]:
+    in_gallery = select(GalleryFace.face_id).where(GalleryFace.gallery_id == gallery_id)
+    return list(
+        session.scalars(
+            select(Face.id)
+            .join(Image, Image.id == Face.image_id)
+            .where(Face.domain == code, Face.status == "accepted", Image.removed_at.is_(None),
+                   Face.id.not_in(in_gallery))
+        )
+    )  # fmt: skip
+
+
+def people_below_target(session: Session, domain: Domain) -> int:
+    counts = dict(
+        session.execute(
+            select(Image.person_id, func.count())
+            .where(Image.domain == domain.code, Image.removed_at.is_(None),
+                   Image.status == "approved")
+            .group_by(Image.person_id)
+        ).all()
+    )  # fmt: skip
+    people = session.scalars(
+        select(Person.id).where(Person.domain == domain.code, Person.removed_at.is_(None))
+    )
+    return sum(counts.get(person, 0) < domain.images_per_person for person in people)
+
+
+def retrain_request(session: Session, domain: Domain, today: str) -> RetrainRequest | None:
+    """The run a domain needs now, if any. Run keys name the pending work, so the same work is
+    asked for once and new work always gets a new key."""
+    prod = prod_version(session, domain.code)
+    if prod is None:
+        return None  # never built: the registry sensor asks for the first run
+    threshold = max(1, domain.retrain_min_new_faces)
+    prefix = f"retrain:{domain.code}:v{prod.version}"
+    if domain.source == "folder":
+        changes = folder_changes(session, domain)
+        if len(changes) >= threshold:
+            key = f"{prefix}:files:{_fingerprint(changes)}"
+            reason = f"{len(changes)} photos added or removed in the folder"
+            return RetrainRequest(domain.code, "ingest", INGEST, len(changes), key, reason)
+    faces = new_accepted_faces(session, domain.code, prod.id)
+    if len(faces) >= threshold:
+        key = f"{prefix}:faces:{_fingerprint([str(face) for face in faces])}"
+        reason = f"{len(faces)} accepted faces are not in the gallery"
+        return RetrainRequest(domain.code, "embed", EMBED, len(faces), key, reason)
+    if domain.source == "wikidata":
+        below = people_below_target(session, domain)
+        if below:
+            key = f"redownload:{domain.code}:{today}"
+            reason = f"{below} people below {domain.images_per_person} photos"
+            return RetrainRequest(domain.code, "redownload", REDOWNLOAD, below, key, reason)
+    return None
