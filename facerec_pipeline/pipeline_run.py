@@ -9,6 +9,7 @@ import dagster as dg
 
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.definitions import build_definitions
+from facerec_pipeline.domains.partitions import domain_partitions
 from facerec_pipeline.jobs import DOMAIN_PIPELINE_JOB
 from facerec_pipeline.run_history import finish
 from facerec_pipeline.settings import Settings, validate_domain_code
@@ -33,6 +34,8 @@ def run_domain(
 ) -> RunOutcome:
     validate_domain_code(code)
     instance = instance or dg.DagsterInstance.get()
+    if not instance.has_dynamic_partition(domain_partitions.name, code):
+        instance.add_dynamic_partitions(domain_partitions.name, [code])
     job = build_definitions(settings).resolve_job_def(DOMAIN_PIPELINE_JOB)
     result = job.execute_in_process(
         instance=instance, partition_key=code, raise_on_error=False, run_config=RUN_CONFIG

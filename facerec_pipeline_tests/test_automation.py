@@ -1,0 +1,234 @@
+"""Schedules, the retraining sensor, promotion gates, rollback, backfill, run history and
+backups, on real runs of small folder domains."""
+
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+from click.testing import CliRunner
+
+from facerec_pipeline.backups.database_backup import (
+    BackupError,
+    backup_database,
+    backups_to_keep,
+    list_backups,
+    prune_backups,
+    restore_database,
+)
+from facerec_pipeline.cli.main import cli
+from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.definitions import ASSET_CHECKS, ASSETS, build_resources
+from facerec_pipeline.domains.partitions import domain_partitions
+from facerec_pipeline.domains.registry import get_domain, list_domains, set_active
+from facerec_pipeline.domains.schedules import refresh_schedules
+from facerec_pipeline.gallery.promotion import GalleryError, list_versions, rollback
+from facerec_pipeline.gallery.sensors import retraining_sensor
+from facerec_pipeline.pipeline_run import run_domain
+from facerec_pipeline.recognition.recognizer import load_prod_gallery
+from facerec_pipeline.run_history import recent_sessions
+from facerec_pipeline_tests.conftest import add_folder_domain, build_folder
+
+
+def run(settings, instance, code, raise_on_error=True):
+    if not instance.has_dynamic_partition(domain_partitions.name, code):
+        instance.add_dynamic_partitions(domain_partitions.name, [code])
+    return dg.materialize(
+        [*ASSETS, *ASSET_CHECKS],
+        partition_key=code,
+        instance=instance,
+        resources=build_resources(settings),
+        raise_on_error=raise_on_error,
+    )
+
+
+def sensor_result(settings, instance):
+    resources = {"facerec": build_resources(settings)["facerec"]}
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        return retraining_sensor(context)
+
+
+@pytest.fixture
+def two_domains(settings, tmp_path, photos, composed):
+    """Domains `alpha` (Obama, Eileen Collins, Biden) and `beta` (Biden, Collins), built."""
+    alpha = build_folder(tmp_path / "alpha", {
+        "barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
+        "eileen_collins": [composed["astronaut.png"]],
+        "joe_biden": [photos / "biden.jpg"],
+    })  # fmt: skip
+    beta = build_folder(
+        tmp_path / "beta",
+        {"joe_biden": [photos / "biden.jpg"], "eileen_collins": [composed["astronaut.png"]]},
+    )
+    add_folder_domain(settings, "alpha", alpha)
+    add_folder_domain(settings, "beta", beta)
+    with dg.instance_for_test() as instance:
+        assert run(settings, instance, "alpha").success
+        assert run(settings, instance, "beta").success
+        yield {"instance": instance, "alpha": alpha, "beta": beta}
+
+
+def test_schedules_follow_each_domain_and_skip_inactive_ones(settings, tmp_path):
+    add_folder_domain(settings, "alpha", tmp_path)
+    add_folder_domain(settings, "beta", tmp_path)
+    with session_scope(settings.database_url) as session:
+        get_domain(session, "beta").refresh_cron = "15 4 * * *"
+        set_active(session, "alpha", False)
+    schedules = {s.name: s for s in refresh_schedules(settings)}
+    assert sorted(schedules) == ["refresh_alpha", "refresh_beta"]
+    assert schedules["refresh_beta"].cron_schedule == "15 4 * * *"
+    resources = {"facerec": build_resources(settings)["facerec"]}
+    # No instance: Dagster leaves a process-wide state storage behind for a temporary one.
+    request = schedules["refresh_beta"](dg.build_schedule_context(resources=resources))
+    assert request.partition_key == "beta" and request.tags["facerec/trigger"] == "schedule"
+    skipped = schedules["refresh_alpha"](dg.build_schedule_context(resources=resources))
+    assert isinstance(skipped, dg.SkipReason)
+
+
+def test_new_photos_make_the_sensor_ask_for_that_domain_only(settings, two_domains, photos):
+    instance = two_domains["instance"]
+    assert isinstance(sensor_result(settings, instance), dg.SkipReason)
+    shutil.copyfile(photos / "obama3.jpg", two_domains["beta"] / "joe_biden" / "new.jpg")
+    (request,) = sensor_result(settings, instance).run_requests
+    assert request.partition_key == "beta"
+    assert request.run_key.startswith("retrain:beta:v1:files:")
+    assert dg.AssetKey("candidates") in request.asset_selection
+    assert sensor_result(settings, instance).run_requests[0].run_key == request.run_key
+    shutil.copyfile(photos / "obama2.jpg", two_domains["beta"] / "joe_biden" / "newer.jpg")
+    assert sensor_result(settings, instance).run_requests[0].run_key != request.run_key
+    with session_scope(settings.database_url) as session:
+        set_active(session, "beta", False)
+    assert isinstance(sensor_result(settings, instance), dg.SkipReason)  # history kept
+    with session_scope(settings.database_url) as session:
+        assert [d.code for d in list_domains(session)] == ["alpha", "beta"]
+
+
+def test_a_planted_folder_fails_a_check_and_production_keeps_serving(settings, two_domains, photos):
+    instance, alpha = two_domains["instance"], two_domains["alpha"]
+    # Joe Biden's folder now holds other photos of Barack Obama.
+    (alpha / "joe_biden" / "biden.jpg").unlink()
+    for name in ("obama_partial_face.jpg", "obama_partial_face2.jpg"):
+        shutil.copyfile(photos / name, alpha / "joe_biden" / name)
+    result = run(settings, instance, "alpha", raise_on_error=False)
+    assert not result.success
+    failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+    assert "distinct_identities" in failed
+    assert not result.asset_materializations_for_node("production_gallery")
+    with session_scope(settings.database_url) as session:
+        versions = list_versions(session, "alpha")
+    assert [(v["version"], v["status"], v["is_prod"]) for v in versions] == [
+        (1, "published", True), (2, "rejected", False),
+    ]  # fmt: skip
+    assert load_prod_gallery(settings, "alpha").version == 1
+
+
+def test_copies_of_another_persons_photos_fail_no_person_lost(settings, two_domains, photos):
+    instance, alpha = two_domains["instance"], two_domains["alpha"]
+    (alpha / "joe_biden" / "biden.jpg").unlink()
+    shutil.copyfile(photos / "obama.jpg", alpha / "joe_biden" / "obama.jpg")  # a duplicate
+    result = run(settings, instance, "alpha", raise_on_error=False)
+    failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+    assert failed == {"no_person_lost"} and load_prod_gallery(settings, "alpha").version == 1
+
+
+def test_rollback_and_roll_forward(settings, two_domains, photos):
+    instance, alpha = two_domains["instance"], two_domains["alpha"]
+    shutil.copyfile(photos / "obama3.jpg", alpha / "barack_obama" / "obama3.jpg")
+    assert run(settings, instance, "alpha").success
+    assert load_prod_gallery(settings, "alpha").version == 2
+    with session_scope(settings.database_url) as session:
+        assert rollback(session, settings, "alpha", None).version == 1
+    assert load_prod_gallery(settings, "alpha").version == 1
+    with session_scope(settings.database_url) as session:
+        assert rollback(session, settings, "alpha", 2).version == 2
+        with pytest.raises(GalleryError, match="never published"):
+            rollback(session, settings, "alpha", 7)
+    assert load_prod_gallery(settings, "alpha").version == 2
+
+
+def test_report_and_run_history(settings, two_domains):
+    outcome = run_domain(settings, "alpha", instance=two_domains["instance"], echo=lambda _: None)
+    assert outcome.success
+    with session_scope(settings.database_url) as session:
+        latest = recent_sessions(session, "alpha")[0]
+    assert latest["run_id"] == outcome.run_id and latest["status"] == "succeeded"
+    assert set(latest["counts"]) == {
+        "candidates", "raw_images", "detected_faces", "face_embeddings", "gallery",
+    }  # fmt: skip
+    assert latest["counts"]["detected_faces"]["accepted"] == 4 and latest["finished_at"]
+    report = settings.storage_dir / "reports" / "alpha" / "gallery_v0001"
+    assert (report / "distances.png").stat().st_size > 1000
+    assert (report / "contact_sheet.png").stat().st_size > 1000
+    assert "leave-one-out top-1 accuracy" in (report / "report.md").read_text()
+
+
+def test_backfill_command_reports_each_domain(settings, tmp_path, photos, composed):
+    for code in ("gamma", "delta"):
+        add_folder_domain(settings, code, build_folder(tmp_path / code, {
+            "barack_obama": [photos / "obama.jpg"], "eileen_collins": [composed["astronaut.png"]],
+        }))  # fmt: skip
+    add_folder_domain(
+        settings, "empty", build_folder(tmp_path / "empty", {"x": [composed["blank.jpg"]]})
+    )
+    env = {"FACEREC_STORAGE_DIR": str(settings.storage_dir), "DATABASE_URL": "",
+           "DAGSTER_HOME": str(tmp_path / "dagster")}  # fmt: skip
+    result = CliRunner().invoke(cli, ["backfill", "--domains", "gamma,delta,empty"], env=env)
+    assert result.exit_code == 1, result.output
+    table = result.output.split("domain    result")[-1]
+    assert "gamma     ok" in table, result.output
+    assert "delta     ok" in table and "empty     FAILED" in table
+    assert (
+        load_prod_gallery(settings, "gamma").version
+        == load_prod_gallery(settings, "delta").version
+        == 1
+    )
+    unknown = CliRunner().invoke(cli, ["backfill", "--domains", "gamma,nope"], env=env)
+    assert unknown.exit_code == 1 and "unknown domain 'nope'" in unknown.output
+
+
+def test_backup_restore_round_trip(settings, tmp_path):
+    add_folder_domain(settings, "kept", tmp_path)
+    backup = backup_database(settings.database_url, settings.backups_dir)
+    add_folder_domain(settings, "later", tmp_path)
+    safety = restore_database(settings.database_url, backup, settings.backups_dir)
+    with session_scope(settings.database_url) as session:
+        assert [d.code for d in list_domains(session)] == ["kept"]
+    assert safety is not None and safety.exists()
+    with pytest.raises(BackupError, match="not a readable database|damaged"):
+        broken = tmp_path / "broken.db"
+        broken.write_bytes(b"garbage" * 100)
+        restore_database(settings.database_url, broken, settings.backups_dir)
+    with session_scope(settings.database_url) as session:
+        assert [d.code for d in list_domains(session)] == ["kept"]  # nothing lost
+    with pytest.raises(BackupError, match="pg_dump"):
+        backup_database("postgresql://db/facerec", tmp_path)
+
+
+def test_retention_keeps_7_daily_4_weekly_12_monthly(tmp_path):
+    now = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    stamps = [now - timedelta(hours=12 * i) for i in range(2 * 400)]  # twice a day, 400 days
+    keep = backups_to_keep(stamps, now)
+    days = {s.date() for s in keep}
+    assert len([d for d in days if (now.date() - d).days < 7]) == 7
+    assert len({(s.year, s.month) for s in keep}) == 12
+    assert len(keep) <= 7 + 4 + 12
+    assert max(stamps) in keep
+    for stamp in stamps[:5]:
+        (tmp_path / f"facerec-{stamp.strftime('%Y%m%dT%H%M%SZ')}.db").write_bytes(b"")
+    old = now - timedelta(days=500)
+    (tmp_path / f"facerec-{old.strftime('%Y%m%dT%H%M%SZ')}.db").write_bytes(b"")
+    removed = prune_backups(tmp_path, now)
+    assert [p.name for p in removed][0].startswith("facerec-2025") and len(
+        list_backups(tmp_path)
+    ) == 3
+
+
+def test_gallery_and_history_commands(settings, two_domains, tmp_path):
+    env = {"FACEREC_STORAGE_DIR": str(settings.storage_dir), "DATABASE_URL": "",
+           "DAGSTER_HOME": str(tmp_path / "dagster")}  # fmt: skip
+    listed = json.loads(CliRunner().invoke(cli, ["gallery", "list", "--domain", "alpha", "--json"],
+                                           env=env).stdout)  # fmt: skip
+    assert [(v["version"], v["is_prod"]) for v in listed] == [(1, True)]
+    nothing = CliRunner().invoke(cli, ["gallery", "rollback", "--domain", "alpha"], env=env)
+    assert nothing.exit_code == 1 and "no earlier published gallery" in nothing.output
