@@ -13,7 +13,7 @@ from facerec_pipeline.candidates.folder_source import FolderSourceError, scan_fo
 from facerec_pipeline.candidates.names import normalize_name, unique_normalized_name
 from facerec_pipeline.candidates.wikidata import WikidataPerson
 from facerec_pipeline.db.models import Domain, Person
-from facerec_pipeline.domains.partitions import DATABASE_POOL, domain_partitions
+from facerec_pipeline.domains.partitions import stage_asset
 from facerec_pipeline.domains.registry import get_domain
 from facerec_pipeline.resources import FacerecStorage, WebSourcesResource
 from facerec_pipeline.run_history import record_stage
@@ -114,13 +114,9 @@ def wikidata_people(
     return rows + dropped
 
 
-@dg.asset(
-    partitions_def=domain_partitions,
-    io_manager_key="stage_tables",
+@stage_asset(
     code_version="2",
-    pool=DATABASE_POOL,
     group_name="ingestion",
-    kinds={"python", "sqlite"},
     retry_policy=NETWORK_RETRY,
 )
 def candidates(

@@ -56,6 +56,13 @@ def settings_ready() -> Settings:
     return settings
 
 
+def read_db(query: Callable[..., Any], *args: Any) -> Any:
+    """Run `query(session, *args)` against an up-to-date database and return its result."""
+    settings = settings_ready()
+    with session_scope(settings.database_url) as session:
+        return query(session, *args)
+
+
 def ensure_dagster_home(settings: Settings) -> Path:
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home)))
     home.mkdir(parents=True, exist_ok=True)
@@ -190,9 +197,7 @@ def domains_add(code: str, inherit: str, **options: Any) -> None:
 @user_errors
 def domains_list(as_json: bool) -> None:
     """List domains."""
-    settings = settings_ready()
-    with session_scope(settings.database_url) as session:
-        rows = [describe(session, domain) for domain in list_domains(session)]
+    rows = read_db(lambda session: [describe(session, d) for d in list_domains(session)])
     if as_json:
         echo_json(rows)
         return
@@ -222,9 +227,7 @@ def domains_list(as_json: bool) -> None:
 @user_errors
 def domains_show(code: str, as_json: bool) -> None:
     """Show one domain's settings."""
-    settings = settings_ready()
-    with session_scope(settings.database_url) as session:
-        info = describe(session, get_domain(session, code))
+    info = read_db(lambda session: describe(session, get_domain(session, code)))
     if as_json:
         echo_json(info)
     else:
@@ -314,9 +317,7 @@ def gallery_list(code: str, as_json: bool) -> None:
     """Every version of the domain's gallery, its checks and which one serves."""
     from facerec_pipeline.gallery.promotion import list_versions
 
-    settings = settings_ready()
-    with session_scope(settings.database_url) as session:
-        versions = list_versions(session, code)
+    versions = read_db(list_versions, code)
     if as_json:
         echo_json(versions)
         return
@@ -352,10 +353,9 @@ def history(code: str, limit: int, as_json: bool) -> None:
     """The domain's recent runs: status, counts per stage, rejections, cost, durations."""
     from facerec_pipeline.run_history import recent_sessions
 
-    settings = settings_ready()
-    with session_scope(settings.database_url) as session:
-        get_domain(session, code)
-        rows = recent_sessions(session, code, limit)
+    rows = read_db(
+        lambda session: get_domain(session, code) and recent_sessions(session, code, limit)
+    )
     if as_json:
         echo_json(rows)
         return
@@ -443,11 +443,13 @@ def stats(code: str | None, as_json: bool) -> None:
     from facerec_pipeline.stats import domain_stats
     from facerec_pipeline.web.sources import env_config
 
-    settings = settings_ready()
     cost = env_config()["serp_cost_per_call"]
-    with session_scope(settings.database_url) as session:
+
+    def figures_of(session):
         codes = [code] if code else [domain.code for domain in list_domains(session)]
-        figures = [domain_stats(session, each, cost) for each in codes]
+        return [domain_stats(session, each, cost) for each in codes]
+
+    figures = read_db(figures_of)
     if as_json:
         echo_json(figures if code is None else figures[0])
         return
@@ -487,9 +489,7 @@ def skips(code: str, as_json: bool) -> None:
     """What was left out of the domain's gallery, and why (source, validation, identity)."""
     from facerec_pipeline.stats import domain_skips
 
-    settings = settings_ready()
-    with session_scope(settings.database_url) as session:
-        rows = domain_skips(session, code)
+    rows = read_db(domain_skips, code)
     if as_json:
         echo_json(rows)
     elif not rows:

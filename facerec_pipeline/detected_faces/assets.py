@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from facerec_pipeline.detected_faces.duplicates import PhotoRef, find_duplicates
 from facerec_pipeline.detected_faces.validation import save_crop, validate_photo
-from facerec_pipeline.domains.partitions import DATABASE_POOL, domain_partitions
+from facerec_pipeline.domains.partitions import stage_asset
 from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
 from facerec_pipeline.run_history import record_stage
 
@@ -27,13 +27,9 @@ def _rejected(base: dict, reason: str, detail: str | None) -> dict:
     return {**base, "status": "rejected", "rejection_reason": reason, "rejection_detail": detail}
 
 
-@dg.asset(
-    partitions_def=domain_partitions,
-    io_manager_key="stage_tables",
+@stage_asset(
     code_version="1",
-    pool=DATABASE_POOL,
     group_name="validation",
-    kinds={"python", "sqlite"},
 )
 def detected_faces(
     context: dg.AssetExecutionContext,

@@ -11,6 +11,7 @@ import numpy as np
 
 from facerec_pipeline.detected_faces.quality_gates import GateConfig, judge_faces
 from facerec_pipeline.face_engine.engine import DetectedFace, FaceEngine
+from facerec_pipeline.files import write_atomically
 from facerec_pipeline.raw_images.image_files import ImageRejected, load_rgb
 
 
@@ -52,10 +53,7 @@ def save_crop(crop_bgr: np.ndarray, target: Path) -> str:
     if not ok:
         raise ValueError(f"could not encode the face crop for {target}")
     data = encoded.tobytes()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    partial.write_bytes(data)
-    partial.replace(target)
+    write_atomically(target, data)
     return hashlib.sha256(data).hexdigest()
 
 

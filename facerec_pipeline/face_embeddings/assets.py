@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from facerec_pipeline.db.models import FaceEmbedding
 from facerec_pipeline.detected_faces.validation import read_crop
-from facerec_pipeline.domains.partitions import DATABASE_POOL, domain_partitions
+from facerec_pipeline.domains.partitions import stage_asset
 from facerec_pipeline.face_engine.engine import deepface_version
 from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
 from facerec_pipeline.run_history import record_stage
@@ -36,13 +36,9 @@ def _existing_embeddings(facerec: FacerecStorage, shas: list[str], model_config:
     return found
 
 
-@dg.asset(
-    partitions_def=domain_partitions,
-    io_manager_key="stage_tables",
+@stage_asset(
     code_version="1",
-    pool=DATABASE_POOL,
     group_name="validation",
-    kinds={"python", "sqlite"},
 )
 def face_embeddings(
     context: dg.AssetExecutionContext,

@@ -4,10 +4,11 @@ with a checksum check. Nothing is downloaded."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from facerec_pipeline.files import sha256_file
 
 # File name in DeepFace's weights folder -> sha256 of the file face-recognition-models 0.3.0 ships.
 PACKAGED_WEIGHTS = {
@@ -41,14 +42,6 @@ def weights_dir(models_dir: Path) -> Path:
     return models_dir / ".deepface" / "weights"
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def packaged_weights_source() -> Path:
     try:
         import face_recognition_models
@@ -67,18 +60,18 @@ def install_weights(models_dir: Path) -> list[InstalledWeight]:
     installed = []
     for name, expected in PACKAGED_WEIGHTS.items():
         target = target_dir / name
-        if target.exists() and sha256_of(target) == expected:
+        if target.exists() and sha256_file(target) == expected:
             installed.append(InstalledWeight(name, target, expected, "present"))
             continue
         source = source_dir / name
-        if not source.exists() or sha256_of(source) != expected:
+        if not source.exists() or sha256_file(source) != expected:
             raise ModelWeightsMissing(
                 f"{source} is missing or does not match its expected checksum; reinstall "
                 "face-recognition-models==0.3.0"
             )
         partial = target.with_suffix(".partial")
         shutil.copyfile(source, partial)
-        if sha256_of(partial) != expected:
+        if sha256_file(partial) != expected:
             partial.unlink()
             raise ModelWeightsMissing(f"copying {name} produced a file with the wrong checksum")
         partial.replace(target)

@@ -11,7 +11,7 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from facerec_pipeline.db.models import Domain, Gallery, Person
-from facerec_pipeline.domains.partitions import DATABASE_POOL, domain_partitions
+from facerec_pipeline.domains.partitions import DATABASE_POOL, domain_partitions, stage_asset
 from facerec_pipeline.domains.registry import get_domain
 from facerec_pipeline.face_engine.engine import l2_normalize
 from facerec_pipeline.gallery import promotion_checks
@@ -119,13 +119,9 @@ def build_report(
     }
 
 
-@dg.asset(
-    partitions_def=domain_partitions,
-    io_manager_key="stage_tables",
+@stage_asset(
     code_version="2",
-    pool=DATABASE_POOL,
     group_name="gallery",
-    kinds={"python", "sqlite"},
 )
 def gallery(
     context: dg.AssetExecutionContext,

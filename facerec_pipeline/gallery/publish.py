@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from facerec_pipeline.files import write_atomically
+
 BATCH_MAX_PEOPLE = 500
 POINTER_FILE = "gallery.json"
 
@@ -163,12 +165,8 @@ def write_batches(
 
 def write_prod_pointer(prod_dir: Path, pointer: dict[str, Any]) -> Path:
     """Atomically point production at a published batch set."""
-    prod_dir.mkdir(parents=True, exist_ok=True)
-    target = prod_dir / POINTER_FILE
-    partial = prod_dir / f".{POINTER_FILE}.partial"
-    partial.write_text(json.dumps(pointer, ensure_ascii=False, indent=1))
-    partial.replace(target)
-    return target
+    text = json.dumps(pointer, ensure_ascii=False, indent=1)
+    return write_atomically(prod_dir / POINTER_FILE, text.encode())
 
 
 def read_prod_pointer(prod_dir: Path) -> dict[str, Any] | None:

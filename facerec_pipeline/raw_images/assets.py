@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 from facerec_pipeline.candidates.assets import NETWORK_RETRY
 from facerec_pipeline.candidates.folder_source import list_photos
 from facerec_pipeline.db.models import Image, SerpCall, SourceSkip
-from facerec_pipeline.domains.partitions import DATABASE_POOL, domain_partitions
+from facerec_pipeline.domains.partitions import stage_asset
 from facerec_pipeline.domains.registry import get_domain
 from facerec_pipeline.lineage.stage_tables import GENERATED_COLUMNS
 from facerec_pipeline.raw_images.image_files import inspect_image, store_content_addressed
@@ -144,13 +144,9 @@ def record_fetch(
         session.add_all(SerpCall(domain=code, run_id=run_id, **call) for call in calls)
 
 
-@dg.asset(
-    partitions_def=domain_partitions,
-    io_manager_key="stage_tables",
+@stage_asset(
     code_version="2",
-    pool=DATABASE_POOL,
     group_name="ingestion",
-    kinds={"python", "sqlite"},
     retry_policy=NETWORK_RETRY,
 )
 def raw_images(

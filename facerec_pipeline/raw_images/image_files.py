@@ -3,14 +3,14 @@ anything that is not a usable image. No Dagster here."""
 
 from __future__ import annotations
 
-import hashlib
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from facerec_pipeline.files import copy_atomically, sha256_file
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 MAX_FILE_BYTES = 50 * 1024 * 1024
@@ -45,14 +45,6 @@ class ImageFacts:
     perceptual_hash: str | None = None
     rejection_reason: str | None = None
     rejection_detail: str | None = None
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def open_image(path: Path) -> Image.Image:
@@ -130,8 +122,5 @@ def store_content_addressed(source: Path, target_dir: Path, sha256: str) -> Path
     suffix = source.suffix.lower() if source.suffix.lower() in IMAGE_SUFFIXES else ".bin"
     target = target_dir / f"{sha256}{suffix}"
     if not target.exists():
-        target_dir.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        shutil.copyfile(source, partial)
-        partial.replace(target)
+        copy_atomically(source, target)
     return target
