@@ -1,5 +1,6 @@
 """Resources: the project's storage and database, and the face engine."""
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -55,6 +56,8 @@ class FaceEngineResource(dg.ConfigurableResource):
     min_blur_score: float = GateConfig.min_blur_score
     dominance_ratio: float = GateConfig.dominance_ratio
     duplicate_hash_distance: int = GateConfig.duplicate_hash_distance
+    # Processes for detection and embedding (dlib holds the GIL). Default: the machine's cores.
+    workers: int = max(1, min(os.cpu_count() or 1, 8))
 
     @property
     def engine_config(self) -> EngineConfig:

@@ -68,3 +68,33 @@ def test_install_weights_is_idempotent_and_checks_checksums(tmp_path):
 
 def test_embeddings_are_deterministic(engine, photos):
     assert np.array_equal(embed(engine, photos / "biden.jpg"), embed(engine, photos / "biden.jpg"))
+
+
+def test_parallel_validation_and_embedding_match_the_serial_results(
+    engine, photos, composed, tmp_path
+):
+    from facerec_pipeline.detected_faces.validation import (
+        MIN_PHOTOS_PER_WORKER,
+        embed_crops,
+        save_crop,
+        validate_photos,
+    )
+
+    paths = (sorted(photos.glob("*.*")) + [composed["two_faces.jpg"], composed["corrupt.jpg"]]) * 2
+    assert len(paths) >= 2 * MIN_PHOTOS_PER_WORKER  # large enough to use the worker processes
+    serial = list(validate_photos(engine, GateConfig(), paths, workers=1))
+    parallel = list(validate_photos(engine, GateConfig(), paths, workers=2))
+    assert [(o.status, o.rejection_reason) for o in parallel] == [
+        (o.status, o.rejection_reason) for o in serial
+    ]
+    crops = []
+    for index, outcome in enumerate(serial):
+        if outcome.status == "accepted":
+            crops.append(tmp_path / f"{index}.png")
+            save_crop(outcome.face.crop_bgr, crops[-1])
+    crops *= 2
+    assert len(crops) >= 2 * MIN_PHOTOS_PER_WORKER
+    assert np.allclose(
+        np.stack(list(embed_crops(engine, crops, workers=2))),
+        np.stack(list(embed_crops(engine, crops, workers=1))),
+    )

@@ -4,13 +4,14 @@ rejection reason. Photos already judged under the same configuration are not jud
 
 import time
 from collections import Counter
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 from sqlalchemy import text
 
 from facerec_pipeline.detected_faces.duplicates import PhotoRef, find_duplicates
-from facerec_pipeline.detected_faces.validation import save_crop, validate_photo
+from facerec_pipeline.detected_faces.validation import PhotoOutcome, save_crop, validate_photos
 from facerec_pipeline.domains.partitions import stage_asset
 from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
 from facerec_pipeline.run_history import record_stage
@@ -25,6 +26,27 @@ PROGRESS_EVERY = 25
 
 def _rejected(base: dict, reason: str, detail: str | None) -> dict:
     return {**base, "status": "rejected", "rejection_reason": reason, "rejection_detail": detail}
+
+
+def outcome_row(base: dict, outcome: PhotoOutcome, crop: Path, relative) -> dict:
+    """The faces row for a judged photo; an accepted face's crop is written to `crop`."""
+    row = {
+        **base,
+        "status": outcome.status,
+        "rejection_reason": outcome.rejection_reason,
+        "rejection_detail": outcome.rejection_detail,
+        "faces_found": outcome.faces_found,
+        "background_faces": outcome.background_faces,
+        "blur_score": outcome.blur_score,
+    }
+    face = outcome.face
+    if face is not None:
+        row.update(box_x=face.x, box_y=face.y, box_w=face.w, box_h=face.h,
+                   confidence=face.confidence, face_size=face.size)  # fmt: skip
+    if outcome.status == "accepted" and face is not None:
+        row["crop_sha256"] = save_crop(face.crop_bgr, crop)
+        row["crop_path"] = relative(crop)
+    return row
 
 
 @stage_asset(
@@ -60,9 +82,10 @@ def detected_faces(
         ],
         gates.duplicate_hash_distance,
     )
-    engine = None
-    rows, computed, reused = [], 0, 0
-    for position, image in enumerate(raw_images.itertuples(), start=1):
+    rows: list[dict] = []
+    to_judge: list[tuple[int, object]] = []  # (index in rows, image)
+    reused = 0
+    for image in raw_images.itertuples():
         base = {
             "image_id": int(image.id),
             "domain": code,
@@ -72,15 +95,13 @@ def detected_faces(
             "faces_found": 0,
             "background_faces": 0,
         }
+        old = cached.get(int(image.id))
         if image.status != "approved":
             rows.append(_rejected(base, image.rejection_reason or "unreadable_image", None))
-            continue
-        if int(image.id) in duplicates:
+        elif int(image.id) in duplicates:
             original = duplicates[int(image.id)]
             rows.append(_rejected(base, "duplicate", f"same photo as image {original}"))
-            continue
-        old = cached.get(int(image.id))
-        if (
+        elif (
             old is not None
             and old["image_sha256"] == image.sha256
             and old["rejection_reason"] != "duplicate"
@@ -88,36 +109,22 @@ def detected_faces(
         ):
             rows.append({column: old.get(column) for column in FACE_COLUMNS})
             reused += 1
-            continue
-        engine = engine or face_engine.engine()
-        outcome = validate_photo(engine, gates, settings.absolute(image.file_path))
-        computed += 1
-        row = {
-            **base,
-            "status": outcome.status,
-            "rejection_reason": outcome.rejection_reason,
-            "rejection_detail": outcome.rejection_detail,
-            "faces_found": outcome.faces_found,
-            "background_faces": outcome.background_faces,
-            "blur_score": outcome.blur_score,
-        }
-        face = outcome.face
-        if face is not None:
-            row.update(
-                box_x=face.x, box_y=face.y, box_w=face.w, box_h=face.h,
-                confidence=face.confidence, face_size=face.size,
-            )  # fmt: skip
-        if outcome.status == "accepted" and face is not None:
+        else:
+            rows.append(base)
+            to_judge.append((len(rows) - 1, image))
+    if to_judge:
+        paths = [settings.absolute(image.file_path) for _, image in to_judge]
+        outcomes = validate_photos(face_engine.engine(), gates, paths, face_engine.workers)
+        for done, ((index, image), outcome) in enumerate(zip(to_judge, outcomes, strict=True), 1):
             crop = (
                 settings.training_pass_dir(code)
                 / person_folder[int(image.person_id)]
                 / f"{image.sha256[:24]}.png"
             )
-            row["crop_sha256"] = save_crop(face.crop_bgr, crop)
-            row["crop_path"] = settings.relative(crop)
-        rows.append(row)
-        if computed % PROGRESS_EVERY == 0:
-            context.log.info(f"detected_faces[{code}]: {position}/{len(raw_images)} photos")
+            rows[index] = outcome_row(rows[index], outcome, crop, settings.relative)
+            if done % PROGRESS_EVERY == 0 or done == len(to_judge):
+                context.log.info(f"detected_faces[{code}]: judged {done}/{len(to_judge)} photos")
+    computed = len(to_judge)
     frame = pd.DataFrame(rows, columns=FACE_COLUMNS)
     reasons = Counter(frame.loc[frame["status"] == "rejected", "rejection_reason"])
     accepted = int((frame["status"] == "accepted").sum())

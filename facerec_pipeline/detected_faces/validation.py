@@ -62,3 +62,49 @@ def read_crop(path: Path) -> np.ndarray:
     if crop is None:
         raise FileNotFoundError(f"face crop {path} is missing or unreadable")
     return crop
+
+
+# Parallel validation: dlib holds the GIL, so threads do not help; worker processes do. Each
+# worker loads its own engine once (a few seconds), so small batches stay in this process.
+MIN_PHOTOS_PER_WORKER = 8
+_worker: dict = {}
+
+
+def _start_worker(config, models_dir: str, gates: GateConfig) -> None:
+    _worker["engine"] = FaceEngine(config, Path(models_dir))
+    _worker["gates"] = gates
+
+
+def _validate_in_worker(path: Path) -> PhotoOutcome:
+    return validate_photo(_worker["engine"], _worker["gates"], path)
+
+
+def _embed_in_worker(path: Path):
+    engine = _worker["engine"]
+    return engine.embed([read_crop(path)])[0]
+
+
+def _parallel(engine: FaceEngine, gates: GateConfig | None, fn, items: list, workers: int):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_start_worker,
+        initargs=(engine.config, str(engine.models_dir), gates),
+    ) as pool:  # fmt: skip
+        yield from pool.map(fn, items, chunksize=2)
+
+
+def validate_photos(engine: FaceEngine, gates: GateConfig, paths: list[Path], workers: int = 1):
+    """validate_photo over `paths`, in order, on up to `workers` processes."""
+    if workers <= 1 or len(paths) < MIN_PHOTOS_PER_WORKER * workers:
+        return (validate_photo(engine, gates, path) for path in paths)
+    return _parallel(engine, gates, _validate_in_worker, paths, workers)
+
+
+def embed_crops(engine: FaceEngine, paths: list[Path], workers: int = 1):
+    """Embeddings of the crops at `paths`, in order, on up to `workers` processes."""
+    if workers <= 1 or len(paths) < MIN_PHOTOS_PER_WORKER * workers:
+        return (engine.embed([read_crop(path)])[0] for path in paths)
+    return _parallel(engine, None, _embed_in_worker, paths, workers)

@@ -9,7 +9,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from facerec_pipeline.db.models import FaceEmbedding
-from facerec_pipeline.detected_faces.validation import read_crop
+from facerec_pipeline.detected_faces.validation import embed_crops
 from facerec_pipeline.domains.partitions import stage_asset
 from facerec_pipeline.face_engine.engine import deepface_version
 from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
@@ -19,7 +19,7 @@ EMBEDDING_COLUMNS = [
     "image_sha256", "model_config", "model_name", "detector_backend", "normalization",
     "library_version", "dim", "embedding",
 ]  # fmt: skip
-EMBED_CHUNK = 32
+EMBED_PROGRESS = 50
 
 
 def _existing_embeddings(facerec: FacerecStorage, shas: list[str], model_config: str) -> dict:
@@ -68,24 +68,21 @@ def face_embeddings(
         for sha, row in existing.items()
     ]
     if len(missing):
-        engine = face_engine.engine()
-        for start in range(0, len(missing), EMBED_CHUNK):
-            chunk = missing.iloc[start : start + EMBED_CHUNK]
-            crops = [read_crop(settings.absolute(path)) for path in chunk["crop_path"]]
-            vectors = engine.embed(crops)
-            for sha, vector in zip(chunk["image_sha256"], vectors, strict=True):
-                rows.append(
-                    {
-                        **base,
-                        "image_sha256": sha,
-                        "dim": int(vector.shape[0]),
-                        "embedding": np.asarray(vector, dtype="<f4").tobytes(),
-                    }
-                )
-            context.log.info(
-                f"face_embeddings[{code}]: {min(start + EMBED_CHUNK, len(missing))}/"
-                f"{len(missing)} new faces embedded"
+        paths = [settings.absolute(path) for path in missing["crop_path"]]
+        vectors = embed_crops(face_engine.engine(), paths, face_engine.workers)
+        for done, (sha, vector) in enumerate(zip(missing["image_sha256"], vectors, strict=True), 1):
+            rows.append(
+                {
+                    **base,
+                    "image_sha256": sha,
+                    "dim": int(vector.shape[0]),
+                    "embedding": np.asarray(vector, dtype="<f4").tobytes(),
+                }
             )
+            if done % EMBED_PROGRESS == 0 or done == len(missing):
+                context.log.info(
+                    f"face_embeddings[{code}]: {done}/{len(missing)} new faces embedded"
+                )
     frame = pd.DataFrame(rows, columns=EMBEDDING_COLUMNS)
     context.add_output_metadata(
         {

@@ -1,0 +1,286 @@
+"""Benchmarks, side by side with DeepFace in one run: `python -m bench.run` (see --help).
+Writes BENCHMARKS.md with the machine, date and commit. Timings are wall clock on this machine;
+the ratios are what to compare."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from facerec_pipeline.detected_faces.quality_gates import GateConfig
+from facerec_pipeline.detected_faces.validation import embed_crops, save_crop, validate_photos
+from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine, l2_normalize
+from facerec_pipeline.face_engine.weights import install_weights
+from facerec_pipeline.gallery.publish import load_batches
+from facerec_pipeline.sample import astronaut_png, fetch_test_images
+
+REPO = Path(__file__).resolve().parents[1]
+PEOPLE = {"obama": "obama", "32bit": "obama", "biden": "biden", "astronaut": "collins"}
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
+                .splitlines() if line.startswith("model name")), platform.processor())  # fmt: skip
+    memory = next(int(line.split()[1]) // 1024 // 1024 for line in
+                  Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))  # fmt: skip
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True,
+                           text=True).stdout.strip()  # fmt: skip
+    from importlib.metadata import version
+
+    return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu,
+            "cores": os.cpu_count(), "memory_gib": memory, "python": platform.python_version(),
+            "deepface": version("deepface"), "dlib": version("dlib-bin"),
+            "commit": commit + (" (uncommitted changes)" if dirty else "")}  # fmt: skip
+
+
+def photo_set(work: Path) -> list[Path]:
+    """The packaged photos, scikit-image's astronaut, and a mirrored copy of each (1-2 MP)."""
+    images = fetch_test_images(REPO / ".cache" / "test_images")
+    photos = sorted(images.glob("*.*")) + [astronaut_png(work / "astronaut.png")]
+    for path in list(photos):
+        mirrored = work / f"{path.stem}_mirrored.jpg"
+        Image.open(path).convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(mirrored)
+        photos.append(mirrored)
+    return photos
+
+
+def person_of(path: Path) -> str:
+    stem = path.stem.split("_")[0]
+    return PEOPLE.get(stem, "obama" if stem.startswith("obama") else stem)
+
+
+def loo_top1(vectors: np.ndarray, labels: list[str]) -> list[str]:
+    distances = 1.0 - vectors @ vectors.T
+    np.fill_diagonal(distances, np.inf)
+    return [labels[int(i)] for i in distances.argmin(axis=1)]
+
+
+def throughput(engine: FaceEngine, photos: list[Path], work: Path, workers: int) -> dict:
+    from deepface import DeepFace
+
+    gates = GateConfig()
+    results = {}
+    for label, count in (("ours_1_process", 1), (f"ours_{workers}_processes", workers)):
+        start = time.perf_counter()
+        outcomes = list(validate_photos(engine, gates, photos, count))
+        crops = []
+        for path, outcome in zip(photos, outcomes, strict=True):
+            if outcome.status == "accepted":
+                crops.append(work / f"{label}_{path.stem}.png")
+                save_crop(outcome.face.crop_bgr, crops[-1])
+        vectors = np.stack(list(embed_crops(engine, crops, count)))
+        seconds = time.perf_counter() - start
+        results[label] = {"seconds_per_photo": seconds / len(photos),
+                          "accepted": [p.name for p, o in zip(photos, outcomes, strict=True)
+                                       if o.status == "accepted"],
+                          "vectors": l2_normalize(vectors)}  # fmt: skip
+    start = time.perf_counter()
+    deepface_vectors, deepface_accepted = [], []
+    for path in photos:
+        faces = DeepFace.represent(img_path=str(path), model_name="Dlib", detector_backend="dlib",
+                                   enforce_detection=False)  # fmt: skip
+        real = [f for f in faces if f.get("face_confidence", 1) > 0]
+        if len(real) >= 1:
+            biggest = max(real, key=lambda f: f["facial_area"]["w"] * f["facial_area"]["h"])
+            deepface_vectors.append(biggest["embedding"])
+            deepface_accepted.append(path.name)
+    results["deepface_represent"] = {
+        "seconds_per_photo": (time.perf_counter() - start) / len(photos),
+        "accepted": deepface_accepted,
+        "vectors": l2_normalize(np.asarray(deepface_vectors, dtype=np.float32)),
+    }
+    return results
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    return float(np.percentile(samples, 50)) * 1000, float(np.percentile(samples, 95)) * 1000
+
+
+def search(real: np.ndarray, sizes: list[int], queries: int, find_max: int, probe: Path,
+           engine: FaceEngine, work: Path) -> list[dict]:  # fmt: skip
+    from deepface import DeepFace
+    from deepface.commons.file_utils import build_file_store
+    from deepface.modules import recognition
+
+    rng = np.random.default_rng(0)
+    probe_vector = l2_normalize(engine.embed([engine.detect(np.asarray(
+        Image.open(probe).convert("RGB")))[0].crop_bgr]))[0]  # fmt: skip
+    rows = []
+    for size in sizes:
+        synthetic = l2_normalize(rng.standard_normal((size - len(real), real.shape[1])))
+        matrix = np.ascontiguousarray(np.vstack([real, synthetic]).astype(np.float32))
+        picks = rng.integers(0, size, queries)
+        probes = l2_normalize(
+            matrix[picks] + 0.02 * rng.standard_normal((queries, matrix.shape[1]))
+        )
+        times, exact = [], []
+        for q in probes:
+            start = time.perf_counter()
+            exact.append(int(np.argmax(matrix @ q)))
+            times.append(time.perf_counter() - start)
+        p50, p95 = percentiles(times)
+        row = {"size": size, "ours_exact_p50_ms": p50, "ours_exact_p95_ms": p95,
+               "probe_top1_same_as_deepface": None}  # fmt: skip
+        if size <= find_max:
+            db = work / f"find_{size}"
+            db.mkdir(exist_ok=True)
+            identities = [f"{db}/person_{i % 5000}/img_{i}.jpg" for i in range(size)]
+            representations = [{"identity": identity, "hash": str(i), "embedding": matrix[i].tolist(),
+                                "target_x": 0, "target_y": 0, "target_w": 150, "target_h": 150}
+                               for i, identity in enumerate(identities)]  # fmt: skip
+            name = "ds_model_dlib_detector_dlib_aligned_normalization_base_expand_0.npz"
+            save = getattr(recognition, "__save_representations")
+            save(store=build_file_store(str(db)), datastore_path=str(db / name),
+                 representations=representations, datastore_format="npz")  # fmt: skip
+            find_times = []
+            for _ in range(2 if size >= 100_000 else 5):
+                start = time.perf_counter()
+                found = DeepFace.find(img_path=str(probe), db_path=str(db), model_name="Dlib",
+                                      detector_backend="dlib", refresh_database=False,
+                                      silent=True, distance_metric="cosine")  # fmt: skip
+                find_times.append(time.perf_counter() - start)
+            best_deepface = found[0]["identity"].iloc[0] if len(found[0]) else None
+            ours_best = identities[int(np.argmax(matrix @ probe_vector))]
+            row.update(deepface_find_median_s=float(np.median(find_times)),
+                       probe_top1_same_as_deepface=best_deepface == ours_best)  # fmt: skip
+        rows.append(row)
+    return rows
+
+
+def cold_start(size: int, dim: int, work: Path) -> dict:
+    batch = work / "cold" / "batch_0001"
+    batch.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    np.save(batch / "embeddings.npy", l2_normalize(rng.standard_normal((size, dim))))
+    faces = [{"row": i, "face_id": i, "person_id": i // 10, "person": f"Person {i // 10}",
+              "normalized_name": f"person_{i // 10}", "wikidata_id": None,
+              "image_sha256": f"{i:064x}", "crop": f"person_{i // 10}/{i}.png"}
+             for i in range(size)]  # fmt: skip
+    (batch / "faces.json").write_text(json.dumps(faces))
+    (batch / "batch_metadata.json").write_text(json.dumps({"model_config": "x", "dim": dim}))
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        loaded = load_batches(work, "cold", 1, "x", [str(batch)])
+        times.append(time.perf_counter() - start)
+    return {"size": size, "median_ms": float(np.median(times)) * 1000,
+            "matrix_mib": loaded.matrix.nbytes / 2**20}  # fmt: skip
+
+
+def end_to_end(engine: FaceEngine, probe: Path, gallery: np.ndarray, runs: int = 10) -> dict:
+    from facerec_pipeline.raw_images.image_files import load_rgb
+
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        faces = engine.detect(load_rgb(probe))
+        vectors = l2_normalize(engine.embed([f.crop_bgr for f in faces]))
+        _ = [int(np.argmax(gallery @ v)) for v in vectors]
+        times.append(time.perf_counter() - start)
+    width, height = Image.open(probe).size
+    return {"photo": probe.name, "megapixels": round(width * height / 1e6, 2),
+            "median_s": float(np.median(times)), "p95_s": float(np.percentile(times, 95))}  # fmt: skip
+
+
+def report(facts: dict, speed: dict, rows: list[dict], cold: dict, e2e: dict, workers: int) -> str:
+    deepface = speed["deepface_represent"]
+    lines = [
+        "# Benchmarks", "",
+        f"Machine: {facts['cpu']}, {facts['cores']} cores, {facts['memory_gib']} GiB; Python "
+        f"{facts['python']}, DeepFace {facts['deepface']}, dlib {facts['dlib']}. "
+        f"Date: {facts['date']}. Commit: {facts['commit']}.", "",
+        "Produced by `python -m bench.run` (`make bench`); every figure below comes from one run.",
+        "", "## Validation + embedding throughput (same photos, Dlib model, dlib detector)", "",
+        "| pipeline | s/photo | photos/s | speed-up vs DeepFace | faces accepted |",
+        "|---|---|---|---|---|",
+    ]  # fmt: skip
+    for name, result in speed.items():
+        ratio = deepface["seconds_per_photo"] / result["seconds_per_photo"]
+        lines.append(f"| {name} | {result['seconds_per_photo']:.3f} | "
+                     f"{1 / result['seconds_per_photo']:.2f} | {ratio:.1f}x | "
+                     f"{len(result['accepted'])} |")  # fmt: skip
+    ours = speed[f"ours_{workers}_processes"]
+    same_accept = sorted(ours["accepted"]) == sorted(deepface["accepted"])
+    labels_ours = [person_of(Path(n)) for n in ours["accepted"]]
+    labels_deepface = [person_of(Path(n)) for n in deepface["accepted"]]
+    top_ours = loo_top1(ours["vectors"], labels_ours)
+    top_deepface = loo_top1(deepface["vectors"], labels_deepface)
+    common = [n for n in ours["accepted"] if n in deepface["accepted"]]
+    agree = sum(top_ours[ours["accepted"].index(n)] == top_deepface[deepface["accepted"].index(n)]
+                for n in common)  # fmt: skip
+    lines += ["",
+        f"Photos: {len(ours['accepted'])} accepted of the set by ours; DeepFace found a face in "
+        f"{len(deepface['accepted'])}. Same photos accepted: {same_accept}"
+        + ("" if same_accept else f" (only ours: {sorted(set(ours['accepted']) - set(deepface['accepted']))}; "
+           f"only DeepFace: {sorted(set(deepface['accepted']) - set(ours['accepted']))})") + ".",
+        f"Leave-one-out top-1 answers (each photo against the others): the same person in "
+        f"{agree} of {len(common)} photos both accepted; accuracy ours "
+        f"{np.mean([a == b for a, b in zip(top_ours, labels_ours, strict=True)]):.2f}, DeepFace "
+        f"{np.mean([a == b for a, b in zip(top_deepface, labels_deepface, strict=True)]):.2f}.",
+        "", "## Search latency per query (probe face already embedded for ours)", "",
+        "| gallery | ours exact p50 ms | ours exact p95 ms | DeepFace.find median s (incl. probe) | "
+        "ratio | same top-1 |", "|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for row in rows:
+        find = row.get("deepface_find_median_s")
+        lines.append(
+            f"| {row['size']:,} | {row['ours_exact_p50_ms']:.2f} | {row['ours_exact_p95_ms']:.2f} "
+            f"| {f'{find:.2f}' if find else 'not run'} | "
+            f"{f'{find * 1000 / row['ours_exact_p95_ms']:.0f}x' if find else ''} | "
+            f"{row['probe_top1_same_as_deepface'] if find else ''} |"
+        )
+    lines += ["",
+        f"## Cold start\n\nLoading a {cold['size']:,}-face gallery (embeddings.npy + faces.json): "
+        f"median {cold['median_ms']:.0f} ms; matrix {cold['matrix_mib']:.0f} MiB in memory.",
+        "", f"## One photo end to end (read, detect, embed, search; warm engine)\n\n"
+        f"{e2e['photo']} ({e2e['megapixels']} MP): median {e2e['median_s']:.3f} s, p95 "
+        f"{e2e['p95_s']:.3f} s.", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="1000,10000,100000,1000000")
+    parser.add_argument("--find-max", type=int, default=100_000,
+                        help="largest gallery DeepFace.find is run on (it is slow)")  # fmt: skip
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--output", default=str(REPO / "BENCHMARKS.md"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        models = work / "models"
+        install_weights(models)
+        os.environ["DEEPFACE_HOME"] = str(models)
+        engine = FaceEngine(EngineConfig(), models)
+        photos = photo_set(work)
+        engine.embed([engine.detect(np.asarray(Image.open(photos[0]).convert("RGB")))[0].crop_bgr])
+        speed = throughput(engine, photos, work, args.workers)
+        real = speed[f"ours_{args.workers}_processes"]["vectors"]
+        probe = REPO / ".cache" / "test_images" / "obama3.jpg"
+        sizes = [int(size) for size in args.sizes.split(",")]
+        rows = search(real, sizes, args.queries, args.find_max, probe, engine, work)
+        cold = cold_start(100_000, real.shape[1], work)
+        gallery = np.vstack(
+            [real, l2_normalize(np.random.default_rng(2).standard_normal((1000, 128)))]
+        )
+        e2e = end_to_end(engine, probe, gallery.astype(np.float32))
+    text = report(machine(), speed, rows, cold, e2e, args.workers)
+    Path(args.output).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
