@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SAMPLE_PHOTO := storage/sample_photos/holdout/obama3.jpg
 export DAGSTER_HOME ?= $(CURDIR)/storage/dagster
 
-.PHONY: install models demo test lint format dev clean-storage
+.PHONY: install models demo test lint format dev bench
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: models
 test: install
 	$(BIN)/python -m facerec_pipeline.sample .cache/test_images
 	$(BIN)/python -m pytest -q
+
+# Speed against DeepFace on this machine; writes BENCHMARKS.md (about 10 minutes on 2 cores).
+bench: install
+	$(BIN)/python -m bench.run
 
 lint:
 	$(BIN)/ruff check facerec_pipeline facerec_pipeline_tests bench
