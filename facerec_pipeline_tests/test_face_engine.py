@@ -80,7 +80,7 @@ def test_parallel_validation_and_embedding_match_the_serial_results(
         validate_photos,
     )
 
-    paths = (sorted(photos.glob("*.*")) + [composed["two_faces.jpg"], composed["corrupt.jpg"]]) * 2
+    paths = (sorted(photos.glob("*.*")) + [composed["two_faces.jpg"], composed["corrupt.jpg"]]) * 4
     assert len(paths) >= 2 * MIN_PHOTOS_PER_WORKER  # large enough to use the worker processes
     serial = list(validate_photos(engine, GateConfig(), paths, workers=1))
     parallel = list(validate_photos(engine, GateConfig(), paths, workers=2))

@@ -66,7 +66,7 @@ def read_crop(path: Path) -> np.ndarray:
 
 # Parallel validation: dlib holds the GIL, so threads do not help; worker processes do. Each
 # worker loads its own engine once (a few seconds), so small batches stay in this process.
-MIN_PHOTOS_PER_WORKER = 8
+MIN_PHOTOS_PER_WORKER = 16  # below this, starting workers costs more than it saves
 _worker: dict = {}
 
 
