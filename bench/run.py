@@ -22,6 +22,7 @@ from facerec_pipeline.detected_faces.validation import embed_crops, save_crop, v
 from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine, l2_normalize
 from facerec_pipeline.face_engine.weights import install_weights
 from facerec_pipeline.gallery.publish import load_batches
+from facerec_pipeline.recognition.search_index import ANN_MIN_FACES, build_ivf, nearest_rows
 from facerec_pipeline.sample import astronaut_png, fetch_test_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,7 +162,27 @@ def search(
             exact.append(int(np.argmax(matrix @ q)))
             times.append(time.perf_counter() - start)
         p50, p95 = percentiles(times)
+        if size >= ANN_MIN_FACES:
+            start = time.perf_counter()
+            index = build_ivf(matrix)
+            build_seconds = time.perf_counter() - start
+            import faiss
+
+            faiss.omp_set_num_threads(1)
+            ann_times, hits = [], 0
+            for q, truth in zip(probes, exact, strict=True):
+                start = time.perf_counter()
+                _, found = nearest_rows(matrix, index, q, 1)
+                ann_times.append(time.perf_counter() - start)
+                hits += int(found[0]) == truth
+            ann_p50, ann_p95 = percentiles(ann_times)
+        else:
+            build_seconds, ann_p50, ann_p95, hits = None, p50, p95, len(probes)
         row = {
+            "ann_p50_ms": ann_p50,
+            "ann_p95_ms": ann_p95,
+            "ann_build_s": build_seconds,
+            "recall_at_1": hits / len(probes),
             "size": size,
             "ours_exact_p50_ms": p50,
             "ours_exact_p95_ms": p95,
@@ -234,6 +255,12 @@ def cold_start(size: int, dim: int, work: Path) -> dict:
         for i in range(size)
     ]
     (batch / "faces.json").write_text(json.dumps(faces))
+    people = [
+        {"person": f"Person {p}", "normalized_name": f"person_{p}", "wikidata_id": None}
+        for p in range(size // 10)
+    ]
+    (batch / "people.json").write_text(json.dumps(people))
+    np.save(batch / "person_rows.npy", (np.arange(size) // 10).astype(np.int32))
     (batch / "batch_metadata.json").write_text(json.dumps({"model_config": "x", "dim": dim}))
     times = []
     for _ in range(5):
@@ -318,18 +345,24 @@ def report(facts: dict, speed: dict, rows: list[dict], cold: dict, e2e: dict, wo
         "",
         "## Search latency per query (probe face already embedded for ours)",
         "",
-        "| gallery | ours exact p50 ms | ours exact p95 ms | DeepFace.find median s "
-        "(incl. probe) | ratio | same top-1 person |",
-        "|---|---|---|---|---|---|",
+        f"Ours: exact search below {ANN_MIN_FACES:,} faces, a faiss IVF index (built when the "
+        "version is written) from there; recall@1 is against exact search. Queries are gallery "
+        "faces with noise (a new photo of an enrolled person).",
+        "",
+        "| gallery | exact p95 ms | served p50 ms | served p95 ms | recall@1 | index build s | "
+        "DeepFace.find median s (incl. probe) | ratio | same top-1 person |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         find = row.get("deepface_find_median_s")
         find_text = f"{find:.2f}" if find else "not run"
-        ratio = f"{find * 1000 / row['ours_exact_p95_ms']:.0f}x" if find else ""
+        ratio = f"{find * 1000 / row['ann_p95_ms']:.0f}x" if find else ""
         same = row["probe_top1_same_as_deepface"] if find else ""
+        build = f"{row['ann_build_s']:.1f}" if row["ann_build_s"] is not None else "-"
         lines.append(
-            f"| {row['size']:,} | {row['ours_exact_p50_ms']:.2f} | {row['ours_exact_p95_ms']:.2f} "
-            f"| {find_text} | {ratio} | {same} |"
+            f"| {row['size']:,} | {row['ours_exact_p95_ms']:.2f} | {row['ann_p50_ms']:.2f} | "
+            f"{row['ann_p95_ms']:.2f} | {row['recall_at_1']:.3f} | {build} | {find_text} | "
+            f"{ratio} | {same} |"
         )
     lines += [
         "",
@@ -345,8 +378,18 @@ def report(facts: dict, speed: dict, rows: list[dict], cold: dict, e2e: dict, wo
     speedup = deepface["seconds_per_photo"] / ours["seconds_per_photo"]
     goals = [
         ("throughput vs DeepFace.represent", ">= 20x", f"{speedup:.1f}x", speedup >= 20),
-        ("search p95 at 100k", "< 2 ms", _ms(by_size, 100_000), _p95(by_size, 100_000) < 2),
-        ("search p95 at 1M", "< 5 ms", _ms(by_size, 1_000_000), _p95(by_size, 1_000_000) < 5),
+        (
+            "search p95 at 100k, recall@1 >= 0.99",
+            "< 2 ms",
+            _ms(by_size, 100_000),
+            _p95(by_size, 100_000) < 2 and by_size[100_000]["recall_at_1"] >= 0.99,
+        ),
+        (
+            "search p95 at 1M, recall@1 >= 0.99",
+            "< 5 ms",
+            _ms(by_size, 1_000_000),
+            _p95(by_size, 1_000_000) < 5 and by_size[1_000_000]["recall_at_1"] >= 0.99,
+        ),
         (
             "cold start, 100k faces",
             "< 200 ms",
@@ -375,11 +418,13 @@ def report(facts: dict, speed: dict, rows: list[dict], cold: dict, e2e: dict, wo
 
 
 def _p95(by_size: dict, size: int) -> float:
-    return by_size[size]["ours_exact_p95_ms"] if size in by_size else float("inf")
+    return by_size[size]["ann_p95_ms"] if size in by_size else float("inf")
 
 
 def _ms(by_size: dict, size: int) -> str:
-    return f"{_p95(by_size, size):.2f} ms (exact)" if size in by_size else "not run"
+    if size not in by_size:
+        return "not run"
+    return f"{_p95(by_size, size):.2f} ms, recall@1 {by_size[size]['recall_at_1']:.3f}"
 
 
 def main() -> None:

@@ -205,7 +205,7 @@ def test_rerun_is_idempotent_then_picks_up_folder_changes(built, photos):
         settings, "SELECT removed_at FROM images WHERE source_url LIKE '%obama_partial_face.jpg'"
     )
     assert len(removed) == 1 and removed["removed_at"].notna().all()
-    served = sorted(face["normalized_name"] for face in load_prod_gallery(settings, "demo").faces)
+    served = sorted(load_prod_gallery(settings, "demo").labels)
     assert served == ["barack_obama"] * 3 + ["eileen_collins", "joe_biden"]
     versions = query(settings, "SELECT version, is_prod FROM galleries ORDER BY version")
     assert versions.values.tolist() == [[1, 0], [2, 1]]

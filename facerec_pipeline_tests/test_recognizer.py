@@ -13,12 +13,14 @@ A, B, C = l2_normalize(RNG.standard_normal((3, 128)))
 
 def gallery(domain, people):
     rows = [(name, vector) for name, vectors in people.items() for vector in vectors]
+    names = list(people)
     return LoadedGallery(
         domain=domain,
         version=1,
         model_config=CONFIG.model_key,
         matrix=np.stack([v for _, v in rows]).astype(np.float32),
-        faces=[{"person": n.title(), "normalized_name": n, "wikidata_id": None} for n, _ in rows],
+        people=[{"person": n.title(), "normalized_name": n, "wikidata_id": None} for n in names],
+        person_rows=np.asarray([names.index(n) for n, _ in rows], dtype=np.int32),
         batch_metadata=[],
     )
 
@@ -51,3 +53,16 @@ def test_galleries_of_another_model_are_refused():
     other = SimpleNamespace(config=EngineConfig(model_name="Facenet512"))
     with pytest.raises(ValueError, match="does not match"):
         Recognizer([CHILD], other)
+
+
+def test_the_ivf_index_finds_the_same_nearest_rows_as_exact_search():
+    from facerec_pipeline.recognition.search_index import build_ivf, nearest_rows
+
+    matrix = l2_normalize(RNG.standard_normal((20_000, 128))).astype(np.float32)
+    index = build_ivf(matrix)
+    queries = l2_normalize(matrix[:200] + 0.02 * RNG.standard_normal((200, 128)))
+    hits = [nearest_rows(matrix, index, q, 1)[1][0] == nearest_rows(matrix, None, q, 1)[1][0]
+            for q in queries]  # fmt: skip
+    assert np.mean(hits) >= 0.99
+    distances, rows = nearest_rows(matrix, index, queries[0], 5)
+    assert rows[0] == 0 and np.all(np.diff(distances) >= -1e-6)

@@ -149,7 +149,8 @@ def test_wikidata_domain_builds_a_gallery_and_records_every_skip(
         assert meta["people_below_target"].value == 4 and meta["serp_calls"].value == 0
 
         gallery = load_prod_gallery(settings, "presidents")
-        assert Counter(face["wikidata_id"] for face in gallery.faces) == {"Q76": 4, "Q6279": 1}
+        rows = range(len(gallery.person_rows))
+        assert Counter(gallery.person_at(r)["wikidata_id"] for r in rows) == {"Q76": 4, "Q6279": 1}
         recognizer = Recognizer([gallery], FaceEngine(EngineConfig(), models_dir))
         (face,) = recognizer.recognize_image(photos / "obama3.jpg")["faces"]
         assert face["identity"]["wikidata_id"] == "Q76"

@@ -253,8 +253,14 @@ def gallery_promotion_checks(
         still_present = set(session.scalars(
             select(Person.normalized_name).where(Person.domain == code, Person.removed_at.is_(None))
         ))  # fmt: skip
-        loaded = load_batches(settings.storage_dir, code, candidate.version,
-                              candidate.model_config, candidate.batch_paths)  # fmt: skip
+        loaded = load_batches(
+            settings.storage_dir,
+            code,
+            candidate.version,
+            candidate.model_config,
+            candidate.batch_paths,
+            with_faces=True,
+        )
         outcomes = {
             "coherent_model": promotion_checks.coherent_model(loaded),
             "no_photo_in_two_people": promotion_checks.no_photo_in_two_people(loaded),

@@ -15,14 +15,14 @@ Outcome = tuple[bool, dict[str, Any]]
 
 
 def labels(gallery: LoadedGallery) -> list[str]:
-    return [face["normalized_name"] for face in gallery.faces]
+    return gallery.labels
 
 
 def coherent_model(gallery: LoadedGallery) -> Outcome:
     """One model configuration and embedding dimension across every batch."""
     configs = sorted({meta["model_config"] for meta in gallery.batch_metadata})
     dims = sorted({int(meta["dim"]) for meta in gallery.batch_metadata})
-    rows_match = gallery.matrix.shape[0] == len(gallery.faces)
+    rows_match = gallery.matrix.shape[0] == len(gallery.person_rows) == len(gallery.faces)
     passed = configs == [gallery.model_config] and dims == [gallery.matrix.shape[1]] and rows_match
     return passed, {"model_configs": configs, "dims": dims, "rows_match_labels": rows_match}
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from facerec_pipeline.files import write_atomically
+from facerec_pipeline.recognition.search_index import ANN_MIN_FACES
 
 BATCH_MAX_PEOPLE = 500
 POINTER_FILE = "gallery.json"
@@ -32,26 +33,71 @@ class LoadedGallery:
     version: int
     model_config: str
     matrix: np.ndarray  # n x dim, L2-normalized float32
-    faces: list[dict[str, Any]]  # one per row: person, normalized_name, wikidata_id, ...
+    people: list[dict[str, Any]]  # person, normalized_name, wikidata_id
+    person_rows: np.ndarray  # row -> index in people
     batch_metadata: list[dict[str, Any]]
+    faces: list[dict[str, Any]] = field(default_factory=list)  # per row; loaded on request
+    index: Any = None  # a faiss index for large galleries
+
+    def person_at(self, row: int) -> dict[str, Any]:
+        return self.people[int(self.person_rows[row])]
+
+    @property
+    def labels(self) -> list[str]:
+        names = [person["normalized_name"] for person in self.people]
+        return [names[i] for i in self.person_rows]
+
+
+def index_path(batched_dir: Path, version: int) -> Path:
+    return batched_dir / f"index_v{version:04d}.faiss"
 
 
 def load_batches(
-    storage_dir: Path, domain: str, version: int, model_config: str, batch_paths: list[str]
-) -> LoadedGallery:
-    matrices, faces, metadata = [], [], []
+    storage_dir: Path, domain: str, version: int, model_config: str, batch_paths: list[str],
+    with_faces: bool = False,
+) -> LoadedGallery:  # fmt: skip
+    """A version's matrix and who each row is (from people.json + person_rows.npy, fast);
+    `with_faces` also reads faces.json (photo hashes and crops per row)."""
+    matrices, people, rows, faces, metadata = [], [], [], [], []
     for batch in batch_paths:
         batch_dir = Path(batch) if Path(batch).is_absolute() else storage_dir / batch
         matrices.append(np.load(batch_dir / "embeddings.npy"))
-        faces.extend(json.loads((batch_dir / "faces.json").read_text()))
         metadata.append(json.loads((batch_dir / "batch_metadata.json").read_text()))
+        batch_faces = None
+        if (batch_dir / "person_rows.npy").exists():
+            rows.append(np.load(batch_dir / "person_rows.npy") + len(people))
+            people.extend(json.loads((batch_dir / "people.json").read_text()))
+        else:  # batches written before people.json existed
+            batch_faces = json.loads((batch_dir / "faces.json").read_text())
+            order = list(dict.fromkeys(face["normalized_name"] for face in batch_faces))
+            rows.append(
+                np.asarray([order.index(f["normalized_name"]) for f in batch_faces]) + len(people)
+            )
+            first = {f["normalized_name"]: f for f in reversed(batch_faces)}
+            people.extend({key: first[name].get(key) for key in ("person", "normalized_name",
+                           "wikidata_id")} for name in order)  # fmt: skip
+        if with_faces:
+            faces.extend(batch_faces or json.loads((batch_dir / "faces.json").read_text()))
+    index = None
+    first = Path(batch_paths[0]) if batch_paths else None
+    if first is not None:
+        candidate = index_path(
+            (first if first.is_absolute() else storage_dir / first).parent, version
+        )
+        if candidate.exists():
+            from facerec_pipeline.recognition.search_index import read_index
+
+            index = read_index(candidate)
     return LoadedGallery(
         domain=domain,
         version=version,
         model_config=model_config,
-        matrix=np.concatenate(matrices).astype(np.float32),
-        faces=faces,
+        matrix=np.concatenate(matrices).astype(np.float32, copy=False),
+        people=people,
+        person_rows=np.concatenate(rows).astype(np.int32),
         batch_metadata=metadata,
+        faces=faces,
+        index=index,
     )
 
 
@@ -135,6 +181,15 @@ def write_batches(
             )
         matrix = np.stack([entry.vector for entry in batch_entries]).astype(np.float32)
         np.save(partial / "embeddings.npy", matrix)
+        people = [
+            {"person": by_person[n][0].person, "normalized_name": n,
+             "wikidata_id": by_person[n][0].wikidata_id}
+            for n in batch_people
+        ]  # fmt: skip
+        position = {name: i for i, name in enumerate(batch_people)}
+        rows = np.asarray([position[e.normalized_name] for e in batch_entries], dtype=np.int32)
+        np.save(partial / "person_rows.npy", rows)
+        (partial / "people.json").write_text(json.dumps(people, ensure_ascii=False))
         (partial / "faces.json").write_text(json.dumps(faces, ensure_ascii=False, indent=1))
         metadata = {
             "domain": domain,
@@ -160,6 +215,11 @@ def write_batches(
         )
         partial.rename(batched_dir / name)
         written.append(batched_dir / name)
+    if len(entries) >= ANN_MIN_FACES:
+        from facerec_pipeline.recognition.search_index import build_ivf, write_index
+
+        everything = np.stack([e.vector for name in people for e in by_person[name]])
+        write_index(build_ivf(everything.astype(np.float32)), index_path(batched_dir, version))
     return written
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from facerec_pipeline.face_engine.engine import FaceEngine, l2_normalize
 from facerec_pipeline.gallery.publish import LoadedGallery, load_batches, read_prod_pointer
 from facerec_pipeline.raw_images.image_files import load_rgb
+from facerec_pipeline.recognition.search_index import nearest_rows
 from facerec_pipeline.settings import Settings
 
 
@@ -32,22 +33,22 @@ def load_prod_gallery(settings: Settings, domain: str) -> LoadedGallery:
 
 def top_matches(gallery: LoadedGallery, query: np.ndarray, k: int) -> list[dict[str, Any]]:
     """Best distance per person, the k nearest people, nearest first."""
-    distances = 1.0 - gallery.matrix @ query
-    order = np.argsort(distances, kind="stable")
+    distances, rows = nearest_rows(gallery.matrix, gallery.index, query, max(8 * k, 32))
     matches: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for row in order:
-        face = gallery.faces[int(row)]
-        if face["normalized_name"] in seen:
+    seen: set[int] = set()
+    for distance, row in zip(distances, rows, strict=True):
+        person_index = int(gallery.person_rows[row])
+        if person_index in seen:
             continue
-        seen.add(face["normalized_name"])
+        seen.add(person_index)
+        person = gallery.people[person_index]
         matches.append(
             {
-                "person": face["person"],
-                "normalized_name": face["normalized_name"],
-                "wikidata_id": face.get("wikidata_id"),
+                "person": person["person"],
+                "normalized_name": person["normalized_name"],
+                "wikidata_id": person.get("wikidata_id"),
                 "domain": gallery.domain,
-                "distance": round(float(distances[row]), 5),
+                "distance": round(float(distance), 5),
             }
         )
         if len(matches) == k:
