@@ -26,7 +26,7 @@ from facerec_pipeline.domains.schedules import refresh_schedules
 from facerec_pipeline.gallery.promotion import GalleryError, list_versions, rollback
 from facerec_pipeline.gallery.sensors import retraining_sensor
 from facerec_pipeline.pipeline_run import run_domain
-from facerec_pipeline.recognition.recognizer import load_prod_gallery
+from facerec_pipeline.recognition.recognizer import Recognizer, load_prod_gallery
 from facerec_pipeline.run_history import recent_sessions
 from facerec_pipeline_tests.conftest import add_folder_domain, build_folder
 
@@ -132,14 +132,18 @@ def test_copies_of_another_persons_photos_fail_no_person_lost(settings, two_doma
     assert failed == {"no_person_lost"} and load_prod_gallery(settings, "alpha").version == 1
 
 
-def test_rollback_and_roll_forward(settings, two_domains, photos):
+def test_rollback_and_roll_forward(settings, two_domains, photos, engine):
     instance, alpha = two_domains["instance"], two_domains["alpha"]
     shutil.copyfile(photos / "obama3.jpg", alpha / "barack_obama" / "obama3.jpg")
     assert run(settings, instance, "alpha").success
     assert load_prod_gallery(settings, "alpha").version == 2
+    serving = Recognizer.for_domains(settings, ["alpha", "beta"], engine)
+    assert serving.refresh() == []
     with session_scope(settings.database_url) as session:
         assert rollback(session, settings, "alpha", None).version == 1
     assert load_prod_gallery(settings, "alpha").version == 1
+    assert serving.refresh() == ["alpha"]  # a long-lived recognizer follows production
+    assert [g.version for g in serving.galleries] == [1, 1]
     with session_scope(settings.database_url) as session:
         assert rollback(session, settings, "alpha", 2).version == 2
         with pytest.raises(GalleryError, match="never published"):

@@ -380,22 +380,15 @@ def recognize(code: str, top_k: int, as_json: bool, images: tuple[str, ...]) -> 
     """Name the faces in IMAGES using the domain's production gallery (then inherited ones)."""
     from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine
     from facerec_pipeline.raw_images.image_files import ImageRejected
-    from facerec_pipeline.recognition.recognizer import (
-        NoGallery,
-        Recognizer,
-        load_prod_gallery,
-    )
+    from facerec_pipeline.recognition.recognizer import Recognizer
 
     settings = settings_ready()
     with session_scope(settings.database_url) as session:
         order = search_order(session, code)
-    galleries = [load_prod_gallery(settings, code)]
-    for inherited in order[1:]:
-        try:
-            galleries.append(load_prod_gallery(settings, inherited))
-        except NoGallery:
-            click.echo(f"note: inherited domain {inherited!r} has no gallery yet", err=True)
-    recognizer = Recognizer(galleries, FaceEngine(EngineConfig(), settings.models_dir), top_k)
+    engine = FaceEngine(EngineConfig(), settings.models_dir)
+    recognizer = Recognizer.for_domains(settings, order, engine, top_k)
+    for inherited in recognizer.skipped:
+        click.echo(f"note: inherited domain {inherited!r} has no gallery yet", err=True)
     results, failed = [], False
     for image in images:
         try:

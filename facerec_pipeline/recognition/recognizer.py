@@ -57,9 +57,13 @@ def top_matches(gallery: LoadedGallery, query: np.ndarray, k: int) -> list[dict[
 
 
 class Recognizer:
-    def __init__(self, galleries: list[LoadedGallery], engine: FaceEngine, top_k: int = 5):
+    def __init__(
+        self, galleries: list[LoadedGallery], engine: FaceEngine, top_k: int = 5,
+        settings: Settings | None = None,
+    ):  # fmt: skip
         if not galleries:
             raise NoGallery("no gallery to search")
+        self.settings = settings  # given: galleries reload when a new version is published
         configs = {gallery.model_config for gallery in galleries}
         if configs != {engine.config.model_key}:
             raise ValueError(
@@ -70,6 +74,36 @@ class Recognizer:
         self.engine = engine
         self.top_k = top_k
         self.threshold = engine.config.threshold
+
+    @classmethod
+    def for_domains(
+        cls, settings: Settings, domains: list[str], engine: FaceEngine, top_k: int = 5
+    ) -> Recognizer:
+        """The first domain's production gallery (required), then those of the domains it
+        inherits that have one (`skipped` names the others)."""
+        galleries = [load_prod_gallery(settings, domains[0])]
+        skipped = []
+        for domain in domains[1:]:
+            try:
+                galleries.append(load_prod_gallery(settings, domain))
+            except NoGallery:
+                skipped.append(domain)
+        recognizer = cls(galleries, engine, top_k, settings)
+        recognizer.skipped = skipped
+        return recognizer
+
+    def refresh(self) -> list[str]:
+        """Reload every gallery whose production pointer names another version; returns the
+        domains reloaded. Costs one small file read per domain."""
+        if self.settings is None:
+            return []
+        reloaded = []
+        for position, gallery in enumerate(self.galleries):
+            pointer = read_prod_pointer(self.settings.prod_dir(gallery.domain))
+            if pointer is not None and int(pointer["version"]) != gallery.version:
+                self.galleries[position] = load_prod_gallery(self.settings, gallery.domain)
+                reloaded.append(gallery.domain)
+        return reloaded
 
     def identify(self, vector: np.ndarray) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """Search the galleries in order; the first whose best match is within the threshold
@@ -85,6 +119,7 @@ class Recognizer:
         return identity, matches[: self.top_k]
 
     def recognize_image(self, path: Path) -> dict[str, Any]:
+        self.refresh()
         faces = self.engine.detect(load_rgb(path))
         vectors = l2_normalize(self.engine.embed([face.crop_bgr for face in faces]))
         results = []
