@@ -3,6 +3,7 @@
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
 
@@ -94,14 +95,4 @@ class WebSourcesResource(dg.ConfigurableResource):
     serp_cost_per_call: float = 0.015
 
     def sources(self) -> WebSources:
-        return WebSources(
-            sparql_url=self.sparql_url,
-            commons_api_url=self.commons_api_url,
-            serp_api_url=self.serp_api_url,
-            user_agent=self.user_agent,
-            thumb_width=self.thumb_width,
-            license_policy=self.license_policy,
-            max_attempts=self.max_attempts,
-            serp_api_key=self.serp_api_key,
-            serp_cost_per_call=self.serp_cost_per_call,
-        )
+        return WebSources(**{f.name: getattr(self, f.name) for f in fields(WebSources)})

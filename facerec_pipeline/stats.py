@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from facerec_pipeline.db.models import (
+    Domain,
     Face,
     Gallery,
     GalleryFace,
@@ -52,8 +53,11 @@ def sourcing_figures(
     }
 
 
-def domain_stats(session: Session, code: str, serp_cost_per_call: float = 0.015) -> dict[str, Any]:
-    domain = get_domain(session, code)
+def domain_sourcing(
+    session: Session, domain: Domain, serp_cost_per_call: float = 0.015
+) -> dict[str, Any]:
+    """sourcing_figures for the domain's stored people and approved photos."""
+    code = domain.code
     present_people = session.execute(
         select(Person.id, Person.wikidata_id).where(
             Person.domain == code, Person.removed_at.is_(None)
@@ -64,13 +68,18 @@ def domain_stats(session: Session, code: str, serp_cost_per_call: float = 0.015)
             Image.domain == code, Image.removed_at.is_(None), Image.status == "approved"
         )
     ).all()
-    sourcing = sourcing_figures(
+    return sourcing_figures(
         [(row.person_id, row.source) for row in approved],
         [row.id for row in present_people],
         [row.wikidata_id for row in present_people],
         domain.images_per_person,
         serp_cost_per_call,
     )
+
+
+def domain_stats(session: Session, code: str, serp_cost_per_call: float = 0.015) -> dict[str, Any]:
+    domain = get_domain(session, code)
+    sourcing = domain_sourcing(session, domain, serp_cost_per_call)
     cost_by_month: dict[str, float] = {}
     for created_at, cost in session.execute(
         select(SerpCall.created_at, SerpCall.estimated_cost).where(SerpCall.domain == code)

@@ -9,8 +9,9 @@ import pytest
 from werkzeug import Response
 
 from facerec_pipeline.db.engine import session_scope
-from facerec_pipeline.domains.registry import DomainSpec, add_domain
+from facerec_pipeline.domains.registry import DomainSpec, add_domain, get_domain
 from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine
+from facerec_pipeline.gallery.retraining import retrain_request
 from facerec_pipeline.recognition.recognizer import Recognizer, load_prod_gallery
 from facerec_pipeline.stats import domain_stats
 from facerec_pipeline_tests.test_pipeline import materialize, query
@@ -145,6 +146,11 @@ def test_wikidata_domain_builds_a_gallery_and_records_every_skip(
         assert stats["free_image_share"] == 1.0 and stats["people_below_target"] == 4
         assert stats["source_skips_by_reason"]["no_photos"] == 1
         assert stats["serp_cost_by_month"] == {} and stats["duplicate_wikidata_ids"] == []
+        with session_scope(settings.database_url) as session:
+            wanted = retrain_request(session, get_domain(session, "presidents"), "2026-11-23")
+        assert (wanted.kind, wanted.pending, wanted.run_key) == (
+            "redownload", 4, "redownload:presidents:2026-11-23",
+        )  # fmt: skip
         meta = result.asset_materializations_for_node("raw_images")[0].metadata
         assert meta["people_below_target"].value == 4 and meta["serp_calls"].value == 0
 

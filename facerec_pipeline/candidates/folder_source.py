@@ -21,6 +21,11 @@ class FolderSourceError(ValueError):
     pass
 
 
+def photo_source_url(folder: str, file_name: str) -> str:
+    """How a folder photo is identified in `images.source_url`."""
+    return f"folder:{folder}/{file_name}"
+
+
 @dataclass(frozen=True)
 class FolderPerson:
     folder: str

@@ -7,12 +7,13 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from facerec_pipeline.candidates.folder_source import scan_folder
-from facerec_pipeline.db.models import Domain, Face, GalleryFace, Image, Person
+from facerec_pipeline.candidates.folder_source import photo_source_url, scan_folder
+from facerec_pipeline.db.models import Domain, Face, GalleryFace, Image
 from facerec_pipeline.gallery.promotion import prod_version
+from facerec_pipeline.stats import domain_sourcing
 
 INGEST = ["candidates", "raw_images", "detected_faces", "face_embeddings", "gallery",
           "production_gallery"]  # fmt: skip
@@ -40,7 +41,7 @@ def folder_changes(session: Session, domain: Domain) -> list[str]:
         people = scan_folder(Path(domain.source_path or ""))
     except ValueError:
         return []
-    offered = {f"folder:{p.folder}/{photo.name}" for p in people for photo in p.photos}
+    offered = {photo_source_url(p.folder, photo.name) for p in people for photo in p.photos}
     known = set(
         session.scalars(
             select(Image.source_url).where(Image.domain == domain.code, Image.removed_at.is_(None))
@@ -63,21 +64,6 @@ def new_accepted_faces(session: Session, code: str, gallery_id: int) -> list[int
     )  # fmt: skip
 
 
-def people_below_target(session: Session, domain: Domain) -> int:
-    counts = dict(
-        session.execute(
-            select(Image.person_id, func.count())
-            .where(Image.domain == domain.code, Image.removed_at.is_(None),
-                   Image.status == "approved")
-            .group_by(Image.person_id)
-        ).all()
-    )  # fmt: skip
-    people = session.scalars(
-        select(Person.id).where(Person.domain == domain.code, Person.removed_at.is_(None))
-    )
-    return sum(counts.get(person, 0) < domain.images_per_person for person in people)
-
-
 def retrain_request(session: Session, domain: Domain, today: str) -> RetrainRequest | None:
     """The run a domain needs now, if any. Run keys name the pending work, so the same work is
     asked for once and new work always gets a new key."""
@@ -98,7 +84,7 @@ def retrain_request(session: Session, domain: Domain, today: str) -> RetrainRequ
         reason = f"{len(faces)} accepted faces are not in the gallery"
         return RetrainRequest(domain.code, "embed", EMBED, len(faces), key, reason)
     if domain.source == "wikidata":
-        below = people_below_target(session, domain)
+        below = domain_sourcing(session, domain)["people_below_target"]
         if below:
             key = f"redownload:{domain.code}:{today}"
             reason = f"{below} people below {domain.images_per_person} photos"

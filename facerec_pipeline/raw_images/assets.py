@@ -11,7 +11,7 @@ import pandas as pd
 from sqlalchemy import delete, select
 
 from facerec_pipeline.candidates.assets import NETWORK_RETRY
-from facerec_pipeline.candidates.folder_source import list_photos
+from facerec_pipeline.candidates.folder_source import list_photos, photo_source_url
 from facerec_pipeline.db.models import Image, SerpCall, SourceSkip
 from facerec_pipeline.domains.partitions import stage_asset
 from facerec_pipeline.domains.registry import get_domain
@@ -51,7 +51,7 @@ def folder_image_rows(
                     "height": facts.height,
                     "mime": facts.mime,
                     "source": "folder",
-                    "source_url": f"folder:{person.source_ref}/{photo.name}",
+                    "source_url": photo_source_url(str(person.source_ref), photo.name),
                     "status": "rejected" if facts.rejection_reason else "approved",
                     "rejection_reason": facts.rejection_reason,
                 }
@@ -89,10 +89,13 @@ def wikimedia_image_rows(
         paid_search=sources.paid_search(http),
         budget=budget,
     )
+    stored_by_person: dict[int, list[dict]] = {}
+    for image in stored:
+        stored_by_person.setdefault(image["person_id"], []).append(image)
     rows, skips, calls = [], [], []
     ordered = people.sort_values("sitelinks", ascending=False, na_position="last")
     for position, person in enumerate(ordered.itertuples(), start=1):
-        mine = [image for image in stored if image["person_id"] == person.id]
+        mine = stored_by_person.get(int(person.id), [])
         plan = PersonToFetch(
             person_id=int(person.id),
             full_name=person.full_name,
