@@ -9,6 +9,7 @@ import dagster as dg
 
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.definitions import build_definitions
+from facerec_pipeline.detected_faces.validation import close_worker_pools
 from facerec_pipeline.domains.partitions import domain_partitions
 from facerec_pipeline.jobs import DOMAIN_PIPELINE_JOB
 from facerec_pipeline.run_history import finish
@@ -37,9 +38,12 @@ def run_domain(
     if not instance.has_dynamic_partition(domain_partitions.name, code):
         instance.add_dynamic_partitions(domain_partitions.name, [code])
     job = build_definitions(settings).resolve_job_def(DOMAIN_PIPELINE_JOB)
-    result = job.execute_in_process(
-        instance=instance, partition_key=code, raise_on_error=False, run_config=RUN_CONFIG
-    )
+    try:
+        result = job.execute_in_process(
+            instance=instance, partition_key=code, raise_on_error=False, run_config=RUN_CONFIG
+        )
+    finally:
+        close_worker_pools()  # the stages of this run share them; a later run starts its own
     outcome = RunOutcome(run_id=result.run_id, success=result.success)
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:

@@ -52,6 +52,8 @@ class FaceEngineResource(dg.ConfigurableResource):
     detector_backend: str = "dlib"
     normalization: str = "base"
     detect_max_side: int = 800
+    # dlib: a cheap pass without upsampling first; faces it may miss cannot change the decision.
+    coarse_first: bool = True
     min_confidence: float = GateConfig.min_confidence
     min_face_size: int = GateConfig.min_face_size
     min_blur_score: float = GateConfig.min_blur_score
@@ -63,7 +65,11 @@ class FaceEngineResource(dg.ConfigurableResource):
     @property
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
-            self.model_name, self.detector_backend, self.normalization, self.detect_max_side
+            self.model_name,
+            self.detector_backend,
+            self.normalization,
+            self.detect_max_side,
+            self.coarse_first,
         )
 
     @property

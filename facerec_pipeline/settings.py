@@ -61,6 +61,11 @@ class Settings:
         return self.storage_dir / "dagster"
 
     @property
+    def cache_dir(self) -> Path:
+        """What can be rebuilt: resolved Wikidata classes, folder scans."""
+        return self.storage_dir / "cache"
+
+    @property
     def backups_dir(self) -> Path:
         return self.storage_dir / "backups"
 

@@ -62,7 +62,7 @@ def composed(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     save("two_faces.jpg", pair)
     # A subject with a much smaller face in the background: accepted on the subject.
     dominant = obama.copy()
-    small = biden.resize((biden.width // 6, biden.height // 6))
+    small = biden.resize((biden.width // 3, biden.height // 3))  # a 115 px face beside 256 px
     dominant.paste(small, (dominant.width - small.width, dominant.height - small.height))
     save("dominant_subject.jpg", dominant)
     save("blank.jpg", Image.new("RGB", (640, 480), (200, 180, 160)))

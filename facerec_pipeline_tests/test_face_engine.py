@@ -1,7 +1,10 @@
 """Real DeepFace inference (Dlib model, dlib detector) on the packaged photos."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from facerec_pipeline.detected_faces.quality_gates import GateConfig
 from facerec_pipeline.detected_faces.validation import validate_photo
@@ -50,6 +53,33 @@ def test_composed_photos_get_their_outcome(engine, composed, name, reason):
     assert outcome.rejection_reason == reason
     if reason is None:
         assert outcome.status == "accepted" and outcome.background_faces == 1
+
+
+def test_coarse_first_detection_decides_as_the_upsampled_pass(engine, photos, composed, tmp_path):
+    upsampled_only = FaceEngine(replace(engine.config, coarse_first=False), engine.models_dir)
+    assert engine.config.detector_key != upsampled_only.config.detector_key  # caches apart
+    # A subject with a background face too small for the coarse pass to see: still accepted.
+    obama, biden = (Image.open(photos / name).convert("RGB") for name in ("obama.jpg", "biden.jpg"))
+    obama.paste(biden.resize((biden.width // 6, biden.height // 6)), (600, 800))
+    obama.save(tmp_path / "small_background_face.jpg")
+    paths = [
+        *sorted(photos.glob("*.*")),
+        *composed.values(),
+        tmp_path / "small_background_face.jpg",
+    ]
+    for path in paths:
+        coarse = validate_photo(engine, GateConfig(), path)
+        fine = validate_photo(upsampled_only, GateConfig(), path)
+        assert (coarse.status, coarse.rejection_reason) == (fine.status, fine.rejection_reason)
+        if coarse.face is not None:  # the same face, though pyramid levels size boxes apart
+            assert overlap(coarse.face, fine.face) >= 0.5, path.name
+
+
+def overlap(a, b) -> float:
+    """Intersection over union of two face boxes."""
+    width = max(0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
+    height = max(0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
+    return width * height / (a.area + b.area - width * height)
 
 
 def test_missing_weights_name_the_command(tmp_path):

@@ -1,9 +1,13 @@
+import json
+import shutil
+
 import pytest
 from PIL import Image
 
 from facerec_pipeline.raw_images import image_files
 from facerec_pipeline.raw_images.image_files import (
     ImageRejected,
+    InspectionCache,
     difference_hash,
     hamming_distance,
     inspect_image,
@@ -59,3 +63,35 @@ def test_content_addressed_store_is_idempotent(photos, tmp_path):
     second = store_content_addressed(photos / "obama.jpg", tmp_path, facts.sha256)
     assert first == second and first.name == f"{facts.sha256}.jpg"
     assert list(tmp_path.iterdir()) == [first]
+
+
+def test_inspection_cache_reads_only_new_or_changed_files(photos, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("obama.jpg", "biden.jpg"):
+        shutil.copy(photos / name, folder / name)
+    cache_file = tmp_path / "cache" / "scan.json"
+    first = InspectionCache(cache_file)
+    facts = {p.name: first.inspect(p) for p in sorted(folder.iterdir())}
+    first.save()
+    assert first.hits == 0
+
+    shutil.copy(photos / "obama3.jpg", folder / "obama.jpg")  # replaced: new content and mtime
+    (folder / "biden.jpg").rename(folder / "biden_renamed.jpg")
+    shutil.copy(photos / "obama2.jpg", folder / "new.jpg")
+    second = InspectionCache(cache_file)
+    again = {p.name: second.inspect(p) for p in sorted(folder.iterdir())}
+    second.save()
+    assert second.hits == 0  # a rename is a new path; nothing else is unchanged
+    assert again["obama.jpg"] == inspect_image(photos / "obama3.jpg") != facts["obama.jpg"]
+    assert again["biden_renamed.jpg"] == facts["biden.jpg"]
+
+    third = InspectionCache(cache_file)
+    assert {p.name: third.inspect(p) for p in sorted(folder.iterdir())} == again
+    assert third.hits == 3
+    third.save()
+    assert len(json.loads(cache_file.read_text())) == 3  # the vanished biden.jpg dropped out
+
+    cache_file.write_text("{ not json")
+    damaged = InspectionCache(cache_file)
+    assert damaged.inspect(folder / "new.jpg") == again["new.jpg"] and damaged.hits == 0

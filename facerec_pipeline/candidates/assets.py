@@ -89,7 +89,7 @@ def wikidata_people(
     sources = web.sources()
     try:
         http = sources.session()
-        client = sources.wikidata(http, facerec.settings.storage_dir / "cache" / "wikidata")
+        client = sources.wikidata(http, facerec.settings.cache_dir / "wikidata")
         found = client.candidates(
             domain.countries, domain.occupations, domain.min_sitelinks, domain.max_people,
             domain.local_language,

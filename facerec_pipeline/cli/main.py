@@ -505,7 +505,7 @@ def sample() -> None:
     from facerec_pipeline.sample import build_sample_folder, fetch_test_images
 
     settings = settings_ready()
-    images = fetch_test_images(settings.storage_dir / "cache" / "face_recognition_test_images")
+    images = fetch_test_images(settings.cache_dir / "face_recognition_test_images")
     people, holdout = build_sample_folder(images, settings.sample_photos_dir)
     with session_scope(settings.database_url) as session:
         exists = any(domain.code == "sample" for domain in list_domains(session))

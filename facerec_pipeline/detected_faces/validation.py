@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -65,46 +67,68 @@ def read_crop(path: Path) -> np.ndarray:
 
 
 # Parallel validation: dlib holds the GIL, so threads do not help; worker processes do. Each
-# worker loads its own engine once (a few seconds), so small batches stay in this process.
+# worker loads its own engine once (1-2 s), so small batches stay in this process, and the pool
+# stays up for the next stage in the same process (embedding follows validation in one run).
 MIN_PHOTOS_PER_WORKER = 16  # below this, starting workers costs more than it saves
 _worker: dict = {}
+_pools: dict = {}
 
 
-def _start_worker(config, models_dir: str, gates: GateConfig) -> None:
+def _start_worker(config, models_dir: str) -> None:
     _worker["engine"] = FaceEngine(config, Path(models_dir))
-    _worker["gates"] = gates
 
 
-def _validate_in_worker(path: Path) -> PhotoOutcome:
-    return validate_photo(_worker["engine"], _worker["gates"], path)
+def _validate_in_worker(gates: GateConfig, path: Path) -> PhotoOutcome:
+    return validate_photo(_worker["engine"], gates, path)
 
 
 def _embed_in_worker(path: Path):
-    engine = _worker["engine"]
-    return engine.embed([read_crop(path)])[0]
+    return _worker["engine"].embed([read_crop(path)])[0]
 
 
-def _parallel(engine: FaceEngine, gates: GateConfig | None, fn, items: list, workers: int):
+def close_worker_pools() -> None:
+    """Stop the worker processes; the next parallel call starts new ones."""
+    while _pools:
+        _, pool = _pools.popitem()
+        pool.shutdown(cancel_futures=True)
+
+
+atexit.register(close_worker_pools)
+
+
+def _parallel(engine: FaceEngine, fn, items: list, workers: int):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_start_worker,
-        initargs=(engine.config, str(engine.models_dir), gates),
-    ) as pool:  # fmt: skip
-        yield from pool.map(fn, items, chunksize=2)
+    key = (engine.config, str(engine.models_dir), workers)
+    if key not in _pools:
+        _pools[key] = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),  # no fork of a threaded parent
+            initializer=_start_worker,
+            initargs=(engine.config, str(engine.models_dir)),
+        )
+    try:
+        yield from _pools[key].map(fn, items, chunksize=2)
+    except BaseException:
+        # A worker that died (out of memory, say) breaks the pool; never reuse a pool mid-failure.
+        _pools.pop(key).shutdown(wait=False, cancel_futures=True)
+        raise
+
+
+def _use_workers(items: list, workers: int) -> bool:
+    return workers > 1 and len(items) >= MIN_PHOTOS_PER_WORKER * workers
 
 
 def validate_photos(engine: FaceEngine, gates: GateConfig, paths: list[Path], workers: int = 1):
     """validate_photo over `paths`, in order, on up to `workers` processes."""
-    if workers <= 1 or len(paths) < MIN_PHOTOS_PER_WORKER * workers:
+    if not _use_workers(paths, workers):
         return (validate_photo(engine, gates, path) for path in paths)
-    return _parallel(engine, gates, _validate_in_worker, paths, workers)
+    return _parallel(engine, partial(_validate_in_worker, gates), paths, workers)
 
 
 def embed_crops(engine: FaceEngine, paths: list[Path], workers: int = 1):
     """Embeddings of the crops at `paths`, in order, on up to `workers` processes."""
-    if workers <= 1 or len(paths) < MIN_PHOTOS_PER_WORKER * workers:
+    if not _use_workers(paths, workers):
         return (engine.embed([read_crop(path)])[0] for path in paths)
-    return _parallel(engine, None, _embed_in_worker, paths, workers)
+    return _parallel(engine, _embed_in_worker, paths, workers)

@@ -16,7 +16,7 @@ from facerec_pipeline.db.models import Image, SerpCall, SourceSkip
 from facerec_pipeline.domains.partitions import stage_asset
 from facerec_pipeline.domains.registry import get_domain
 from facerec_pipeline.lineage.stage_tables import GENERATED_COLUMNS
-from facerec_pipeline.raw_images.image_files import inspect_image, store_content_addressed
+from facerec_pipeline.raw_images.image_files import InspectionCache, store_content_addressed
 from facerec_pipeline.raw_images.paid_search import Budget
 from facerec_pipeline.raw_images.wikimedia_fetch import PersonToFetch, PhotoFetcher, Skip
 from facerec_pipeline.resources import FacerecStorage, WebSourcesResource
@@ -30,14 +30,15 @@ PROGRESS_EVERY = 10
 
 
 def folder_image_rows(
-    code: str, source_root: Path, people: pd.DataFrame, training_dir: Path, relative
-) -> list[dict]:
+    code: str, source_root: Path, people: pd.DataFrame, training_dir: Path, relative,
+    inspections: InspectionCache,
+) -> list[dict]:  # fmt: skip
     rows = []
     for person in people.itertuples():
         person_dir = source_root / str(person.source_ref)
         photos = list_photos(person_dir) if person_dir.is_dir() else ()
         for photo in photos:
-            facts = inspect_image(photo)
+            facts = inspections.inspect(photo)
             stored = store_content_addressed(photo, training_dir / facts.sha256[:2], facts.sha256)
             rows.append(
                 {
@@ -167,10 +168,13 @@ def raw_images(
         domain = get_domain(session, code)
     figures: dict = {}
     if domain.source == "folder":
+        inspections = InspectionCache(settings.cache_dir / "folder_scan" / f"{code}.json")
         rows = folder_image_rows(
             code, Path(domain.source_path or ""), candidates, settings.training_dir(code),
-            settings.relative,
+            settings.relative, inspections,
         )  # fmt: skip
+        inspections.save()
+        figures = {"files_read": len(rows) - inspections.hits, "files_unchanged": inspections.hits}
     else:
         rows, figures = wikimedia_image_rows(
             context, code, domain, candidates, facerec, web_sources

@@ -3,14 +3,15 @@ anything that is not a usable image. No Dagster here."""
 
 from __future__ import annotations
 
+import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from facerec_pipeline.files import copy_atomically, sha256_file
+from facerec_pipeline.files import copy_atomically, sha256_file, write_atomically
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 MAX_FILE_BYTES = 50 * 1024 * 1024
@@ -124,3 +125,35 @@ def store_content_addressed(source: Path, target_dir: Path, sha256: str) -> Path
     if not target.exists():
         copy_atomically(source, target)
     return target
+
+
+class InspectionCache:
+    """ImageFacts of photo files by path, size and modification time, kept in a JSON file: a
+    re-run does not read unchanged files again. A changed, new or touched file is inspected; a
+    lost or unreadable cache file only costs one full inspection."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.hits = 0
+        self._seen: dict[str, dict] = {}
+        try:
+            self._entries: dict[str, dict] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            self._entries = {}
+
+    def inspect(self, photo: Path) -> ImageFacts:
+        stat = photo.stat()
+        key = str(photo.resolve())
+        entry = self._entries.get(key)
+        if entry and (entry["size"], entry["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
+            self.hits += 1
+            facts = ImageFacts(**entry["facts"])
+        else:
+            facts = inspect_image(photo)
+        self._seen[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                           "facts": asdict(facts)}  # fmt: skip
+        return facts
+
+    def save(self) -> None:
+        """Keep the files inspected by this scan only (vanished files drop out)."""
+        write_atomically(self.path, json.dumps(self._seen).encode())
