@@ -70,6 +70,7 @@ class FaceEngineResource(dg.ConfigurableResource):
             self.normalization,
             self.detect_max_side,
             self.coarse_first,
+            coarse_min_score=self.min_confidence,
         )
 
     @property

@@ -124,7 +124,8 @@ def test_parallel_validation_and_embedding_match_the_serial_results(
             save_crop(outcome.face.crop_bgr, crops[-1])
     crops *= 2
     assert len(crops) >= 2 * MIN_PHOTOS_PER_WORKER
-    assert np.allclose(
+    assert np.allclose(  # to float32 rounding: one BLAS thread in a worker, more here
         np.stack(list(embed_crops(engine, crops, workers=2))),
         np.stack(list(embed_crops(engine, crops, workers=1))),
+        atol=1e-6,
     )

@@ -75,6 +75,9 @@ _pools: dict = {}
 
 
 def _start_worker(config, models_dir: str) -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # one BLAS thread per worker: the workers already fill the cores
     _worker["engine"] = FaceEngine(config, Path(models_dir))
 
 
