@@ -186,6 +186,9 @@ def test_rerun_is_idempotent_then_picks_up_folder_changes(built, photos):
     before = table_counts(settings)
     again = materialize(settings, instance, "demo")
     assert table_counts(settings) == before
+    listed = metadata(again, "raw_images")["photos"]
+    assert metadata(again, "raw_images")["files_unchanged"] == listed  # none read again
+    assert metadata(again, "raw_images")["files_read"] == 0
     assert metadata(again, "detected_faces")["judged_this_run"] == 0
     assert metadata(again, "face_embeddings")["embedded_this_run"] == 0
     assert metadata(again, "gallery")["built_this_run"] is False
@@ -199,6 +202,7 @@ def test_rerun_is_idempotent_then_picks_up_folder_changes(built, photos):
     shutil.copyfile(photos / "biden.jpg", folder / "joe_biden" / "biden.jpg")
     changed = materialize(settings, instance, "demo")
     assert metadata(changed, "detected_faces")["judged_this_run"] == 1
+    assert metadata(changed, "raw_images")["files_read"] == 1
     assert metadata(changed, "raw_images")["rows_marked_removed"] == 1
     assert metadata(changed, "gallery")["gallery_version"] == 2
     removed = query(
