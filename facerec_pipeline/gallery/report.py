@@ -23,39 +23,69 @@ class SheetItem:
     caption: str
 
 
+PANEL_W, PANEL_H, MARGIN = 320, 300, 28
+SAME, OTHER, REJECTED = (31, 119, 180), (255, 127, 14), (214, 39, 40)
+
+
 def distance_plot_png(
     vectors: np.ndarray, labels: list[str], threshold: float, rejections: dict[str, int]
 ) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    """Three panels drawn with PIL (no plotting library to import on every version): genuine
+    against impostor distances with the threshold, faces per person (top 20), rejections."""
     label_array = np.asarray(labels)
     distances = 1.0 - vectors @ vectors.T
     upper = np.triu_indices(len(labels), k=1)
     same = (label_array[:, None] == label_array[None, :])[upper]
     pairs = distances[upper]
-    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    bins = np.linspace(0, max(0.4, float(pairs.max()) if len(pairs) else 0.4), 40)
-    axes[0].hist(pairs[same], bins=bins, alpha=0.7, label="same person")
-    axes[0].hist(pairs[~same], bins=bins, alpha=0.7, label="different people")
-    axes[0].axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold}")
-    axes[0].set(title="Genuine vs impostor distances", xlabel="cosine distance")
-    axes[0].legend(fontsize=8)
-    counts = Counter(labels).most_common(20)
-    axes[1].barh([name for name, _ in counts][::-1], [n for _, n in counts][::-1])
-    axes[1].set(title="Faces per person (top 20)")
-    axes[1].tick_params(axis="y", labelsize=7)
-    if rejections:
-        names, numbers = zip(*sorted(rejections.items(), key=lambda kv: kv[1]), strict=True)
-        axes[2].barh(names, numbers, color="tab:red")
-    axes[2].set(title="Rejections by reason")
-    figure.tight_layout()
+    top = max(0.4, float(pairs.max()) if len(pairs) else 0.4)
+    edges = np.linspace(0, top, 41)
+    image = Image.new("RGB", (3 * PANEL_W, PANEL_H), "white")
+    draw = ImageDraw.Draw(image)
+    _histogram_panel(draw, 0, edges, pairs[same], pairs[~same], threshold)
+    people = Counter(labels).most_common(20)
+    _bar_panel(draw, PANEL_W, "Faces per person (top 20)", people, SAME)
+    reasons = sorted(rejections.items(), key=lambda kv: -kv[1])
+    _bar_panel(draw, 2 * PANEL_W, "Rejections by reason", reasons, REJECTED)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80)
-    plt.close(figure)
+    image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _histogram_panel(draw, left, edges, same, other, threshold) -> None:
+    draw.text((left + MARGIN, 4), "Genuine vs impostor distances", fill="black")
+    width, height = PANEL_W - 2 * MARGIN, PANEL_H - 2 * MARGIN
+    base = PANEL_H - MARGIN
+    counts = [np.histogram(values, bins=edges)[0] for values in (same, other)]
+    tallest = max(1, max(int(c.max()) if len(c) else 0 for c in counts))
+    bar = width / (len(edges) - 1)
+    for values, color in zip(counts, (SAME, OTHER), strict=True):
+        for index, count in enumerate(values):
+            if count:
+                x = left + MARGIN + index * bar
+                draw.rectangle(
+                    (x, base - height * count / tallest, x + bar - 1, base), outline=color
+                )
+    x = left + MARGIN + width * min(threshold / edges[-1], 1.0)
+    draw.line((x, base - height, x, base), fill="black", width=1)
+    draw.line((left + MARGIN, base, left + MARGIN + width, base), fill="black")
+    draw.text((left + MARGIN, base + 4), f"0  cosine distance  {edges[-1]:.2f}", fill="black")
+    draw.text((x + 3, base - height), f"threshold {threshold}", fill="black")
+    draw.text((left + MARGIN + 4, 18), "same person", fill=SAME)
+    draw.text((left + MARGIN + 90, 18), "different people", fill=OTHER)
+
+
+def _bar_panel(draw, left, title, items, color) -> None:
+    draw.text((left + MARGIN, 4), title, fill="black")
+    if not items:
+        return
+    label_w, row_h = 110, (PANEL_H - 2 * MARGIN) / max(len(items), 1)
+    longest = max(number for _, number in items) or 1
+    for index, (name, number) in enumerate(items):
+        y = MARGIN + index * row_h
+        draw.text((left + 4, y), str(name)[:18], fill="black")
+        length = (PANEL_W - label_w - MARGIN) * number / longest
+        draw.rectangle((left + label_w, y + 1, left + label_w + length, y + row_h - 2), fill=color)
+        draw.text((left + label_w + length + 3, y), str(number), fill="black")
 
 
 def contact_sheet_png(accepted: list[SheetItem], rejected: list[SheetItem]) -> bytes:
