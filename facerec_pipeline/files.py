@@ -30,8 +30,13 @@ def write_atomically(target: Path, data: bytes) -> Path:
 
 
 def copy_atomically(source: Path, target: Path) -> Path:
+    return save_atomically(target, lambda partial: shutil.copyfile(source, partial))
+
+
+def save_atomically(target: Path, save) -> Path:
+    """Call `save(path)` on a temporary path, then rename it to `target`."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = _partial(target)
-    shutil.copyfile(source, partial)
+    save(partial)
     partial.replace(target)
     return target

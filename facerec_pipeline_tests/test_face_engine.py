@@ -129,3 +129,26 @@ def test_parallel_validation_and_embedding_match_the_serial_results(
         np.stack(list(embed_crops(engine, crops, workers=1))),
         atol=1e-6,
     )
+
+
+def test_saved_copy_of_dlibs_detector_finds_what_dlib_finds(engine, photos, tmp_path):
+    import dlib
+
+    from facerec_pipeline.face_engine.engine import FRONTAL_DETECTOR_COPY
+    from facerec_pipeline.face_engine.weights import weights_dir
+
+    models = tmp_path / "models"
+    install_weights(models)
+    fresh = FaceEngine(engine.config, models)
+    detector, _ = fresh._dlib_models  # decodes dlib's own, saves the copy
+    saved = weights_dir(models) / FRONTAL_DETECTOR_COPY
+    assert saved.is_file()
+    image = load_rgb(photos / "obama.jpg")
+    builtin = dlib.get_frontal_face_detector().run(image, 1)
+    copied, _ = FaceEngine(engine.config, models)._dlib_models  # loads the copy
+    for found in (detector.run(image, 1), copied.run(image, 1)):
+        assert [r.left() for r in found[0]] == [r.left() for r in builtin[0]]
+        assert list(found[1]) == list(builtin[1])
+    saved.write_bytes(b"damaged")
+    repaired, _ = FaceEngine(engine.config, models)._dlib_models
+    assert repaired.run(image, 1)[1] == builtin[1] and saved.stat().st_size > 1000

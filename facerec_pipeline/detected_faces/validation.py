@@ -67,8 +67,9 @@ def read_crop(path: Path) -> np.ndarray:
 
 
 # Parallel validation: dlib holds the GIL, so threads do not help; worker processes do. Each
-# worker loads its own engine once (1-2 s), so small batches stay in this process, and the pool
-# stays up for the next stage in the same process (embedding follows validation in one run).
+# worker loads its own engine once (about 1 s), so small batches stay in this process, the pool
+# stays up for the next stage in the same process (embedding follows validation in one run), and
+# this process takes photos from the end of the list while the workers start.
 MIN_PHOTOS_PER_WORKER = 16  # below this, starting workers costs more than it saves
 _worker: dict = {}
 _pools: dict = {}
@@ -81,12 +82,16 @@ def _start_worker(config, models_dir: str) -> None:
     _worker["engine"] = FaceEngine(config, Path(models_dir))
 
 
-def _validate_in_worker(gates: GateConfig, path: Path) -> PhotoOutcome:
-    return validate_photo(_worker["engine"], gates, path)
+def _in_worker(fn, item):
+    return fn(_worker["engine"], item)
 
 
-def _embed_in_worker(path: Path):
-    return _worker["engine"].embed([read_crop(path)])[0]
+def _validate(gates: GateConfig, engine: FaceEngine, path: Path) -> PhotoOutcome:
+    return validate_photo(engine, gates, path)
+
+
+def _embed(engine: FaceEngine, path: Path) -> np.ndarray:
+    return engine.embed([read_crop(path)])[0]
 
 
 def close_worker_pools() -> None:
@@ -100,6 +105,7 @@ atexit.register(close_worker_pools)
 
 
 def _parallel(engine: FaceEngine, fn, items: list, workers: int):
+    """fn(engine, item) for each item, in order: on the pool, and here until a worker answers."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -111,8 +117,15 @@ def _parallel(engine: FaceEngine, fn, items: list, workers: int):
             initializer=_start_worker,
             initargs=(engine.config, str(engine.models_dir)),
         )
+    futures = [_pools[key].submit(_in_worker, fn, item) for item in items]
+    done_here: dict[int, object] = {}
     try:
-        yield from _pools[key].map(fn, items, chunksize=2)
+        for index in range(len(items) - 1, 0, -1):
+            if any(future.done() for future in futures[:workers]) or not futures[index].cancel():
+                break  # the workers are up: leave the rest to them
+            done_here[index] = fn(engine, items[index])
+        for index, future in enumerate(futures):
+            yield done_here.pop(index) if index in done_here else future.result()
     except BaseException:
         # A worker that died (out of memory, say) breaks the pool; never reuse a pool mid-failure.
         _pools.pop(key).shutdown(wait=False, cancel_futures=True)
@@ -127,11 +140,11 @@ def validate_photos(engine: FaceEngine, gates: GateConfig, paths: list[Path], wo
     """validate_photo over `paths`, in order, on up to `workers` processes."""
     if not _use_workers(paths, workers):
         return (validate_photo(engine, gates, path) for path in paths)
-    return _parallel(engine, partial(_validate_in_worker, gates), paths, workers)
+    return _parallel(engine, partial(_validate, gates), paths, workers)
 
 
 def embed_crops(engine: FaceEngine, paths: list[Path], workers: int = 1):
     """Embeddings of the crops at `paths`, in order, on up to `workers` processes."""
     if not _use_workers(paths, workers):
-        return (engine.embed([read_crop(path)])[0] for path in paths)
-    return _parallel(engine, _embed_in_worker, paths, workers)
+        return (_embed(engine, path) for path in paths)
+    return _parallel(engine, _embed, paths, workers)
