@@ -75,6 +75,8 @@ class Settings:
 
     def relative(self, path: Path) -> str:
         """A storage path as stored in the database: relative to the storage root when inside it."""
+        if path.is_absolute() and ".." not in path.parts and path.is_relative_to(self.storage_dir):
+            return path.relative_to(self.storage_dir).as_posix()  # no file system calls
         try:
             return path.resolve().relative_to(self.storage_dir).as_posix()
         except ValueError:

@@ -20,12 +20,12 @@ def find_duplicates(photos: list[PhotoRef], max_hash_distance: int) -> dict[int,
     duplicates: dict[int, int] = {}
     first_by_sha: dict[str, int] = {}
     kept_ids: list[int] = []
-    kept_hashes: list[int] = []
+    kept_hashes = np.zeros(len(photos), dtype=np.uint64)
     for photo in sorted(photos, key=lambda p: p.image_id):
         original = first_by_sha.get(photo.sha256)
-        if original is None and photo.perceptual_hash and kept_hashes:
+        if original is None and photo.perceptual_hash and kept_ids:
             distances = np.bitwise_count(
-                np.asarray(kept_hashes, dtype=np.uint64) ^ np.uint64(int(photo.perceptual_hash, 16))
+                kept_hashes[: len(kept_ids)] ^ np.uint64(int(photo.perceptual_hash, 16))
             )
             nearest = int(np.argmin(distances))
             if int(distances[nearest]) <= max_hash_distance:
@@ -35,6 +35,6 @@ def find_duplicates(photos: list[PhotoRef], max_hash_distance: int) -> dict[int,
             continue
         first_by_sha[photo.sha256] = photo.image_id
         if photo.perceptual_hash:
+            kept_hashes[len(kept_ids)] = int(photo.perceptual_hash, 16)
             kept_ids.append(photo.image_id)
-            kept_hashes.append(int(photo.perceptual_hash, 16))
     return duplicates

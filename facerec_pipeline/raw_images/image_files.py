@@ -143,7 +143,7 @@ class InspectionCache:
 
     def inspect(self, photo: Path) -> ImageFacts:
         stat = photo.stat()
-        key = str(photo.resolve())
+        key = str(photo.absolute())
         entry = self._entries.get(key)
         if entry and (entry["size"], entry["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
             self.hits += 1
