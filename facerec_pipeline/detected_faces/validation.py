@@ -124,7 +124,8 @@ def _parallel(engine: FaceEngine, fn, items: list, workers: int):
             if any(future.done() for future in futures[:workers]) or not futures[index].cancel():
                 break  # the workers are up: leave the rest to them
             done_here[index] = fn(engine, items[index])
-        for index, future in enumerate(futures):
+        for index in range(len(items)):
+            future, futures[index] = futures[index], None  # keep no result once handed on
             yield done_here.pop(index) if index in done_here else future.result()
     except BaseException:
         # A worker that died (out of memory, say) breaks the pool; never reuse a pool mid-failure.
