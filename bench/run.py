@@ -167,6 +167,18 @@ def throughput(engine: FaceEngine, photos: list[Path], work: Path, workers: int)
     return results
 
 
+def add_variants(
+    by_person: dict[str, list[Path]], total: int, folder: Path, seed: int, prefix: str = ""
+) -> None:
+    """`total` variant photos shared out over folder/<person>/, named <prefix><variant name>."""
+    for number, (person, mine) in enumerate(sorted(by_person.items())):
+        share = total // len(by_person) + (number < total % len(by_person))
+        incoming = folder / person / "incoming"
+        for made in variant_photos(mine, share, incoming, seed=seed + number):
+            made.rename(folder / person / f"{prefix}{made.name}")
+        incoming.rmdir()
+
+
 def incremental(bases: list[Path], photos: int, work: Path) -> dict:
     """The real pipeline (Dagster, SQLite, files) on a folder domain of `photos` photos: a full
     run, a re-run with nothing changed, and a re-run after adding 1% new photos."""
@@ -189,9 +201,7 @@ def incremental(bases: list[Path], photos: int, work: Path) -> dict:
     for base in bases:
         by_person.setdefault(person_of(base), []).append(base)
     folder = root / "photos"
-    for number, (person, mine) in enumerate(sorted(by_person.items())):
-        share = photos // len(by_person) + (number < photos % len(by_person))
-        variant_photos(mine, share, folder / person, seed=number)
+    add_variants(by_person, photos, folder, seed=0)
     with session_scope(settings.database_url) as session:
         add_domain(session, DomainSpec("bench", "Bench", source="folder", source_path=str(folder)))
     shutil.copyfile(REPO / "dagster.yaml", settings.dagster_home / "dagster.yaml")  # as `facerec`
@@ -208,11 +218,7 @@ def incremental(bases: list[Path], photos: int, work: Path) -> dict:
     run("full")
     run("unchanged")
     new = max(1, photos // 100)
-    for number, (person, mine) in enumerate(sorted(by_person.items())):
-        share = new // len(by_person) + (number < new % len(by_person))
-        variant_photos(mine, share, folder / person / "new", seed=1000 + number)
-        for made in (folder / person / "new").glob("*.jpg"):
-            made.rename(folder / person / f"new_{made.name}")
+    add_variants(by_person, new, folder, seed=1000, prefix="new_")
     run("one_percent_new")
     with session_scope(settings.database_url) as session:
         last = session.scalars(select(TrainingSession).order_by(TrainingSession.id.desc())).first()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from facerec_pipeline.face_engine.dlib_resnet import DlibFaceResNet, WeightsFormatError
-from facerec_pipeline.face_engine.weights import weights_dir
+from facerec_pipeline.face_engine.weights import DLIB_LANDMARKS, DLIB_RESNET, weights_dir
 from facerec_pipeline.raw_images.image_files import load_rgb
 
 
@@ -29,9 +29,9 @@ def test_embeddings_match_deepface_represent(engine, photos, composed):
 
 def test_other_files_are_refused(engine, tmp_path):
     with pytest.raises(WeightsFormatError, match="not dlib's face recognition ResNet"):
-        DlibFaceResNet(weights_dir(engine.models_dir) / "shape_predictor_5_face_landmarks.dat")
+        DlibFaceResNet(weights_dir(engine.models_dir) / DLIB_LANDMARKS)
     truncated = tmp_path / "truncated.dat"
-    whole = weights_dir(engine.models_dir) / "dlib_face_recognition_resnet_model_v1.dat"
+    whole = weights_dir(engine.models_dir) / DLIB_RESNET
     truncated.write_bytes(whole.read_bytes()[:5_000_000])
     with pytest.raises(WeightsFormatError):
         DlibFaceResNet(truncated)

@@ -25,10 +25,14 @@ from typing import Any
 import numpy as np
 
 from facerec_pipeline.face_engine.dlib_resnet import DlibFaceResNet
-from facerec_pipeline.face_engine.weights import check_weights, weights_dir
+from facerec_pipeline.face_engine.weights import (
+    DLIB_LANDMARKS,
+    DLIB_RESNET,
+    check_weights,
+    weights_dir,
+)
 from facerec_pipeline.files import save_atomically
 
-DLIB_RESNET_WEIGHTS = "dlib_face_recognition_resnet_model_v1.dat"
 FRONTAL_DETECTOR_COPY = "dlib_frontal_face_detector.svm"  # made from dlib itself, never fetched
 
 # DeepFace's verification thresholds for cosine distance, by model (deepface/config/threshold.py).
@@ -214,7 +218,7 @@ class FaceEngine:
                 save_atomically(saved, lambda partial: detector.save(str(partial)))
             except OSError:  # a read-only models folder: decode it each time
                 pass
-        return detector, dlib.shape_predictor(str(weights / "shape_predictor_5_face_landmarks.dat"))
+        return detector, dlib.shape_predictor(str(weights / DLIB_LANDMARKS))
 
     def _dlib_coarse_first(self, image_bgr: np.ndarray) -> list[Any]:
         """DeepFace's dlib detect_faces, trying dlib without upsampling first (module docstring)."""
@@ -236,7 +240,6 @@ class FaceEngine:
             shape = landmarks(image_bgr, rect)
             y, x = int(max(0, rect.top())), int(max(0, rect.left()))
             points = [(shape.part(i).x, shape.part(i).y) for i in range(4)]
-
             regions.append(
                 FacialAreaRegion(
                     x=x,
@@ -252,7 +255,7 @@ class FaceEngine:
 
     @cached_property
     def _dlib_resnet(self) -> DlibFaceResNet:
-        return DlibFaceResNet(weights_dir(self.models_dir) / DLIB_RESNET_WEIGHTS)
+        return DlibFaceResNet(weights_dir(self.models_dir) / DLIB_RESNET)
 
     def _embed_dlib(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
         """DeepFace.represent(model_name="Dlib", detector_backend="skip") with the network on

@@ -10,19 +10,17 @@ from pathlib import Path
 
 from facerec_pipeline.files import sha256_file
 
+DLIB_RESNET = "dlib_face_recognition_resnet_model_v1.dat"  # DeepFace's `Dlib` model
+DLIB_LANDMARKS = "shape_predictor_5_face_landmarks.dat"  # DeepFace's `dlib` detector
 # File name in DeepFace's weights folder -> sha256 of the file face-recognition-models 0.3.0 ships.
 PACKAGED_WEIGHTS = {
-    "dlib_face_recognition_resnet_model_v1.dat": (
-        "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30"
-    ),
-    "shape_predictor_5_face_landmarks.dat": (
-        "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888"
-    ),
+    DLIB_RESNET: "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+    DLIB_LANDMARKS: "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
 }
 # What each offline-capable DeepFace component needs.
 REQUIRED_WEIGHTS = {
-    ("model", "Dlib"): ["dlib_face_recognition_resnet_model_v1.dat"],
-    ("detector", "dlib"): ["shape_predictor_5_face_landmarks.dat"],
+    ("model", "Dlib"): [DLIB_RESNET],
+    ("detector", "dlib"): [DLIB_LANDMARKS],
 }
 
 

@@ -46,9 +46,7 @@ def distance_plot_png(
     _bar_panel(draw, PANEL_W, "Faces per person (top 20)", people, SAME)
     reasons = sorted(rejections.items(), key=lambda kv: -kv[1])
     _bar_panel(draw, 2 * PANEL_W, "Rejections by reason", reasons, REJECTED)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return _png(image)
 
 
 def _histogram_panel(draw, left, edges, same, other, threshold) -> None:
@@ -112,8 +110,12 @@ def contact_sheet_png(accepted: list[SheetItem], rejected: list[SheetItem]) -> b
             sheet.paste(thumb, (x, top))
             draw.text((x + 1, top + THUMB), item.caption[:16], fill="black")
         y += cell_h * -(-len(items) // SHEET_COLUMNS)
+    return _png(sheet)
+
+
+def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG")
+    image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
