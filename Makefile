@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SAMPLE_PHOTO := storage/sample_photos/holdout/obama3.jpg
 export DAGSTER_HOME ?= $(CURDIR)/storage/dagster
 
-.PHONY: install models demo test lint format dev bench
+.PHONY: install models demo test lint format dev bench bench-dev
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: install
 # Speed against DeepFace on this machine; writes BENCHMARKS.md (about 10 minutes on 2 cores).
 bench: install
 	$(BIN)/python -m bench.run
+
+# Recognition quality on the LFW development set (build it with ../shared/datasets/build_lfw_dev.py;
+# FACEREC_DEV_SET=<its folder>): rank-1, DIR, FAR, gates, DeepFace beside (about 10 minutes).
+bench-dev: install
+	$(BIN)/python -m bench.dev_set
 
 lint:
 	$(BIN)/ruff check facerec_pipeline facerec_pipeline_tests bench

@@ -57,6 +57,8 @@ def run_domain(
             evaluation = event.event_specific_data
             state = "passed" if evaluation.passed else "FAILED"
             echo(f"  check {evaluation.check_name}: {state}")
+            if not evaluation.passed and evaluation.description:
+                echo(f"    {evaluation.description}")
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
             error = event.event_specific_data.error
             message = error.message.strip() if error else "unknown error"

@@ -54,11 +54,18 @@ class FaceEngineResource(dg.ConfigurableResource):
     detect_max_side: int = 800
     # dlib: a cheap pass without upsampling first; faces it may miss cannot change the decision.
     coarse_first: bool = True
+    # Dlib: dlib's own face chips (5-point landmarks, 150 px, 25% padding), mirror-averaged.
+    dlib_chips: bool = True
+    mirror_average: bool = True
     min_confidence: float = GateConfig.min_confidence
     min_face_size: int = GateConfig.min_face_size
     min_blur_score: float = GateConfig.min_blur_score
     dominance_ratio: float = GateConfig.dominance_ratio
     duplicate_hash_distance: int = GateConfig.duplicate_hash_distance
+    # Identity filter: a face farther than this (cosine) from the mean of its person's other
+    # faces is quarantined. LFW development gallery, Dlib chips: 99% of true faces are within
+    # 0.097 (BENCHMARKS.md).
+    identity_max_distance: float = 0.10
     # Processes for detection and embedding (dlib holds the GIL). Default: the machine's cores.
     workers: int = max(1, min(os.cpu_count() or 1, 8))
 
@@ -71,6 +78,8 @@ class FaceEngineResource(dg.ConfigurableResource):
             self.detect_max_side,
             self.coarse_first,
             coarse_min_score=self.min_confidence,
+            dlib_chips=self.dlib_chips,
+            mirror_average=self.mirror_average,
         )
 
     @property
@@ -82,6 +91,12 @@ class FaceEngineResource(dg.ConfigurableResource):
             self.dominance_ratio,
             self.duplicate_hash_distance,
         )
+
+    @property
+    def detector_config(self) -> str:
+        """Identifies face rows judged alike (detection, crop, gates). A domain keeps the rows
+        of earlier configurations; the stages after detected_faces read only the current ones."""
+        return f"{self.engine_config.detector_key}|{self.gates.key}"
 
     def engine(self) -> FaceEngine:
         return _engine(self.engine_config, self.models_dir)

@@ -77,6 +77,14 @@ def domain_sourcing(
     )
 
 
+def current_detector_config(session: Session, code: str) -> str | None:
+    """The configuration of the newest face rows: earlier configurations' rows are kept (never
+    deleted) but no longer describe the domain."""
+    return session.scalar(
+        select(Face.detector_config).where(Face.domain == code).order_by(Face.id.desc()).limit(1)
+    )
+
+
 def domain_stats(session: Session, code: str, serp_cost_per_call: float = 0.015) -> dict[str, Any]:
     domain = get_domain(session, code)
     sourcing = domain_sourcing(session, domain, serp_cost_per_call)
@@ -107,6 +115,7 @@ def domain_stats(session: Session, code: str, serp_cost_per_call: float = 0.015)
         select(Face.status, Face.rejection_reason, Face.person_id)
         .join(Image, Image.id == Face.image_id)
         .where(Face.domain == code, Image.removed_at.is_(None))
+        .where(Face.detector_config == current_detector_config(session, code))
         .subquery()
     )
     rejections = dict(
@@ -177,6 +186,7 @@ def domain_skips(session: Session, code: str) -> list[dict[str, Any]]:
         select(Image.person_id, Image.source_url, Face.rejection_reason, Face.rejection_detail)
         .join(Image, Image.id == Face.image_id)
         .where(Face.domain == code, Face.status == "rejected", Image.removed_at.is_(None))
+        .where(Face.detector_config == current_detector_config(session, code))
         .order_by(Face.id)
     ).all()
     found += [

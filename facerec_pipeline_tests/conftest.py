@@ -67,7 +67,7 @@ def composed(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     save("dominant_subject.jpg", dominant)
     save("blank.jpg", Image.new("RGB", (640, 480), (200, 180, 160)))
     tiny = Image.new("RGB", (700, 700), (128, 128, 128))
-    tiny.paste(obama.resize((int(obama.width * 0.15), int(obama.height * 0.15))), (100, 100))
+    tiny.paste(obama.resize((int(obama.width * 0.13), int(obama.height * 0.13))), (100, 100))
     save("tiny_face.jpg", tiny)
     # Blurred from another photo than the rest, so it is not a perceptual duplicate of them.
     obama3 = Image.open(photos / "obama3.jpg").convert("RGB")

@@ -23,7 +23,15 @@ from facerec_pipeline.definitions import ASSET_CHECKS, ASSETS, build_resources
 from facerec_pipeline.domains.partitions import domain_partitions
 from facerec_pipeline.domains.registry import get_domain, list_domains, set_active
 from facerec_pipeline.domains.schedules import refresh_schedules
-from facerec_pipeline.gallery.promotion import GalleryError, list_versions, rollback
+from facerec_pipeline.gallery.promotion import (
+    GalleryError,
+    failed_checks_message,
+    latest_version,
+    list_versions,
+    promote,
+    rollback,
+    run_checks,
+)
 from facerec_pipeline.gallery.sensors import retraining_sensor
 from facerec_pipeline.pipeline_run import run_domain
 from facerec_pipeline.recognition.recognizer import Recognizer, load_prod_gallery
@@ -121,6 +129,31 @@ def test_a_planted_folder_fails_a_check_and_production_keeps_serving(settings, t
         (1, "published", True), (2, "rejected", False),
     ]  # fmt: skip
     assert load_prod_gallery(settings, "alpha").version == 1
+    with session_scope(settings.database_url) as session:
+        message = failed_checks_message(latest_version(session, "alpha"))
+    assert "distinct_identities: " in message and "closest_distance=" in message
+    evaluation = next(e for e in result.get_asset_check_evaluations()
+                      if e.check_name == "distinct_identities")  # fmt: skip
+    assert "closest_distance" in evaluation.description
+
+
+def test_a_rejected_version_passes_on_recheck_after_its_settings_change(settings, two_domains):
+    instance = two_domains["instance"]
+    with session_scope(settings.database_url) as session:
+        get_domain(session, "alpha").min_faces_per_person = 9
+    shutil.rmtree(two_domains["alpha"] / "joe_biden")  # new content: a new version is built
+    result = run(settings, instance, "alpha", raise_on_error=False)
+    assert not result.success
+    with session_scope(settings.database_url) as session:
+        assert [
+            (v["version"], v["status"], v["failed_checks"]) for v in list_versions(session, "alpha")
+        ][-1] == (2, "rejected", ["min_faces_per_person"])
+        get_domain(session, "alpha").min_faces_per_person = 1
+    with session_scope(settings.database_url) as session:
+        version, outcomes = run_checks(session, settings, "alpha")
+        assert version.status == "candidate" and all(p for p, _ in outcomes.values())
+        promote(session, settings, version)
+    assert load_prod_gallery(settings, "alpha").version == 2
 
 
 def test_copies_of_another_persons_photos_fail_no_person_lost(settings, two_domains, photos):

@@ -1,6 +1,8 @@
 """The `facerec` command line, end to end on a real storage root and Dagster instance."""
 
 import json
+import shutil
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -94,6 +96,24 @@ def test_run_then_recognize(facerec, tmp_path, photos, composed):
     stats = json.loads(facerec("stats", "--domain", "demo", "--json").stdout)
     assert stats["production_gallery"]["version"] == 1 and stats["faces_accepted"] == 3
 
+    probes, strangers = tmp_path / "probes", tmp_path / "unknown"
+    probes.mkdir(), strangers.mkdir()
+    shutil.copyfile(photos / "obama3.jpg", probes / "Barack_Obama__obama3.jpg")
+    shutil.copyfile(composed["biden_mirrored.jpg"], strangers / "biden_mirrored.jpg")
+    scored = facerec("evaluate", "--domain", "demo", "--probes", str(probes),
+                     "--unknown", str(strangers), "--json")  # fmt: skip
+    assert scored.exit_code == 0, scored.output
+    figures = json.loads(scored.stdout)
+    assert (figures["rank1"], figures["dir"], figures["far"]) == (1.0, 1.0, 0.0)
+    assert figures["gallery_version"] == 1 and figures["seconds_per_photo_median"] > 0
+    assert Path(figures["report"]).with_suffix(".png").exists()
+    with dg.DagsterInstance.from_config(facerec.env["DAGSTER_HOME"]) as instance:
+        observed = instance.fetch_observations(dg.AssetKey("gallery"), limit=1).records
+        assert observed[0].asset_observation.partition == "demo"
+    shutil.copyfile(photos / "biden.jpg", probes / "biden.jpg")  # not <Person>__<file>
+    misnamed = facerec("evaluate", "--domain", "demo", "--probes", str(probes))
+    assert misnamed.exit_code == 1 and "is not named <Person>__<file>" in misnamed.output
+
 
 def test_a_failing_run_exits_non_zero_with_the_reason(facerec, tmp_path, composed):
     folder = build_folder(tmp_path / "photos", {"nobody_useful": [composed["blank.jpg"]]})
@@ -110,3 +130,31 @@ def test_a_failing_run_exits_non_zero_with_the_reason(facerec, tmp_path, compose
         "detected_faces", "Nobody Useful", "no_face",
     )  # fmt: skip
     assert "no_face" in facerec("skips", "--domain", "empty").output
+
+
+def test_settings_changed_then_recheck(facerec, tmp_path, photos):
+    folder = build_folder(tmp_path / "photos", {
+        "barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
+        "joe_biden": [photos / "biden.jpg"],
+    })  # fmt: skip
+    assert facerec("domains", "add", "demo", "--name", "Demo", "--source", "folder",
+                   "--path", str(folder)).exit_code == 0  # fmt: skip
+    assert facerec("domains", "set", "demo", "--min-faces-per-person", "2").exit_code == 0
+    failed = facerec("run", "--domain", "demo")
+    assert failed.exit_code == 1 and "check min_faces_per_person: FAILED" in failed.output
+    assert "people_below_minimum" in failed.output  # the check's figures are shown
+    still = facerec("gallery", "recheck", "--domain", "demo")
+    assert still.exit_code == 1 and "min_faces_per_person: " in still.output
+    assert "'joe_biden': 1" in still.output
+    out_of_range = facerec("domains", "set", "demo", "--target-far", "2")
+    assert out_of_range.exit_code == 1 and "target_far must lie between" in out_of_range.output
+    assert facerec("domains", "set", "demo", "--min-faces-per-person", "1").exit_code == 0
+    shown = json.loads(facerec("domains", "show", "demo", "--json").stdout)
+    assert shown["min_faces_per_person"] == 1 and shown["target_far"] == 0.01
+    passed = facerec("gallery", "recheck", "--domain", "demo")
+    assert passed.exit_code == 0, passed.output
+    assert "passed every check and serves" in passed.output
+    versions = json.loads(facerec("gallery", "list", "--domain", "demo", "--json").stdout)
+    assert [(v["version"], v["status"], v["is_prod"]) for v in versions] == [
+        (1, "published", True)
+    ]  # fmt: skip

@@ -20,7 +20,7 @@ def test_definitions_snapshot(settings):
     assert sorted(f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys) == [
         "gallery:coherent_model", "gallery:distinct_identities", "gallery:loo_accuracy",
         "gallery:min_faces_per_person", "gallery:no_person_lost", "gallery:no_photo_in_two_people",
-        "gallery:not_shrunk",
+        "gallery:no_quality_drop", "gallery:not_shrunk",
     ]  # fmt: skip
     assert sorted(job.name for job in defs.jobs) == ["database_backup_job", "domain_pipeline"]
     assert sorted(sensor.name for sensor in defs.sensors) == [

@@ -38,7 +38,7 @@ def test_each_gate_gives_its_reason():
     assert judge().reason == "no_face"
     assert judge(Face(200, 200, confidence=0.2)).reason == "low_confidence"
     assert judge(Face(200, 200), Face(180, 180)).reason == "multiple_faces"
-    assert judge(Face(40, 40)).reason == "face_too_small"
+    assert judge(Face(30, 30)).reason == "face_too_small"
     assert judge(Face(200, 200, crop_bgr=FLAT)).reason == "blurry"
     accepted = judge(Face(200, 200))
     assert accepted.accepted and accepted.reason is None and accepted.faces_found == 1
@@ -66,3 +66,25 @@ def test_duplicates_exact_and_perceptual_keep_the_earliest():
     ]
     assert find_duplicates(photos, max_hash_distance=4) == {3: 1, 4: 2}
     assert find_duplicates(photos, max_hash_distance=2) == {3: 1}
+
+
+def test_a_person_whose_photos_all_fail_soft_gates_keeps_the_largest_face():
+    from facerec_pipeline.detected_faces.assets import keep_one_face_per_person
+
+    def row(person, status, reason, size, crop="c.png"):
+        return {"person_id": person, "status": status, "rejection_reason": reason,
+                "face_size": size, "crop_path": crop}  # fmt: skip
+
+    rows = [
+        row(1, "rejected", "face_too_small", 30), row(1, "rejected", "blurry", 80),
+        row(1, "rejected", "no_face", None, None),
+        row(2, "accepted", None, 90), row(2, "rejected", "blurry", 120),
+        row(3, "rejected", "no_face", None, None), row(3, "rejected", "duplicate", None, None),
+    ]  # fmt: skip
+    assert keep_one_face_per_person(rows) == 1
+    assert [r["status"] for r in rows] == ["rejected", "accepted", "rejected", "accepted",
+                                           "rejected", "rejected", "rejected"]  # fmt: skip
+    assert rows[1]["rejection_reason"] == "blurry"  # the reason stays on record
+    rows[3]["status"] = "rejected"  # person 2 lost its good face: judged afresh
+    rows[3]["rejection_reason"] = "duplicate"
+    assert keep_one_face_per_person(rows) == 2 and rows[4]["status"] == "accepted"

@@ -23,9 +23,10 @@ def test_a_planted_photo_of_someone_else_is_quarantined():
     assert decisions[-1].centroid_distance > 0.07 > decisions[0].centroid_distance
 
 
-def test_two_faces_that_disagree_are_both_ambiguous_and_one_face_is_kept():
+def test_two_faces_that_disagree_are_kept_unconfirmed_so_the_person_keeps_a_face():
     decisions = consistency_decisions(np.vstack([person(A, 1), person(B, 1)]), threshold=0.07)
-    assert [d.reason for d in decisions] == ["ambiguous_identity", "ambiguous_identity"]
+    assert [d.reason for d in decisions] == ["unconfirmed_identity", "unconfirmed_identity"]
+    assert all(d.accepted for d in decisions)
     assert consistency_decisions(person(A, 1), threshold=0.07)[0].accepted
 
 
@@ -37,8 +38,16 @@ def test_two_plants_among_three_still_leave_the_majority():
 
 def test_evaluation_counts_leave_one_out_accuracy():
     vectors = np.vstack([person(A, 3), person(B, 2)])
-    figures = evaluate(vectors, ["a", "a", "a", "b", "b"], threshold=0.07)
+    figures = evaluate(vectors, ["a", "a", "a", "b", "b"])
     assert figures["loo_probes"] == 5 and figures["loo_top1_accuracy"] == 1.0
     assert figures["genuine_distance_max"] < figures["impostor_distance_min"]
-    swapped = evaluate(vectors, ["a", "a", "b", "b", "a"], threshold=0.07)
+    swapped = evaluate(vectors, ["a", "a", "b", "b", "a"])
     assert swapped["loo_top1_accuracy"] < 1.0
+
+
+def test_evaluation_on_a_sample_gives_the_figures_of_the_whole():
+    vectors = np.vstack([person(A, 40), person(B, 40)])
+    labels = ["a"] * 40 + ["b"] * 40
+    whole, sampled = evaluate(vectors, labels), evaluate(vectors, labels, max_probes=30)
+    assert sampled["sampled_probes"] == 30 and sampled["loo_top1_accuracy"] == 1.0
+    assert whole["loo_top1_accuracy"] == 1.0 and "sampled_probes" not in whole

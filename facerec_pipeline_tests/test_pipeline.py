@@ -15,6 +15,7 @@ from facerec_pipeline.definitions import ASSET_CHECKS, ASSETS, build_resources
 from facerec_pipeline.domains.partitions import domain_partitions
 from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine
 from facerec_pipeline.recognition.recognizer import Recognizer, load_prod_gallery
+from facerec_pipeline.resources import FaceEngineResource
 from facerec_pipeline.stats import domain_skips
 from facerec_pipeline_tests.conftest import add_folder_domain, build_folder, make_settings
 
@@ -144,7 +145,14 @@ def test_gallery_files_pointer_and_rows(built):
     ].values.tolist() == [[1, 2, 5, 1]]
     assert bool(gallery["is_prod"][0])
     crops = list((settings.training_pass_dir("demo") / "barack_obama").glob("*.png"))
-    assert len(crops) == 5  # the planted photo's crop is kept too
+    # The planted photo's crop is kept too, and so are the crops of photos rejected by a gate
+    # that holds a face (blurry, too small, two faces): the person may need one of them.
+    faces = query(settings, "SELECT rejection_reason, crop_path FROM faces")
+    kept = faces[faces["crop_path"].notna()]
+    assert sorted(kept["rejection_reason"].dropna()) == [
+        "blurry", "face_too_small", "multiple_faces"
+    ]  # fmt: skip
+    assert len(crops) == 8 == len(kept[kept["crop_path"].str.contains("barack_obama")])
 
 
 def test_lineage_names_run_code_version_and_inputs(built):
@@ -214,3 +222,37 @@ def test_rerun_is_idempotent_then_picks_up_folder_changes(built, photos):
     versions = query(settings, "SELECT version, is_prod FROM galleries ORDER BY version")
     assert versions.values.tolist() == [[1, 0], [2, 1]]
     assert (settings.batched_dir("demo") / "batch_0002" / "batch_metadata.json").exists()
+
+
+def test_a_new_face_configuration_rebuilds_the_domain_in_one_run_without_mixing(
+    settings, tmp_path, photos, composed
+):
+    """A domain built with DeepFace's crop, then re-run with dlib's chips (the default): one
+    run re-judges and re-embeds every photo, and the new version holds only the new faces."""
+    folder = build_folder(tmp_path / "photos", {
+        "barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
+        "eileen_collins": [composed["astronaut.png"]],
+        "joe_biden": [photos / "biden.jpg"],
+    })  # fmt: skip
+    add_folder_domain(settings, "switch", folder)
+    old = {
+        **build_resources(settings),
+        "face_engine": FaceEngineResource(models_dir=str(settings.models_dir), dlib_chips=False),
+    }
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(domain_partitions.name, ["switch"])
+        for resources in (old, build_resources(settings)):
+            result = dg.materialize([*ASSETS, *ASSET_CHECKS], partition_key="switch",
+                                    resources=resources, instance=instance)  # fmt: skip
+            assert result.success
+    galleries = query(settings, "SELECT version, model_config, face_count FROM galleries")
+    assert galleries["face_count"].tolist() == [4, 4]
+    assert "align" in galleries["model_config"][0] and "chip150" in galleries["model_config"][1]
+    faces = query(settings, "SELECT detector_config, COUNT(*) AS n FROM faces GROUP BY 1")
+    assert sorted(faces["n"]) == [4, 4]  # the first configuration's rows are kept, not mixed
+    served = load_prod_gallery(settings, "switch")
+    assert served.version == 2 and served.matrix.shape == (4, 128)
+    stats_faces = query(settings, "SELECT COUNT(DISTINCT image_sha256) AS n FROM face_embeddings")
+    assert int(stats_faces["n"][0]) == 4  # one embedding per photo and configuration key...
+    embeddings = query(settings, "SELECT COUNT(*) AS n FROM face_embeddings")
+    assert int(embeddings["n"][0]) == 8  # ...under each of the two keys

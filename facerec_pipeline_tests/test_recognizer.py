@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from facerec_pipeline.face_engine.engine import EngineConfig, l2_normalize
-from facerec_pipeline.recognition.recognizer import LoadedGallery, Recognizer, top_matches
+from facerec_pipeline.recognition.open_set import calibrate
+from facerec_pipeline.recognition.recognizer import LoadedGallery, Recognizer, ranked_people
 
 RNG = np.random.default_rng(3)
 CONFIG = EngineConfig()
@@ -14,14 +15,17 @@ A, B, C = l2_normalize(RNG.standard_normal((3, 128)))
 def gallery(domain, people):
     rows = [(name, vector) for name, vectors in people.items() for vector in vectors]
     names = list(people)
+    matrix = np.stack([v for _, v in rows]).astype(np.float32)
+    person_rows = np.asarray([names.index(n) for n, _ in rows], dtype=np.int32)
     return LoadedGallery(
         domain=domain,
         version=1,
         model_config=CONFIG.model_key,
-        matrix=np.stack([v for _, v in rows]).astype(np.float32),
+        matrix=matrix,
         people=[{"person": n.title(), "normalized_name": n, "wikidata_id": None} for n in names],
-        person_rows=np.asarray([names.index(n) for n, _ in rows], dtype=np.int32),
+        person_rows=person_rows,
         batch_metadata=[],
+        operating_point=calibrate(matrix, person_rows, fallback_threshold=CONFIG.threshold),
     )
 
 
@@ -29,24 +33,38 @@ def near(vector):
     return l2_normalize(vector + 0.01 * RNG.standard_normal(128))
 
 
-CHILD = gallery("serbia", {"ana": [near(A), near(A)]})
+CHILD = gallery("serbia", {"ana": [near(A), near(A)], "dan": [near(C), near(C)]})
 PARENT = gallery("balkans", {"bob": [near(B)]})
 RECOGNIZER = Recognizer([CHILD, PARENT], SimpleNamespace(config=CONFIG), top_k=5)
 
 
 def test_own_domain_then_inherited_domains_then_nobody():
-    identity, matches = RECOGNIZER.identify(near(A))
+    identity, matches, decision = RECOGNIZER.identify(near(A))
     assert (identity["normalized_name"], identity["domain"]) == ("ana", "serbia")
-    assert [m["normalized_name"] for m in matches] == ["ana", "bob"]
-    identity, _ = RECOGNIZER.identify(near(B))
+    assert decision["accepted"] and decision["score"] <= decision["threshold"]
+    assert [m["normalized_name"] for m in matches] == ["ana", "bob", "dan"]
+    identity, _, decision = RECOGNIZER.identify(near(B))
     assert (identity["normalized_name"], identity["domain"]) == ("bob", "balkans")
-    identity, matches = RECOGNIZER.identify(near(C))
-    assert identity is None and matches[0]["distance"] > CONFIG.threshold
+    assert decision["domain"] == "balkans"
+    stranger = l2_normalize(RNG.standard_normal(128))
+    identity, matches, decision = RECOGNIZER.identify(stranger)
+    assert identity is None and not decision["accepted"] and decision["domain"] == "serbia"
+    assert decision["score"] > decision["threshold"] and len(matches) == 3
 
 
-def test_top_matches_gives_one_entry_per_person_nearest_first():
-    matches = top_matches(CHILD, near(A), k=5)
-    assert len(matches) == 1 and matches[0]["distance"] < CONFIG.threshold
+def test_a_person_is_as_near_as_the_mean_of_their_two_nearest_faces():
+    query = near(A)
+    ranked = ranked_people(CHILD, query, k=5)
+    assert [m["normalized_name"] for m in ranked] == ["ana", "dan"]
+    expected = np.mean(1.0 - CHILD.matrix[:2] @ query)
+    assert ranked[0]["distance"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_gallery_whose_rows_are_not_grouped_by_person_is_refused():
+    broken = gallery("serbia", {"ana": [near(A)], "dan": [near(C)]})
+    broken.person_rows = np.asarray([1, 0], dtype=np.int32)
+    with pytest.raises(ValueError, match="grouped by person"):
+        ranked_people(broken, near(A), k=2)
 
 
 def test_galleries_of_another_model_are_refused():

@@ -241,6 +241,27 @@ def _set_active(code: str, active: bool) -> None:
     click.echo(f"domain {code!r} is now {'active' if active else 'inactive'} (history kept)")
 
 
+@domains.command("set")
+@click.argument("code")
+@click.option("--target-far", type=float, help="False-accept rate versions are calibrated for.")
+@click.option("--min-loo-accuracy", type=float, help="Floor of the loo_accuracy check.")
+@click.option("--max-gallery-shrink", type=float, help="Share of faces a version may lose.")
+@click.option("--max-quality-drop", type=float, help="Expected DIR/rank-1 a version may lose.")
+@click.option("--min-faces-per-person", type=int, help="Floor of the min_faces_per_person check.")
+@user_errors
+def domains_set(code: str, **values: Any) -> None:
+    """Change a domain's recognition and promotion settings (then `facerec gallery recheck`)."""
+    from facerec_pipeline.domains.registry import update_settings
+
+    chosen = {name: value for name, value in values.items() if value is not None}
+    if not chosen:
+        raise click.UsageError("name at least one setting to change (see --help)")
+    settings = settings_ready()
+    with session_scope(settings.database_url) as session:
+        update_settings(session, code, chosen)
+    click.echo(f"domain {code!r}: " + ", ".join(f"{k}={v}" for k, v in chosen.items()))
+
+
 @domains.command("deactivate")
 @click.argument("code")
 @user_errors
@@ -344,6 +365,32 @@ def gallery_rollback(code: str, version: int | None) -> None:
         click.echo(f"domain {code!r} now serves gallery v{target.version}")
 
 
+@gallery.command("recheck")
+@click.option("--domain", "code", required=True)
+@user_errors
+def gallery_recheck(code: str) -> None:
+    """Run the promotion checks of the newest version again with the domain's current settings;
+    publish it if they all pass now."""
+    from facerec_pipeline.gallery.promotion import failed_checks_message, promote, run_checks
+
+    settings = settings_ready()
+    with session_scope(settings.database_url) as session:
+        version, outcomes = run_checks(session, settings, code)
+        for name, (passed, _) in outcomes.items():
+            click.echo(f"  check {name}: {'passed' if passed else 'FAILED'}")
+        if not all(passed for passed, _ in outcomes.values()):
+            serving = (
+                " It still serves (`facerec gallery rollback` to stop)." if version.is_prod else ""
+            )
+            raise click.ClickException(
+                f"gallery v{version.version} of {code!r} fails its checks: "
+                f"{failed_checks_message(version)}.{serving}"
+            )
+        if not version.is_prod:
+            promote(session, settings, version)
+        click.echo(f"gallery v{version.version} of {code!r} passed every check and serves")
+
+
 @cli.command("history")
 @click.option("--domain", "code", required=True)
 @click.option("--limit", default=10, show_default=True)
@@ -378,17 +425,10 @@ def history(code: str, limit: int, as_json: bool) -> None:
 @user_errors
 def recognize(code: str, top_k: int, as_json: bool, images: tuple[str, ...]) -> None:
     """Name the faces in IMAGES using the domain's production gallery (then inherited ones)."""
-    from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine
     from facerec_pipeline.raw_images.image_files import ImageRejected
-    from facerec_pipeline.recognition.recognizer import Recognizer
 
     settings = settings_ready()
-    with session_scope(settings.database_url) as session:
-        order = search_order(session, code)
-    engine = FaceEngine(EngineConfig(), settings.models_dir)
-    recognizer = Recognizer.for_domains(settings, order, engine, top_k)
-    for inherited in recognizer.skipped:
-        click.echo(f"note: inherited domain {inherited!r} has no gallery yet", err=True)
+    recognizer = _recognizer(settings, code, top_k)
     results, failed = [], False
     for image in images:
         try:
@@ -407,12 +447,14 @@ def recognize(code: str, top_k: int, as_json: bool, images: tuple[str, ...]) -> 
             for number, face in enumerate(result["faces"], start=1):
                 who = face["identity"]
                 box = face["box"]
+                decision = face["decision"]
                 table.append(
                     [
                         number,
                         f"{box['x']},{box['y']} {box['w']}x{box['h']}",
                         f"{who['person']} ({who['domain']})" if who else "unknown",
                         f"{who['distance']:.3f}" if who else "",
+                        f"{decision['score']:.4f} (accept <= {decision['threshold']:.4f})",
                         ", ".join(
                             f"{m['person']} {m['distance']:.3f}" for m in face["matches"][:3]
                         ),
@@ -420,10 +462,74 @@ def recognize(code: str, top_k: int, as_json: bool, images: tuple[str, ...]) -> 
                 )
             if table:
                 click.echo(
-                    tabulate(table, headers=["face", "box", "identity", "distance", "nearest"])
+                    tabulate(
+                        table, headers=["face", "box", "identity", "distance", "score", "nearest"]
+                    )  # fmt: skip
                 )
     if failed:
         sys.exit(1)
+
+
+@cli.command("evaluate")
+@click.option("--domain", "code", required=True)
+@click.option(
+    "--probes",
+    "probes_dir",
+    required=True,
+    envvar="FACEREC_PROBES_DIR",
+    type=click.Path(file_okay=False),
+    help="Photos of enrolled people named <Person>__<file> (env FACEREC_PROBES_DIR).",
+)
+@click.option(
+    "--unknown",
+    "unknown_dir",
+    default=None,
+    envvar="FACEREC_UNKNOWN_DIR",
+    type=click.Path(file_okay=False),
+    help="Photos of people never enrolled (env FACEREC_UNKNOWN_DIR).",
+)
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def evaluate(code: str, probes_dir: str, unknown_dir: str | None, as_json: bool) -> None:
+    """Score the domain's production recognizer on labelled probes: closed-set rank-1, DIR and
+    FAR at its own decision rule, the DIR-against-FAR curve and time per photo. The figures are
+    stored with the gallery version and shown on the `gallery` asset in the UI."""
+    from facerec_pipeline.recognition.evaluation_report import record_evaluation
+    from facerec_pipeline.recognition.probe_evaluation import evaluate_probes, photos_in
+
+    settings = settings_ready()
+    probes = photos_in(Path(probes_dir))
+    unknown = photos_in(Path(unknown_dir)) if unknown_dir else []
+    recognizer = _recognizer(settings, code, top_k=5)
+
+    def progress(done: int, total: int) -> None:
+        if done % 200 == 0 or done == total:
+            click.echo(f"evaluated {done}/{total} photos", err=True)
+
+    figures, _ = evaluate_probes(recognizer, probes, unknown, progress)
+    figures = record_evaluation(settings, recognizer.galleries[0], figures, probes_dir,
+                                unknown_dir)  # fmt: skip
+    if as_json:
+        echo_json(figures)
+        return
+    rows = [[key, value] for key, value in figures.items() if key not in ("curve",)]
+    click.echo(tabulate(rows))
+    if figures.get("curve"):
+        click.echo(tabulate([[p["far_limit"], p["far"], p["dir"]] for p in figures["curve"]],
+                            headers=["FAR at most", "FAR", "DIR"]))  # fmt: skip
+
+
+def _recognizer(settings: Settings, code: str, top_k: int):
+    from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine
+    from facerec_pipeline.recognition.recognizer import Recognizer
+
+    with session_scope(settings.database_url) as session:
+        order = search_order(session, code)
+    engine = FaceEngine(EngineConfig(), settings.models_dir)
+    recognizer = Recognizer.for_domains(settings, order, engine, top_k)
+    for inherited in recognizer.skipped:
+        click.echo(f"note: inherited domain {inherited!r} has no gallery yet", err=True)
+    return recognizer
 
 
 # --- stats --------------------------------------------------------------------------------------

@@ -74,6 +74,10 @@ class Domain(Timestamps, Base):
     min_faces_per_person: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     min_loo_accuracy: Mapped[float] = mapped_column(Float, default=0.8, server_default="0.8")
     max_gallery_shrink: Mapped[float] = mapped_column(Float, default=0.3, server_default="0.3")
+    # Open-set recognition: the false-accept rate each version is calibrated for, and how far a
+    # new version's expected DIR may fall below the serving one's before it is stopped.
+    target_far: Mapped[float] = mapped_column(Float, default=0.01, server_default="0.01")
+    max_quality_drop: Mapped[float] = mapped_column(Float, default=0.05, server_default="0.05")
 
 
 class DomainDataset(Base):
@@ -224,6 +228,8 @@ class Gallery(Base):
     # candidate (built, not yet checked) | published | rejected (a blocking check failed)
     status: Mapped[str] = mapped_column(String(20), default="candidate", server_default="published")
     checks: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    # The open-set decision rule calibrated on this version (recognition/open_set.py).
+    operating_point: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class GalleryFace(Base):
@@ -309,4 +315,18 @@ class SerpCall(Base):
     query: Mapped[str] = mapped_column(Text)
     result_count: Mapped[int] = mapped_column(Integer, default=0)
     estimated_cost: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class GalleryEvaluation(Base):
+    """`facerec evaluate`: a gallery version scored on labelled probe photos."""
+
+    __tablename__ = "gallery_evaluations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    gallery_id: Mapped[int] = mapped_column(ForeignKey("galleries.id"), index=True)
+    domain: Mapped[str] = mapped_column(ForeignKey("domains.code"), index=True)
+    probes_dir: Mapped[str] = mapped_column(Text)
+    unknown_dir: Mapped[str | None] = mapped_column(Text)
+    figures: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

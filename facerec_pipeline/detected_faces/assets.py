@@ -43,10 +43,38 @@ def outcome_row(base: dict, outcome: PhotoOutcome, crop: Path, relative) -> dict
     if face is not None:
         row.update(box_x=face.x, box_y=face.y, box_w=face.w, box_h=face.h,
                    confidence=face.confidence, face_size=face.size)  # fmt: skip
-    if outcome.status == "accepted" and face is not None:
-        row["crop_sha256"] = save_crop(face.crop_bgr, crop)
+    if face is not None and (outcome.status == "accepted" or outcome.rejection_reason in SOFT):
+        row["crop_sha256"] = save_crop(face.crop_bgr, crop)  # a soft reject may still be needed
         row["crop_path"] = relative(crop)
     return row
+
+
+# Rejections of a photo that holds a face: when they leave its person with no face at all, the
+# best of them is accepted after all (largest face), since on the LFW development set a person
+# with no face costs that person every answer while a weak face still names them.
+SOFT = ("face_too_small", "blurry", "low_confidence", "multiple_faces")
+
+
+def keep_one_face_per_person(rows: list[dict]) -> int:
+    """Accept the largest soft-rejected face of each person who has no accepted face; returns
+    how many were kept so. A kept face is `accepted` with its rejection reason still recorded,
+    and is judged afresh on every run (a person who gains a good photo drops it)."""
+    for row in rows:
+        if row["status"] == "accepted" and row.get("rejection_reason") in SOFT:
+            row["status"] = "rejected"
+    accepted = {row["person_id"] for row in rows if row["status"] == "accepted"}
+    best: dict[int, dict] = {}
+    for row in rows:
+        if row["person_id"] in accepted or row.get("rejection_reason") not in SOFT:
+            continue
+        if not row.get("crop_path"):
+            continue
+        current = best.get(row["person_id"])
+        if current is None or (row.get("face_size") or 0) > (current.get("face_size") or 0):
+            best[row["person_id"]] = row
+    for row in best.values():
+        row["status"] = "accepted"
+    return len(best)
 
 
 @stage_asset(
@@ -64,7 +92,7 @@ def detected_faces(
     code = context.partition_key
     settings = facerec.settings
     gates = face_engine.gates
-    detector_config = f"{face_engine.engine_config.detector_key}|{gates.key}"
+    detector_config = face_engine.detector_config
     with facerec.session() as session:
         previous = pd.read_sql_query(
             text("SELECT * FROM faces WHERE domain = :domain AND detector_config = :config"),
@@ -125,6 +153,7 @@ def detected_faces(
             if done % PROGRESS_EVERY == 0 or done == len(to_judge):
                 context.log.info(f"detected_faces[{code}]: judged {done}/{len(to_judge)} photos")
     computed = len(to_judge)
+    kept = keep_one_face_per_person(rows)
     frame = pd.DataFrame(rows, columns=FACE_COLUMNS)
     reasons = Counter(frame.loc[frame["status"] == "rejected", "rejection_reason"])
     accepted = int((frame["status"] == "accepted").sum())
@@ -138,6 +167,7 @@ def detected_faces(
             "rejected": int(sum(reasons.values())),
             "rejections_by_reason": dict(sorted(reasons.items())),
             "judged_this_run": computed,
+            "kept_as_only_face": kept,
             "reused_from_cache": reused,
             "detector_config": detector_config,
         }

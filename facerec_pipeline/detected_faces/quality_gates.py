@@ -12,9 +12,12 @@ import numpy as np
 
 @dataclass(frozen=True)
 class GateConfig:
+    # Chosen on the LFW development set by DIR/FAR with and without each gate (BENCHMARKS.md):
+    # a 60 px size floor cost 9 points of rank-1 (LFW faces are 52-62 px in dlib's box) and a
+    # blur floor of 40 cost 5; below these values the gates changed nothing there.
     min_confidence: float = 0.5
-    min_face_size: int = 60  # pixels, shorter side of the box in the original photo
-    min_blur_score: float = 40.0  # variance of the Laplacian on the crop at 112 px
+    min_face_size: int = 40  # pixels, shorter side of the box in the original photo
+    min_blur_score: float = 15.0  # variance of the Laplacian on the crop at 112 px
     # The largest face wins over the others when its area is at least this many times the next
     # one (a subject with people in the background); otherwise the photo has multiple_faces.
     dominance_ratio: float = 2.5
@@ -24,7 +27,7 @@ class GateConfig:
     def key(self) -> str:
         return (
             f"conf{self.min_confidence}|size{self.min_face_size}|blur{self.min_blur_score}"
-            f"|dom{self.dominance_ratio}"
+            f"|dom{self.dominance_ratio}|keep-one-face"
         )
 
 
@@ -70,6 +73,7 @@ def judge_faces(faces: list[FaceLike], config: GateConfig) -> GateDecision:
             False,
             "low_confidence",
             f"best detection confidence {best:.2f} < {config.min_confidence}",
+            0,  # the largest face: kept if it is its person's only one (keep_one_face_per_person)
             faces_found=found,
         )
     main = confident[0]
@@ -82,7 +86,9 @@ def judge_faces(faces: list[FaceLike], config: GateConfig) -> GateDecision:
                 "multiple_faces",
                 f"{len(confident)} faces of comparable size (largest/second area {ratio:.1f} "
                 f"< {config.dominance_ratio})",
-                faces_found=found,
+                main,
+                found,
+                found - 1,
             )
     face = faces[main]
     background = found - 1

@@ -131,6 +131,34 @@ def set_active(session: Session, code: str, active: bool) -> Domain:
     return domain
 
 
+# Recognition and promotion settings a domain may change (`facerec domains set`), with the range
+# each must lie in.
+RECOGNITION_SETTINGS: dict[str, tuple[float, float]] = {
+    "target_far": (0.0001, 0.5),
+    "min_loo_accuracy": (0.0, 1.0),
+    "max_gallery_shrink": (0.0, 1.0),
+    "max_quality_drop": (0.0, 1.0),
+    "min_faces_per_person": (1, 1000),
+}
+
+
+def update_settings(session: Session, code: str, values: dict[str, float]) -> Domain:
+    """Change recognition and promotion settings; each is checked against its range. A new
+    target FAR builds a new gallery version on the next run; the checks of the newest version
+    are run again by `facerec gallery recheck`."""
+    domain = get_domain(session, code)
+    for name, value in values.items():
+        if name not in RECOGNITION_SETTINGS:
+            raise DomainError(
+                f"{name!r} is not a setting; choose from {sorted(RECOGNITION_SETTINGS)}"
+            )
+        low, high = RECOGNITION_SETTINGS[name]
+        if not low <= value <= high:
+            raise DomainError(f"{name} must lie between {low} and {high}, not {value}")
+        setattr(domain, name, value)
+    return domain
+
+
 def inherited_domains(session: Session, code: str) -> list[str]:
     """The domains `code` inherits, direct ones by priority, each followed by what it inherits."""
     order: list[str] = []
@@ -171,5 +199,6 @@ def describe(session: Session, domain: Domain) -> dict[str, Any]:
         "serp_budget": domain.serp_budget,
         "refresh_cron": domain.refresh_cron,
         "is_active": domain.is_active,
+        **{name: getattr(domain, name) for name in RECOGNITION_SETTINGS},
         "created_at": domain.created_at.isoformat() if domain.created_at else None,
     }

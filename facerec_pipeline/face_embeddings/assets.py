@@ -51,9 +51,8 @@ def face_embeddings(
     settings = facerec.settings
     config = face_engine.engine_config
     model_config = config.model_key
-    accepted = detected_faces[detected_faces["status"] == "accepted"].drop_duplicates(
-        "image_sha256"
-    )
+    current = detected_faces[detected_faces["detector_config"] == face_engine.detector_config]
+    accepted = current[current["status"] == "accepted"].drop_duplicates("image_sha256")
     existing = _existing_embeddings(facerec, list(accepted["image_sha256"]), model_config)
     missing = accepted[~accepted["image_sha256"].isin(existing)]
     base = {

@@ -19,7 +19,7 @@ PACKAGED_WEIGHTS = {
 }
 # What each offline-capable DeepFace component needs.
 REQUIRED_WEIGHTS = {
-    ("model", "Dlib"): [DLIB_RESNET],
+    ("model", "Dlib"): [DLIB_RESNET, DLIB_LANDMARKS],  # the landmarks cut dlib's face chips
     ("detector", "dlib"): [DLIB_LANDMARKS],
 }
 

@@ -10,15 +10,26 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 
-from facerec_pipeline.db.models import Domain, Gallery, Person
+from facerec_pipeline.db.models import Gallery
 from facerec_pipeline.domains.partitions import DATABASE_POOL, domain_partitions, stage_asset
 from facerec_pipeline.domains.registry import get_domain
 from facerec_pipeline.face_engine.engine import l2_normalize
-from facerec_pipeline.gallery import promotion_checks
-from facerec_pipeline.gallery.evaluation import evaluate
+from facerec_pipeline.gallery.evaluation import evaluate, nearest_neighbours
 from facerec_pipeline.gallery.identity import consistency_decisions
-from facerec_pipeline.gallery.promotion import latest_version, prod_version, promote
-from facerec_pipeline.gallery.publish import GalleryEntry, content_hash, load_batches, write_batches
+from facerec_pipeline.gallery.promotion import (
+    CHECK_NAMES,
+    failed_checks_message,
+    latest_version,
+    prod_version,
+    promote,
+    run_checks,
+)
+from facerec_pipeline.gallery.publish import (
+    GalleryEntry,
+    content_hash,
+    ordered_entries,
+    write_batches,
+)
 from facerec_pipeline.gallery.report import (
     SheetItem,
     contact_sheet_png,
@@ -26,6 +37,7 @@ from facerec_pipeline.gallery.report import (
     inline_png,
     write_report,
 )
+from facerec_pipeline.recognition.open_set import OperatingPoint, calibrate
 from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
 from facerec_pipeline.run_history import record_stage
 
@@ -33,16 +45,17 @@ GALLERY_FACE_COLUMNS = [
     "gallery_id", "domain", "face_id", "person_id", "identity_status", "identity_reason",
     "centroid_distance",
 ]  # fmt: skip
-# Two people whose mean faces are closer than this share of the model threshold look like one.
-DISTINCT_IDENTITY_SHARE = 1.0
 
 
 def gallery_candidates(
-    candidates: pd.DataFrame, faces: pd.DataFrame, embeddings: pd.DataFrame, model_config: str
-) -> pd.DataFrame:
-    """Accepted faces with their embedding under `model_config` and their person's names."""
+    candidates: pd.DataFrame, faces: pd.DataFrame, embeddings: pd.DataFrame, model_config: str,
+    detector_config: str,
+) -> pd.DataFrame:  # fmt: skip
+    """Faces accepted under `detector_config` with their embedding under `model_config` and
+    their person's names (rows of earlier configurations are kept in `faces`, never mixed)."""
     current = embeddings[embeddings["model_config"] == model_config]
-    accepted = faces[faces["status"] == "accepted"][["id", "crop_path"]].rename(
+    judged_now = faces[(faces["detector_config"] == detector_config)]
+    accepted = judged_now[judged_now["status"] == "accepted"][["id", "crop_path"]].rename(
         columns={"id": "face_id"}
     )
     people = candidates[["id", "full_name", "normalized_name", "wikidata_id"]].rename(
@@ -75,7 +88,7 @@ def identity_filter(frame: pd.DataFrame, vectors: np.ndarray, threshold: float) 
 
 def build_report(
     settings, code: str, version: int, frame: pd.DataFrame, vectors: np.ndarray, keep: np.ndarray,
-    detected_faces: pd.DataFrame, raw_images: pd.DataFrame, threshold: float, figures: dict,
+    detected_faces: pd.DataFrame, raw_images: pd.DataFrame, figures: dict, point: OperatingPoint,
 ) -> dict:  # fmt: skip
     rejected = detected_faces[detected_faces["status"] == "rejected"]
     rejections = dict(Counter(rejected["rejection_reason"]))
@@ -83,9 +96,9 @@ def build_report(
     rejections.update(
         {f"identity:{k}": v for k, v in Counter(quarantined["identity_reason"]).items()}
     )
-    plot = distance_plot_png(
-        vectors[keep], list(frame["normalized_name"][keep]), threshold, rejections
-    )
+    kept_labels = list(frame["normalized_name"][keep])
+    found = nearest_neighbours(vectors[keep], kept_labels)
+    plot = distance_plot_png(found.same, found.other, kept_labels, rejections)
     paths = dict(zip(raw_images["id"], raw_images["file_path"], strict=True))
     accepted_items = [SheetItem(settings.absolute(p), n)
                       for p, n in zip(frame["crop_path"][keep], frame["normalized_name"][keep],
@@ -104,9 +117,13 @@ def build_report(
         f"({', '.join(f'{k} {v}' for k, v in sorted(rejections.items())) or 'none'})",
         f"- leave-one-out top-1 accuracy: {figures.get('loo_top1_accuracy', 'n/a')} "
         f"over {figures.get('loo_probes', 0)} faces",
-        f"- genuine distance mean/max: {figures.get('genuine_distance_mean')}"
-        f"/{figures.get('genuine_distance_max')}; impostor min/mean: "
+        f"- nearest same-person distance mean/max: {figures.get('genuine_distance_mean')}"
+        f"/{figures.get('genuine_distance_max')}; nearest other-person min/mean: "
         f"{figures.get('impostor_distance_min')}/{figures.get('impostor_distance_mean')}",
+        f"- operating point: a name is given when the score is <= {point.threshold} "
+        f"(calibrated for {point.target_far:.1%} false accepts on {point.stranger_trials} "
+        f"simulated strangers); expected DIR {point.expected_dir}, rank-1 "
+        f"{point.expected_rank1} over {point.enrolled_trials} faces. {point.rule}",
     ])  # fmt: skip
     files = write_report(settings.storage_dir / "reports" / code / f"gallery_v{version:04d}",
                          summary, plot, sheet)  # fmt: skip
@@ -139,7 +156,8 @@ def gallery(
     code = context.partition_key
     settings = facerec.settings
     config = face_engine.engine_config
-    frame = gallery_candidates(candidates, detected_faces, face_embeddings, config.model_key)
+    frame = gallery_candidates(candidates, detected_faces, face_embeddings, config.model_key,
+                               face_engine.detector_config)  # fmt: skip
     if frame.empty:
         raise dg.Failure(
             f"domain {code!r} has no accepted face to build a gallery from; see "
@@ -149,9 +167,9 @@ def gallery(
     vectors = l2_normalize(
         np.stack([np.frombuffer(blob, dtype="<f4") for blob in frame["embedding"]])
     )
-    frame = identity_filter(frame, vectors, config.threshold)
+    frame = identity_filter(frame, vectors, face_engine.identity_max_distance)
     keep = (frame["identity_status"] == "accepted").to_numpy()
-    entries = [
+    entries = ordered_entries([
         GalleryEntry(
             face_id=int(row.face_id),
             person_id=int(row.person_id),
@@ -164,16 +182,25 @@ def gallery(
         )
         for position, row in enumerate(frame.itertuples())
         if keep[position]
-    ]
+    ])  # fmt: skip
     if not entries:
         raise dg.Failure(f"every face of domain {code!r} was quarantined", allow_retries=False)
-    figures = evaluate(vectors[keep], [e.normalized_name for e in entries], config.threshold)
-    digest = content_hash(entries, config.model_key)
+    with facerec.session() as session:
+        target_far = get_domain(session, code).target_far
+    # The operating point is part of what a version serves: a new target FAR is a new version.
+    digest = content_hash(entries, f"{config.model_key}|far{target_far}")
     with facerec.session() as session:
         latest = latest_version(session, code)
         if latest is not None and latest.content_sha256 == digest:
             target, built = latest, False
+            figures = dict(latest.evaluation or {})
+            point = OperatingPoint.from_dict(latest.operating_point)
         else:
+            matrix = np.stack([entry.vector for entry in entries])
+            labels = [entry.normalized_name for entry in entries]
+            figures = evaluate(matrix, labels)
+            point = calibrate(matrix, np.unique(labels, return_inverse=True)[1], target_far,
+                              fallback_threshold=config.threshold)  # fmt: skip
             version = (
                 session.scalar(select(func.max(Gallery.version)).where(Gallery.domain == code)) or 0
             ) + 1
@@ -188,6 +215,7 @@ def gallery(
                 person_count=len({e.person_id for e in entries}), face_count=len(entries),
                 quarantined_count=int((~keep).sum()), evaluation=figures, run_id=context.run_id,
                 created_at=now, status="candidate", checks={},
+                operating_point=point.to_dict(),
             )  # fmt: skip
             session.add(target)
             session.flush()
@@ -202,8 +230,9 @@ def gallery(
         f"{len({e.person_id for e in entries})} people, {len(entries)} faces, "
         f"{int((~keep).sum())} quarantined"
     )
-    report = build_report(settings, code, version, frame, vectors, keep, detected_faces,
-                          raw_images, config.threshold, figures) if built else {}  # fmt: skip
+    judged_now = detected_faces[detected_faces["detector_config"] == face_engine.detector_config]
+    report = build_report(settings, code, version, frame, vectors, keep, judged_now,
+                          raw_images, figures, point) if built else {}  # fmt: skip
     context.add_output_metadata(
         {
             "gallery_version": version,
@@ -214,82 +243,35 @@ def gallery(
             "quarantined": int((~keep).sum()),
             "quarantined_by_reason": dict(Counter(frame.loc[~keep, "identity_reason"])),
             "evaluation": dg.MetadataValue.json(figures),
+            "operating_point": dg.MetadataValue.json(point.to_dict()),
+            "expected_dir": point.expected_dir,
+            "expected_far": point.expected_far,
             **report,
         }
     )
     return frame.assign(gallery_id=gallery_id, domain=code)[GALLERY_FACE_COLUMNS]
 
 
-CHECK_NAMES = [
-    "coherent_model", "no_photo_in_two_people", "min_faces_per_person", "distinct_identities",
-    "loo_accuracy", "not_shrunk", "no_person_lost",
-]  # fmt: skip
-
-
 @dg.multi_asset_check(
     specs=[dg.AssetCheckSpec(name, asset=gallery, blocking=True) for name in CHECK_NAMES],
     can_subset=False,
 )
-def gallery_promotion_checks(
-    context: dg.AssetCheckExecutionContext, facerec: FacerecStorage, face_engine: FaceEngineResource
-):
+def gallery_promotion_checks(context: dg.AssetCheckExecutionContext, facerec: FacerecStorage):
     """The newest version must pass all of these before `production_gallery` serves it; if one
-    fails the version is marked rejected and production keeps the version it has."""
-    settings = facerec.settings
+    fails the version is marked rejected and production keeps the version it has. `facerec
+    gallery recheck` runs them again after settings changed."""
     code = context.op_execution_context.partition_key
-    threshold = face_engine.engine_config.threshold
     with facerec.session() as session:
-        domain: Domain = get_domain(session, code)
-        candidate = latest_version(session, code)
-        if candidate is None:
-            raise dg.Failure(f"domain {code!r} has no gallery version to check")
-        current = prod_version(session, code)
-        previous_faces = current.face_count if current and current.id != candidate.id else None
-        previous_people: set[str] = set()
-        if current is not None and current.id != candidate.id:
-            served = load_batches(settings.storage_dir, code, current.version,
-                                  current.model_config, current.batch_paths)  # fmt: skip
-            previous_people = set(promotion_checks.labels(served))
-        still_present = set(session.scalars(
-            select(Person.normalized_name).where(Person.domain == code, Person.removed_at.is_(None))
-        ))  # fmt: skip
-        loaded = load_batches(
-            settings.storage_dir,
-            code,
-            candidate.version,
-            candidate.model_config,
-            candidate.batch_paths,
-            with_faces=True,
-        )
-        outcomes = {
-            "coherent_model": promotion_checks.coherent_model(loaded),
-            "no_photo_in_two_people": promotion_checks.no_photo_in_two_people(loaded),
-            "min_faces_per_person": promotion_checks.faces_per_person(
-                loaded, domain.min_faces_per_person
-            ),
-            "distinct_identities": promotion_checks.distinct_identities(
-                loaded, DISTINCT_IDENTITY_SHARE * threshold
-            ),
-            "loo_accuracy": promotion_checks.leave_one_out_accuracy(
-                loaded, threshold, domain.min_loo_accuracy
-            ),
-            "not_shrunk": promotion_checks.not_shrunk(
-                candidate.face_count, previous_faces, domain.max_gallery_shrink
-            ),
-            "no_person_lost": promotion_checks.no_person_lost(
-                loaded, previous_people, still_present
-            ),
-        }
-        candidate.checks = {name: {"passed": passed, **figures}
-                            for name, (passed, figures) in outcomes.items()}  # fmt: skip
-        if candidate.status == "candidate" and not all(p for p, _ in outcomes.values()):
-            candidate.status = "rejected"
+        candidate, outcomes = run_checks(session, facerec.settings, code)
+        version = candidate.version
     for name, (passed, figures) in outcomes.items():
+        shown = ", ".join(f"{k}={v}" for k, v in figures.items() if v not in (None, [], {}))
         yield dg.AssetCheckResult(
             check_name=name,
             passed=bool(passed),
+            description=f"{name} {'passed' if passed else 'FAILED'}: {shown}"[:2000],
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"gallery_version": candidate.version, **{
+            metadata={"gallery_version": version, **{
                 key: dg.MetadataValue.json(value) if isinstance(value, (dict, list)) else value
                 for key, value in figures.items() if value is not None
             }},
@@ -315,12 +297,15 @@ def production_gallery(
         candidate = latest_version(session, code)
         if candidate is None:
             raise dg.Failure(f"domain {code!r} has no gallery version", allow_retries=False)
+        current = prod_version(session, code)
         checks = candidate.checks or {}
         failed = sorted(name for name, result in checks.items() if not result["passed"])
         if candidate.status == "rejected" or failed or set(checks) != set(CHECK_NAMES):
             raise dg.Failure(
                 f"gallery v{candidate.version} of {code!r} is not promoted: "
-                + (f"failed checks {failed}" if failed else "its checks have not run"),
+                f"{failed_checks_message(candidate)}. Production keeps "
+                + (f"v{current.version}" if current else "no version")
+                + f"; after changing settings, `facerec gallery recheck --domain {code}`",
                 allow_retries=False,
             )
         promoted = not candidate.is_prod

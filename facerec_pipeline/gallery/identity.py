@@ -11,28 +11,30 @@ import numpy as np
 @dataclass(frozen=True)
 class IdentityDecision:
     accepted: bool
-    reason: str | None  # None | "inconsistent_identity" | "ambiguous_identity"
+    # None | "inconsistent_identity" (quarantined) | "unconfirmed_identity" (kept: see below)
+    reason: str | None
     centroid_distance: float | None
 
 
 def consistency_decisions(vectors: np.ndarray, threshold: float) -> list[IdentityDecision]:
     """`vectors`: one person's L2-normalized embeddings. Repeatedly quarantine the face farthest
     from the mean of the others while that distance exceeds `threshold` (cosine). Two faces that
-    disagree cannot be told apart: both are quarantined as ambiguous."""
+    disagree cannot be told apart: both are kept, marked `unconfirmed_identity`, so that a person
+    whose photos hold a usable face always keeps one in the gallery (the promotion check
+    `distinct_identities` still stops a folder filled with someone else's photos)."""
     count = len(vectors)
     if count == 1:
         return [IdentityDecision(True, None, None)]
     kept = list(range(count))
     reasons: dict[int, str] = {}
+    unconfirmed: list[int] = []
     while len(kept) >= 2:
         distances = _leave_one_out_distances(vectors[kept])
         worst = int(np.argmax(distances))
         if distances[worst] <= threshold:
             break
         if len(kept) == 2:
-            for index in kept:
-                reasons[index] = "ambiguous_identity"
-            kept = []
+            unconfirmed = list(kept)
             break
         reasons[kept.pop(worst)] = "inconsistent_identity"
     final_distances = dict.fromkeys(range(count), None)
@@ -45,7 +47,8 @@ def consistency_decisions(vectors: np.ndarray, threshold: float) -> list[Identit
         distance = final_distances[index]
         if distance is None and reference is not None:
             distance = float(1.0 - vectors[index] @ reference)
-        decisions.append(IdentityDecision(index not in reasons, reasons.get(index), distance))
+        reason = reasons.get(index) or ("unconfirmed_identity" if index in unconfirmed else None)
+        decisions.append(IdentityDecision(index not in reasons, reason, distance))
     return decisions
 
 

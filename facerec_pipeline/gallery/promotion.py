@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from facerec_pipeline.db.models import Gallery, GalleryFace, Person
 from facerec_pipeline.domains.registry import get_domain
-from facerec_pipeline.gallery.publish import write_prod_pointer
+from facerec_pipeline.gallery import promotion_checks as checks
+from facerec_pipeline.gallery.publish import load_batches, write_prod_pointer
 from facerec_pipeline.settings import Settings
 
 
@@ -49,9 +50,78 @@ def promote(session: Session, settings: Settings, gallery: Gallery) -> None:
             "model_config": gallery.model_config,
             "dim": gallery.dim,
             "batches": gallery.batch_paths,
+            "operating_point": gallery.operating_point,
             "published_at": now.isoformat(),
         },
     )
+
+
+CHECK_NAMES = [
+    "coherent_model", "no_photo_in_two_people", "min_faces_per_person", "distinct_identities",
+    "loo_accuracy", "not_shrunk", "no_person_lost", "no_quality_drop",
+]  # fmt: skip
+
+
+def run_checks(session: Session, settings: Settings, domain: str) -> tuple[Gallery, dict]:
+    """Run the blocking checks on the newest version of `domain` with the domain's current
+    settings; store them on the version and set its status (candidate when all pass, rejected
+    otherwise; a published version keeps its status). Returns (version, {check: (passed,
+    figures)})."""
+    settings_row = get_domain(session, domain)
+    candidate = latest_version(session, domain)
+    if candidate is None:
+        raise GalleryError(f"domain {domain!r} has no gallery version to check")
+    current = prod_version(session, domain)
+    other = current is not None and current.id != candidate.id
+    previous_people: set[str] = set()
+    if other:
+        served = load_batches(settings.storage_dir, domain, current.version,
+                              current.model_config, current.batch_paths)  # fmt: skip
+        previous_people = set(checks.labels(served))
+    still_present = set(session.scalars(
+        select(Person.normalized_name).where(Person.domain == domain, Person.removed_at.is_(None))
+    ))  # fmt: skip
+    loaded = load_batches(
+        settings.storage_dir, domain, candidate.version, candidate.model_config,
+        candidate.batch_paths, with_faces=True,
+    )  # fmt: skip
+    outcomes = {
+        "coherent_model": checks.coherent_model(loaded),
+        "no_photo_in_two_people": checks.no_photo_in_two_people(loaded),
+        "min_faces_per_person": checks.faces_per_person(loaded, settings_row.min_faces_per_person),
+        "distinct_identities": checks.distinct_identities(loaded, checks.DISTINCT_MIN_DISTANCE),
+        "loo_accuracy": checks.leave_one_out_accuracy(loaded, settings_row.min_loo_accuracy),
+        "not_shrunk": checks.not_shrunk(candidate.face_count,
+                                        current.face_count if other else None,
+                                        settings_row.max_gallery_shrink),
+        "no_person_lost": checks.no_person_lost(loaded, previous_people, still_present),
+        "no_quality_drop": checks.no_quality_drop(candidate.operating_point,
+                                                  current.operating_point if other else None,
+                                                  settings_row.max_quality_drop),
+    }  # fmt: skip
+    candidate.checks = {name: {"passed": bool(passed), **figures}
+                        for name, (passed, figures) in outcomes.items()}  # fmt: skip
+    if candidate.status != "published":
+        candidate.status = "candidate" if all(p for p, _ in outcomes.values()) else "rejected"
+    session.flush()
+    return candidate, outcomes
+
+
+def failed_checks_message(gallery: Gallery) -> str:
+    """Each failed check with its figures, for an operator to act on."""
+    results = gallery.checks or {}
+    missing = sorted(set(CHECK_NAMES) - set(results))
+    lines = [f"{name}: {_figures(result)}" for name, result in sorted(results.items())
+             if not result.get("passed")]  # fmt: skip
+    if missing:
+        lines.append(f"not run yet: {', '.join(missing)} (run `facerec gallery recheck --domain "
+                     f"{gallery.domain}`)")  # fmt: skip
+    return "; ".join(lines)
+
+
+def _figures(result: dict) -> str:
+    shown = {k: v for k, v in result.items() if k != "passed" and v not in (None, [], {})}
+    return ", ".join(f"{k}={v}" for k, v in shown.items())
 
 
 def rollback(session: Session, settings: Settings, domain: str, to: int | None) -> Gallery:

@@ -15,12 +15,14 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from facerec_pipeline.files import write_atomically
+from facerec_pipeline.recognition.open_set import OperatingPoint, person_starts
 from facerec_pipeline.recognition.search_index import ANN_MIN_FACES
 
 BATCH_MAX_PEOPLE = 500
@@ -38,6 +40,12 @@ class LoadedGallery:
     batch_metadata: list[dict[str, Any]]
     faces: list[dict[str, Any]] = field(default_factory=list)  # per row; loaded on request
     index: Any = None  # a faiss index for large galleries
+    operating_point: OperatingPoint | None = None  # from the production pointer
+
+    @cached_property
+    def person_starts(self) -> np.ndarray:
+        """First row of each person (a person's rows are contiguous)."""
+        return person_starts(self.person_rows)
 
     def person_at(self, row: int) -> dict[str, Any]:
         return self.people[int(self.person_rows[row])]
@@ -138,6 +146,11 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
+def ordered_entries(entries: list[GalleryEntry]) -> list[GalleryEntry]:
+    """The order rows are written in: by person, each person's faces together."""
+    return sorted(entries, key=lambda e: (e.normalized_name, e.face_id))
+
+
 def write_batches(
     batched_dir: Path,
     entries: list[GalleryEntry],
@@ -148,7 +161,7 @@ def write_batches(
     created_at: datetime,
 ) -> list[Path]:
     by_person: dict[str, list[GalleryEntry]] = {}
-    for entry in sorted(entries, key=lambda e: (e.normalized_name, e.face_id)):
+    for entry in ordered_entries(entries):
         by_person.setdefault(entry.normalized_name, []).append(entry)
     people = list(by_person)
     first = next_batch_number(batched_dir)
@@ -181,7 +194,7 @@ def write_batches(
             )
         matrix = np.stack([entry.vector for entry in batch_entries]).astype(np.float32)
         np.save(partial / "embeddings.npy", matrix)
-        people = [
+        batch_people_json = [
             {"person": by_person[n][0].person, "normalized_name": n,
              "wikidata_id": by_person[n][0].wikidata_id}
             for n in batch_people
@@ -189,7 +202,7 @@ def write_batches(
         position = {name: i for i, name in enumerate(batch_people)}
         rows = np.asarray([position[e.normalized_name] for e in batch_entries], dtype=np.int32)
         np.save(partial / "person_rows.npy", rows)
-        (partial / "people.json").write_text(json.dumps(people, ensure_ascii=False))
+        (partial / "people.json").write_text(json.dumps(batch_people_json, ensure_ascii=False))
         (partial / "faces.json").write_text(json.dumps(faces, ensure_ascii=False, indent=1))
         metadata = {
             "domain": domain,

@@ -28,20 +28,17 @@ SAME, OTHER, REJECTED = (31, 119, 180), (255, 127, 14), (214, 39, 40)
 
 
 def distance_plot_png(
-    vectors: np.ndarray, labels: list[str], threshold: float, rejections: dict[str, int]
-) -> bytes:
-    """Three panels drawn with PIL (no plotting library to import on every version): genuine
-    against impostor distances with the threshold, faces per person (top 20), rejections."""
-    label_array = np.asarray(labels)
-    distances = 1.0 - vectors @ vectors.T
-    upper = np.triu_indices(len(labels), k=1)
-    same = (label_array[:, None] == label_array[None, :])[upper]
-    pairs = distances[upper]
-    top = max(0.4, float(pairs.max()) if len(pairs) else 0.4)
+    genuine: np.ndarray, impostor: np.ndarray, labels: list[str], rejections: dict[str, int],
+) -> bytes:  # fmt: skip
+    """Three panels drawn with PIL (no plotting library to import on every version): each
+    face's nearest same-person and nearest other-person distance, faces per person (top 20),
+    rejections."""
+    genuine, impostor = genuine[np.isfinite(genuine)], impostor[np.isfinite(impostor)]
+    top = max([0.2, *(float(np.quantile(v, 0.99)) for v in (genuine, impostor) if len(v))])
     edges = np.linspace(0, top, 41)
     image = Image.new("RGB", (3 * PANEL_W, PANEL_H), "white")
     draw = ImageDraw.Draw(image)
-    _histogram_panel(draw, 0, edges, pairs[same], pairs[~same], threshold)
+    _histogram_panel(draw, 0, edges, genuine, impostor)
     people = Counter(labels).most_common(20)
     _bar_panel(draw, PANEL_W, "Faces per person (top 20)", people, SAME)
     reasons = sorted(rejections.items(), key=lambda kv: -kv[1])
@@ -49,11 +46,13 @@ def distance_plot_png(
     return _png(image)
 
 
-def _histogram_panel(draw, left, edges, same, other, threshold) -> None:
-    draw.text((left + MARGIN, 4), "Genuine vs impostor distances", fill="black")
+def _histogram_panel(draw, left, edges, same, other) -> None:
+    draw.text((left + MARGIN, 4), "Nearest same person vs nearest other", fill="black")
     width, height = PANEL_W - 2 * MARGIN, PANEL_H - 2 * MARGIN
     base = PANEL_H - MARGIN
-    counts = [np.histogram(values, bins=edges)[0] for values in (same, other)]
+    counts = [
+        np.histogram(np.minimum(values, edges[-1]), bins=edges)[0] for values in (same, other)
+    ]
     tallest = max(1, max(int(c.max()) if len(c) else 0 for c in counts))
     bar = width / (len(edges) - 1)
     for values, color in zip(counts, (SAME, OTHER), strict=True):
@@ -63,11 +62,8 @@ def _histogram_panel(draw, left, edges, same, other, threshold) -> None:
                 draw.rectangle(
                     (x, base - height * count / tallest, x + bar - 1, base), outline=color
                 )
-    x = left + MARGIN + width * min(threshold / edges[-1], 1.0)
-    draw.line((x, base - height, x, base), fill="black", width=1)
     draw.line((left + MARGIN, base, left + MARGIN + width, base), fill="black")
     draw.text((left + MARGIN, base + 4), f"0  cosine distance  {edges[-1]:.2f}", fill="black")
-    draw.text((x + 3, base - height), f"threshold {threshold}", fill="black")
     draw.text((left + MARGIN + 4, 18), "same person", fill=SAME)
     draw.text((left + MARGIN + 90, 18), "different people", fill=OTHER)
 
@@ -133,3 +129,34 @@ def write_report(target: Path, summary: str, plot: bytes, sheet: bytes) -> dict[
         f"{summary}\n\n![distances](distances.png)\n\n![contact sheet](contact_sheet.png)\n"
     )
     return files
+
+
+def curve_plot_png(curve: list[dict], operating: tuple[float, float] | None) -> bytes:
+    """DIR against FAR (log scale from 0.1%), with the operating point measured."""
+    width, height, margin = 420, 320, 40
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((margin, 6), "DIR (right name given) against FAR (stranger named)", fill="black")
+    left, right, top, bottom = margin, width - 14, 26, height - margin
+
+    def point(far: float, dir_: float) -> tuple[float, float]:
+        x = (np.log10(max(far, 1e-3)) + 3) / 3  # 0.1% .. 100%
+        return left + x * (right - left), bottom - dir_ * (bottom - top)
+
+    draw.rectangle((left, top, right, bottom), outline="black")
+    for far in (0.001, 0.01, 0.1, 1.0):
+        x, _ = point(far, 0)
+        draw.line((x, bottom, x, bottom + 4), fill="black")
+        draw.text((x - 12, bottom + 6), f"{far:.1%}", fill="black")
+    for dir_ in (0.0, 0.5, 1.0):
+        _, y = point(1, dir_)
+        draw.text((4, y - 6), f"{dir_:.1f}", fill="black")
+    line = [point(p["far"], p["dir"]) for p in curve]
+    if len(line) > 1:
+        draw.line(line, fill=SAME, width=2)
+    if operating is not None:
+        x, y = point(*operating)
+        draw.ellipse((x - 4, y - 4, x + 4, y + 4), outline=REJECTED, width=2)
+        draw.text((x + 6, y + 4), "operating point", fill=REJECTED)
+    draw.text((left + 4, bottom - 16), "FAR (log)", fill="black")
+    return _png(image)

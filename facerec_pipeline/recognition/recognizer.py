@@ -11,6 +11,12 @@ import numpy as np
 from facerec_pipeline.face_engine.engine import FaceEngine, l2_normalize
 from facerec_pipeline.gallery.publish import LoadedGallery, load_batches, read_prod_pointer
 from facerec_pipeline.raw_images.image_files import load_rgb
+from facerec_pipeline.recognition.open_set import (
+    COHORT,
+    OperatingPoint,
+    decision_scores,
+    rank_people,
+)
 from facerec_pipeline.recognition.search_index import nearest_rows
 from facerec_pipeline.settings import Settings
 
@@ -25,35 +31,63 @@ def load_prod_gallery(settings: Settings, domain: str) -> LoadedGallery:
         raise NoGallery(
             f"domain {domain!r} has no production gallery yet: run `facerec run --domain {domain}`"
         )
-    return load_batches(
+    if not pointer.get("operating_point"):
+        raise NoGallery(
+            f"the production gallery of {domain!r} (v{pointer['version']}) has no calibrated "
+            f"operating point (it was built before open-set recognition): run `facerec run "
+            f"--domain {domain}` to build and publish a new version"
+        )
+    gallery = load_batches(
         settings.storage_dir, domain, int(pointer["version"]), pointer["model_config"],
         pointer["batches"],
     )  # fmt: skip
+    gallery.operating_point = OperatingPoint.from_dict(pointer["operating_point"])
+    return gallery
 
 
-def top_matches(gallery: LoadedGallery, query: np.ndarray, k: int) -> list[dict[str, Any]]:
-    """Best distance per person, the k nearest people, nearest first."""
-    distances, rows = nearest_rows(gallery.matrix, gallery.index, query, max(8 * k, 32))
-    matches: list[dict[str, Any]] = []
-    seen: set[int] = set()
-    for distance, row in zip(distances, rows, strict=True):
-        person_index = int(gallery.person_rows[row])
-        if person_index in seen:
-            continue
-        seen.add(person_index)
-        person = gallery.people[person_index]
-        matches.append(
-            {
-                "person": person["person"],
-                "normalized_name": person["normalized_name"],
-                "wikidata_id": person.get("wikidata_id"),
-                "domain": gallery.domain,
-                "distance": round(float(distance), 5),
-            }
-        )
-        if len(matches) == k:
-            break
-    return matches
+ANN_CANDIDATES = 64  # rows an approximate index proposes; their people are then measured exactly
+
+
+def ranked_people(gallery: LoadedGallery, query: np.ndarray, k: int) -> list[dict[str, Any]]:
+    """The k nearest people (at least the decision rule's cohort), nearest first; a person's
+    distance is the mean of their two nearest faces (recognition/open_set.py)."""
+    candidates = None
+    if gallery.index is not None:
+        candidates = nearest_rows(gallery.matrix, gallery.index, query, ANN_CANDIDATES)[1]
+    people, distances = rank_people(
+        gallery.matrix, gallery.person_starts, query, max(k, 1 + COHORT), candidates
+    )
+    return [
+        {
+            "person": gallery.people[int(index)]["person"],
+            "normalized_name": gallery.people[int(index)]["normalized_name"],
+            "wikidata_id": gallery.people[int(index)].get("wikidata_id"),
+            "domain": gallery.domain,
+            "distance": round(float(distance), 5),
+        }
+        for index, distance in zip(people, distances, strict=True)
+    ]
+
+
+def decide(gallery: LoadedGallery, ranked: list[dict[str, Any]]) -> dict[str, Any]:
+    """The open-set decision on one gallery: the best person, how sure, and whether that is
+    enough to name them at the gallery's calibrated operating point."""
+    point = gallery.operating_point
+    distances = np.asarray([[match["distance"] for match in ranked]], dtype=np.float64)
+    score = float(decision_scores(distances)[0])
+    cohort = distances[0, 1 : 1 + COHORT]
+    return {
+        "domain": gallery.domain,
+        "gallery_version": gallery.version,
+        "best": ranked[0]["normalized_name"],
+        "distance": ranked[0]["distance"],
+        "margin": round(float(cohort.mean() - distances[0, 0]), 5) if len(cohort) else None,
+        "score": round(score, 5),
+        "threshold": point.threshold,
+        "accepted": bool(score <= point.threshold),
+        "target_far": point.target_far,
+        "expected_dir": point.expected_dir,
+    }
 
 
 class Recognizer:
@@ -73,7 +107,6 @@ class Recognizer:
         self.galleries = galleries
         self.engine = engine
         self.top_k = top_k
-        self.threshold = engine.config.threshold
 
     @classmethod
     def for_domains(
@@ -105,18 +138,24 @@ class Recognizer:
                 reloaded.append(gallery.domain)
         return reloaded
 
-    def identify(self, vector: np.ndarray) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        """Search the galleries in order; the first whose best match is within the threshold
-        decides. Matches from every gallery are returned, nearest first."""
-        identity = None
+    def identify(
+        self, vector: np.ndarray
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, Any]]:
+        """Search the galleries in order; the first whose best person passes its own operating
+        point decides. Returns (identity or None, the nearest people of every gallery nearest
+        first, the decision that named them or else the first gallery's)."""
+        identity, decision = None, None
         matches: list[dict[str, Any]] = []
         for gallery in self.galleries:
-            found = top_matches(gallery, vector, self.top_k)
-            matches.extend(found)
-            if identity is None and found and found[0]["distance"] <= self.threshold:
-                identity = found[0]
+            ranked = ranked_people(gallery, vector, self.top_k)
+            matches.extend(ranked[: self.top_k])
+            verdict = decide(gallery, ranked)
+            if decision is None or (identity is None and verdict["accepted"]):
+                decision = verdict
+            if identity is None and verdict["accepted"]:
+                identity = {**ranked[0], "score": verdict["score"], "margin": verdict["margin"]}
         matches.sort(key=lambda match: match["distance"])
-        return identity, matches[: self.top_k]
+        return identity, matches[: self.top_k], decision
 
     def recognize_image(self, path: Path) -> dict[str, Any]:
         self.refresh()
@@ -124,12 +163,13 @@ class Recognizer:
         vectors = l2_normalize(self.engine.embed([face.crop_bgr for face in faces]))
         results = []
         for face, vector in zip(faces, vectors, strict=True):
-            identity, matches = self.identify(vector)
+            identity, matches, decision = self.identify(vector)
             results.append(
                 {
                     "box": {"x": face.x, "y": face.y, "w": face.w, "h": face.h},
                     "confidence": round(face.confidence, 4),
                     "identity": identity,
+                    "decision": decision,
                     "matches": matches,
                 }
             )

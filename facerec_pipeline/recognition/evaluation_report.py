@@ -1,0 +1,75 @@
+"""Keep the figures of `facerec evaluate`: a row in `gallery_evaluations`, a JSON file and the
+DIR/FAR plot beside the version's report, and an observation on the `gallery` asset so the UI
+shows them with the version."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.db.models import Gallery, GalleryEvaluation
+from facerec_pipeline.gallery.publish import LoadedGallery
+from facerec_pipeline.gallery.report import curve_plot_png, inline_png
+from facerec_pipeline.settings import Settings
+
+
+def record_evaluation(
+    settings: Settings, gallery: LoadedGallery, figures: dict[str, Any], probes_dir: str,
+    unknown_dir: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    now = datetime.now(UTC)
+    point = gallery.operating_point
+    figures = {
+        "domain": gallery.domain,
+        "gallery_version": gallery.version,
+        "threshold": point.threshold if point else None,
+        "target_far": point.target_far if point else None,
+        "expected_dir": point.expected_dir if point else None,
+        **figures,
+    }
+    operating = (figures["far"], figures["dir"]) if "far" in figures and "dir" in figures else None
+    plot = curve_plot_png(figures.get("curve", []), operating)
+    folder = settings.storage_dir / "reports" / gallery.domain / f"gallery_v{gallery.version:04d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"evaluation_{now:%Y%m%dT%H%M%SZ}"
+    (folder / f"{stem}.png").write_bytes(plot)
+    (folder / f"{stem}.json").write_text(json.dumps(figures, indent=1))
+    figures["report"] = str(folder / f"{stem}.json")
+    with session_scope(settings.database_url) as session:
+        gallery_id = session.scalar(
+            select(Gallery.id).where(
+                Gallery.domain == gallery.domain, Gallery.version == gallery.version
+            )
+        )
+        if gallery_id is not None:
+            session.add(GalleryEvaluation(
+                gallery_id=gallery_id, domain=gallery.domain, probes_dir=str(probes_dir),
+                unknown_dir=str(unknown_dir) if unknown_dir else None, figures=figures,
+                created_at=now,
+            ))  # fmt: skip
+    _observe(settings, gallery, figures, plot)
+    return figures
+
+
+def _observe(settings: Settings, gallery: LoadedGallery, figures: dict, plot: bytes) -> None:
+    """An AssetObservation on `gallery` for the domain's partition (Dagster UI)."""
+    import os
+
+    import dagster as dg
+
+    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    shown = {key: value for key, value in figures.items() if key != "curve"}
+    metadata: dict[str, Any] = {
+        f"probe_{key}": value for key, value in shown.items() if isinstance(value, int | float)
+    }
+    metadata["probe_evaluation"] = dg.MetadataValue.json(figures)
+    metadata["dir_far_curve"] = dg.MetadataValue.md(inline_png(plot, "DIR against FAR"))
+    with dg.DagsterInstance.get() as instance:
+        instance.report_runless_asset_event(
+            dg.AssetObservation(asset_key="gallery", partition=gallery.domain, metadata=metadata)
+        )

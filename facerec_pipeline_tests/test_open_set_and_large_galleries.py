@@ -1,0 +1,105 @@
+"""The open-set rule and its calibration, and galleries far past one batch: 2,100 people and
+100,800 faces through the real batch writer, loader, faiss index, checks and recognizer."""
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from facerec_pipeline.face_engine.engine import l2_normalize
+from facerec_pipeline.gallery import promotion_checks
+from facerec_pipeline.gallery.evaluation import evaluate
+from facerec_pipeline.gallery.publish import (
+    BATCH_MAX_PEOPLE,
+    GalleryEntry,
+    load_batches,
+    ordered_entries,
+    write_batches,
+)
+from facerec_pipeline.recognition.open_set import calibrate, decision_scores, rank_people
+
+RNG = np.random.default_rng(5)
+
+
+def people(count: int, faces: int, spread: float = 0.035) -> tuple[np.ndarray, np.ndarray]:
+    centers = l2_normalize(RNG.standard_normal((count, 128)))
+    rows = np.repeat(np.arange(count), faces)
+    return l2_normalize(centers[rows] + spread * RNG.standard_normal((len(rows), 128))), rows
+
+
+def test_calibration_holds_the_target_far_on_strangers_it_never_saw():
+    matrix, rows = people(300, 3)
+    point = calibrate(matrix, rows, target_far=0.05)
+    assert point.calibrated and point.stranger_trials == 900 and point.enrolled_trials == 900
+    strangers, _ = people(600, 1)
+    starts = np.flatnonzero(np.r_[True, np.diff(rows) != 0])
+    scores = [decision_scores(rank_people(matrix, starts, q, 4)[1][None])[0] for q in strangers]
+    far = float(np.mean(np.asarray(scores) <= point.threshold))
+    assert 0.01 <= far <= 0.12  # the target is 0.05: a rule calibrated blind, not tuned on these
+    assert point.expected_dir > 0.5 and point.expected_rank1 > 0.9
+
+
+def test_a_gallery_too_small_to_calibrate_falls_back_to_the_model_threshold():
+    matrix, rows = people(3, 2)
+    point = calibrate(matrix, rows, target_far=0.01, fallback_threshold=0.07)
+    assert not point.calibrated and point.threshold <= 0.07
+    single = calibrate(matrix[:2], rows[:2], fallback_threshold=0.07)
+    assert single.threshold == 0.07 and single.stranger_trials == 0
+
+
+@pytest.fixture(scope="module")
+def large_gallery(tmp_path_factory):
+    root = tmp_path_factory.mktemp("large")
+    crop = root / "crop.png"
+    crop.write_bytes(b"\x89PNG\r\n\x1a\n")  # the writer links crops; their content is not read
+    matrix, rows = people(2_100, 48)
+    entries = ordered_entries([
+        GalleryEntry(face_id=i, person_id=int(r), person=f"Person {r}",
+                     normalized_name=f"person_{r:05d}", wikidata_id=None,
+                     image_sha256=f"{i:064x}", crop_path=crop, vector=matrix[i])
+        for i, r in enumerate(rows)
+    ])  # fmt: skip
+    batches = write_batches(root / "batched", entries, domain="big", version=1,
+                            model_config="m", created_at=datetime.now(UTC))  # fmt: skip
+    return root, batches, entries
+
+
+def test_the_writer_and_loader_handle_thousands_of_people_with_a_faiss_index(large_gallery):
+    root, batches, entries = large_gallery
+    assert len(batches) == -(-2_100 // BATCH_MAX_PEOPLE) == 5
+    loaded = load_batches(root, "big", 1, "m", [str(b) for b in batches], with_faces=True)
+    assert loaded.matrix.shape == (100_800, 128) and len(loaded.people) == 2_100
+    assert loaded.index is not None and loaded.index.ntotal == 100_800
+    assert len(loaded.person_starts) == 2_100
+    assert loaded.labels == [e.normalized_name for e in entries]
+    for name, passed in [
+        ("coherent_model", promotion_checks.coherent_model(loaded)[0]),
+        ("no_photo_in_two_people", promotion_checks.no_photo_in_two_people(loaded)[0]),
+        ("distinct_identities", promotion_checks.distinct_identities(loaded, 0.025)[0]),
+        ("loo_accuracy", promotion_checks.leave_one_out_accuracy(loaded, 0.8)[0]),
+    ]:
+        assert passed, name
+    figures = evaluate(loaded.matrix, loaded.labels)
+    assert figures["sampled_probes"] == 10_000 and figures["loo_top1_accuracy"] > 0.99
+
+
+def test_search_through_the_index_names_the_same_people_as_exact_search(large_gallery):
+    root, batches, entries = large_gallery
+    loaded = load_batches(root, "big", 1, "m", [str(b) for b in batches])
+    from facerec_pipeline.recognition.search_index import nearest_rows
+
+    agree = 0
+    for row in range(0, 100_800, 5_000):
+        query = l2_normalize(loaded.matrix[row] + 0.03 * RNG.standard_normal(128))
+        candidates = nearest_rows(loaded.matrix, loaded.index, query, 64)[1]
+        fast = rank_people(loaded.matrix, loaded.person_starts, query, 4, candidates)
+        exact = rank_people(loaded.matrix, loaded.person_starts, query, 4)
+        agree += fast[0][0] == exact[0][0] == loaded.person_rows[row]
+    assert agree >= 20 - 1
+
+
+def test_calibration_of_a_large_gallery_samples_its_probes(large_gallery):
+    root, batches, _ = large_gallery
+    loaded = load_batches(root, "big", 1, "m", [str(b) for b in batches])
+    point = calibrate(loaded.matrix, loaded.person_rows, max_probes=3_000)
+    assert point.stranger_trials == 3_000 and point.expected_rank1 > 0.99
