@@ -272,7 +272,7 @@ def replay(dev: Path, found: dict, gates: GateConfig, identity: float | None, ke
 
 def ablation(dev: Path, found: dict) -> list[tuple[str, dict]]:
     resource = FaceEngineResource(models_dir="unused")
-    defaults, identity = resource.gates, resource.identity_max_distance
+    defaults, identity = resource.gates, resource.identity_distance
     none = replace(defaults, min_confidence=0.0, min_face_size=0, min_blur_score=0.0,
                    dominance_ratio=0.0, duplicate_hash_distance=-1)  # fmt: skip
     settings = [

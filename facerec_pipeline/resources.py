@@ -63,9 +63,9 @@ class FaceEngineResource(dg.ConfigurableResource):
     dominance_ratio: float = GateConfig.dominance_ratio
     duplicate_hash_distance: int = GateConfig.duplicate_hash_distance
     # Identity filter: a face farther than this (cosine) from the mean of its person's other
-    # faces is quarantined. LFW development gallery, Dlib chips: 99% of true faces are within
-    # 0.097 (BENCHMARKS.md).
-    identity_max_distance: float = 0.10
+    # faces is quarantined. None: the configuration's own (EngineConfig.identity_max_distance,
+    # 0.10 for Dlib chips, measured on the LFW development set).
+    identity_max_distance: float | None = None
     # Processes for detection and embedding (dlib holds the GIL). Default: the machine's cores.
     workers: int = max(1, min(os.cpu_count() or 1, 8))
 
@@ -93,6 +93,10 @@ class FaceEngineResource(dg.ConfigurableResource):
         )
 
     @property
+    def identity_distance(self) -> float:
+        return self.identity_max_distance or self.engine_config.identity_max_distance
+
+    @property
     def detector_config(self) -> str:
         """Identifies face rows judged alike (detection, crop, gates). A domain keeps the rows
         of earlier configurations; the stages after detected_faces read only the current ones."""
@@ -100,6 +104,11 @@ class FaceEngineResource(dg.ConfigurableResource):
 
     def engine(self) -> FaceEngine:
         return _engine(self.engine_config, self.models_dir)
+
+
+def default_detector_config() -> str:
+    """The face configuration `facerec run` uses (the resource's defaults)."""
+    return FaceEngineResource(models_dir="").detector_config
 
 
 class WebSourcesResource(dg.ConfigurableResource):

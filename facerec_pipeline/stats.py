@@ -78,8 +78,15 @@ def domain_sourcing(
 
 
 def current_detector_config(session: Session, code: str) -> str | None:
-    """The configuration of the newest face rows: earlier configurations' rows are kept (never
-    deleted) but no longer describe the domain."""
+    """The face configuration that describes the domain: the project's default one when the
+    domain has rows of it, else that of its newest rows. Rows of earlier configurations are
+    kept, never deleted, but are not counted."""
+    from facerec_pipeline.resources import default_detector_config
+
+    default = default_detector_config()
+    if session.scalar(select(Face.id).where(Face.domain == code,
+                                            Face.detector_config == default).limit(1)):  # fmt: skip
+        return default
     return session.scalar(
         select(Face.detector_config).where(Face.domain == code).order_by(Face.id.desc()).limit(1)
     )

@@ -150,10 +150,21 @@ def test_a_rejected_version_passes_on_recheck_after_its_settings_change(settings
         ][-1] == (2, "rejected", ["min_faces_per_person"])
         get_domain(session, "alpha").min_faces_per_person = 1
     with session_scope(settings.database_url) as session:
-        version, outcomes = run_checks(session, settings, "alpha")
+        version, outcomes = run_checks(session, settings, "alpha", 0.025)
         assert version.status == "candidate" and all(p for p, _ in outcomes.values())
         promote(session, settings, version)
     assert load_prod_gallery(settings, "alpha").version == 2
+
+
+def test_a_version_built_before_open_set_recognition_is_never_served_again(settings, two_domains):
+    with session_scope(settings.database_url) as session:
+        latest_version(session, "alpha").operating_point = None  # as migration 0004 left it
+    with (
+        session_scope(settings.database_url) as session,
+        pytest.raises(GalleryError, match="built before open-set recognition"),
+    ):
+        rollback(session, settings, "alpha", 1)
+    assert load_prod_gallery(settings, "alpha").version == 1  # the pointer was not touched
 
 
 def test_copies_of_another_persons_photos_fail_no_person_lost(settings, two_domains, photos):

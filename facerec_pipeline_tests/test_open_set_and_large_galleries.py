@@ -45,6 +45,17 @@ def test_a_gallery_too_small_to_calibrate_falls_back_to_the_model_threshold():
     assert not point.calibrated and point.threshold <= 0.07
     single = calibrate(matrix[:2], rows[:2], fallback_threshold=0.07)
     assert single.threshold == 0.07 and single.stranger_trials == 0
+    # Enough strangers, but too few people for a simulated stranger to have the full cohort.
+    few, few_rows = people(4, 50)
+    assert not calibrate(few, few_rows, target_far=0.05, fallback_threshold=-1.0).calibrated
+    assert calibrate(few, few_rows, target_far=0.05, fallback_threshold=-1.0).threshold == -1.0
+
+
+def test_the_target_far_is_never_exceeded_on_the_simulated_strangers():
+    matrix, rows = people(120, 2)
+    point = calibrate(matrix, rows, target_far=0.01)
+    assert point.calibrated and point.stranger_trials == 240
+    assert point.expected_far <= 0.01  # floor(0.01 * 240) = 2 strangers of 240 named
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +114,18 @@ def test_calibration_of_a_large_gallery_samples_its_probes(large_gallery):
     loaded = load_batches(root, "big", 1, "m", [str(b) for b in batches])
     point = calibrate(loaded.matrix, loaded.person_rows, max_probes=3_000)
     assert point.stranger_trials == 3_000 and point.expected_rank1 > 0.99
+
+
+def test_served_search_falls_back_to_exact_when_one_person_owns_every_candidate():
+    from facerec_pipeline.gallery.publish import LoadedGallery
+    from facerec_pipeline.recognition.recognizer import ranked_people
+    from facerec_pipeline.recognition.search_index import build_ivf
+
+    matrix, rows = people(550, 100, spread=0.01)  # 55,000 faces: served through the index
+    gallery = LoadedGallery(
+        domain="d", version=1, model_config="m", matrix=matrix.astype(np.float32),
+        people=[{"person": f"p{i}", "normalized_name": f"p{i}"} for i in range(550)],
+        person_rows=rows.astype(np.int32), batch_metadata=[], index=build_ivf(matrix),
+    )  # fmt: skip
+    ranked = ranked_people(gallery, l2_normalize(matrix[0] + 0.005 * RNG.standard_normal(128)), 1)
+    assert ranked[0]["normalized_name"] == "p0" and len(ranked) == 4  # the full cohort

@@ -250,7 +250,8 @@ def _set_active(code: str, active: bool) -> None:
 @click.option("--min-faces-per-person", type=int, help="Floor of the min_faces_per_person check.")
 @user_errors
 def domains_set(code: str, **values: Any) -> None:
-    """Change a domain's recognition and promotion settings (then `facerec gallery recheck`)."""
+    """Change a domain's recognition and promotion settings. Check settings apply to the newest
+    version with `facerec gallery recheck`; a new target FAR needs a new version (`facerec run`)."""
     from facerec_pipeline.domains.registry import update_settings
 
     chosen = {name: value for name, value in values.items() if value is not None}
@@ -371,11 +372,14 @@ def gallery_rollback(code: str, version: int | None) -> None:
 def gallery_recheck(code: str) -> None:
     """Run the promotion checks of the newest version again with the domain's current settings;
     publish it if they all pass now."""
+    from facerec_pipeline.face_engine.engine import EngineConfig
     from facerec_pipeline.gallery.promotion import failed_checks_message, promote, run_checks
 
     settings = settings_ready()
     with session_scope(settings.database_url) as session:
-        version, outcomes = run_checks(session, settings, code)
+        version, outcomes = run_checks(
+            session, settings, code, EngineConfig().distinct_min_distance
+        )
         for name, (passed, _) in outcomes.items():
             click.echo(f"  check {name}: {'passed' if passed else 'FAILED'}")
         if not all(passed for passed, _ in outcomes.values()):
@@ -389,6 +393,12 @@ def gallery_recheck(code: str) -> None:
         if not version.is_prod:
             promote(session, settings, version)
         click.echo(f"gallery v{version.version} of {code!r} passed every check and serves")
+        wanted = get_domain(session, code).target_far
+        calibrated_for = (version.operating_point or {}).get("target_far")
+        if calibrated_for != wanted:
+            click.echo(f"note: v{version.version} is calibrated for a target FAR of "
+                       f"{calibrated_for}, the domain now asks for {wanted}: "
+                       f"`facerec run --domain {code}` builds a version for it")  # fmt: skip
 
 
 @cli.command("history")
@@ -527,8 +537,8 @@ def _recognizer(settings: Settings, code: str, top_k: int):
         order = search_order(session, code)
     engine = FaceEngine(EngineConfig(), settings.models_dir)
     recognizer = Recognizer.for_domains(settings, order, engine, top_k)
-    for inherited in recognizer.skipped:
-        click.echo(f"note: inherited domain {inherited!r} has no gallery yet", err=True)
+    for reason in recognizer.skipped:
+        click.echo(f"note: an inherited domain is not searched: {reason}", err=True)
     return recognizer
 
 

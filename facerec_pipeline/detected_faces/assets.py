@@ -2,6 +2,7 @@
 box, confidence, blur score and aligned crop under storage/trainingPass/{domain}/{person}/, or the
 rejection reason. Photos already judged under the same configuration are not judged again."""
 
+import hashlib
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,8 +29,10 @@ def _rejected(base: dict, reason: str, detail: str | None) -> dict:
     return {**base, "status": "rejected", "rejection_reason": reason, "rejection_detail": detail}
 
 
-def outcome_row(base: dict, outcome: PhotoOutcome, crop: Path, relative) -> dict:
-    """The faces row for a judged photo; an accepted face's crop is written to `crop`."""
+def outcome_row(base: dict, outcome: PhotoOutcome, crops: tuple[Path, Path], relative) -> dict:
+    """The faces row for a judged photo. An accepted face's crop is written to crops[0] (under
+    trainingPass/); a soft-rejected one's to crops[1] (under cache/soft_rejected/), in case
+    its person needs it (keep_one_face_per_person)."""
     row = {
         **base,
         "status": outcome.status,
@@ -44,15 +47,17 @@ def outcome_row(base: dict, outcome: PhotoOutcome, crop: Path, relative) -> dict
         row.update(box_x=face.x, box_y=face.y, box_w=face.w, box_h=face.h,
                    confidence=face.confidence, face_size=face.size)  # fmt: skip
     if face is not None and (outcome.status == "accepted" or outcome.rejection_reason in SOFT):
-        row["crop_sha256"] = save_crop(face.crop_bgr, crop)  # a soft reject may still be needed
+        crop = crops[0] if outcome.status == "accepted" else crops[1]
+        row["crop_sha256"] = save_crop(face.crop_bgr, crop)
         row["crop_path"] = relative(crop)
     return row
 
 
-# Rejections of a photo that holds a face: when they leave its person with no face at all, the
-# best of them is accepted after all (largest face), since on the LFW development set a person
-# with no face costs that person every answer while a weak face still names them.
-SOFT = ("face_too_small", "blurry", "low_confidence", "multiple_faces")
+# Rejections of a photo that holds its subject's face: when they leave its person with no face
+# at all, the best of them is accepted after all (largest face), since on the LFW development
+# set a person with no face costs that person every answer while a weak face still names them.
+# `multiple_faces` is not one: which of the faces is the subject cannot be told.
+SOFT = ("face_too_small", "blurry", "low_confidence")
 
 
 def keep_one_face_per_person(rows: list[dict]) -> int:
@@ -140,16 +145,21 @@ def detected_faces(
         else:
             rows.append(base)
             to_judge.append((len(rows) - 1, image))
+    # Crops of another configuration (a DeepFace crop, a dlib chip) never share a file.
+    crop_tag = hashlib.sha256(detector_config.encode()).hexdigest()[:8]
     if to_judge:
         paths = [settings.absolute(image.file_path) for _, image in to_judge]
         outcomes = validate_photos(face_engine.engine(), gates, paths, face_engine.workers)
         for done, ((index, image), outcome) in enumerate(zip(to_judge, outcomes, strict=True), 1):
-            crop = (
-                settings.training_pass_dir(code)
-                / person_folder[int(image.person_id)]
-                / f"{image.sha256[:24]}.png"
+            folder, name = (
+                person_folder[int(image.person_id)],
+                f"{image.sha256[:24]}_{crop_tag}.png",
             )
-            rows[index] = outcome_row(rows[index], outcome, crop, settings.relative)
+            crops = (
+                settings.training_pass_dir(code) / folder / name,
+                settings.cache_dir / "soft_rejected" / code / folder / name,
+            )
+            rows[index] = outcome_row(rows[index], outcome, crops, settings.relative)
             if done % PROGRESS_EVERY == 0 or done == len(to_judge):
                 context.log.info(f"detected_faces[{code}]: judged {done}/{len(to_judge)} photos")
     computed = len(to_judge)

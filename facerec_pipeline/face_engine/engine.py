@@ -53,6 +53,15 @@ COSINE_THRESHOLDS = {
 }
 
 
+# Distances measured on the LFW development set with Dlib on dlib's chips (BENCHMARKS.md):
+# 99% of true faces lie within 0.097 of the mean of their person's other faces, so the identity
+# filter quarantines beyond 0.10; different people's mean faces are 0.033 apart at the closest
+# while the two halves of one person's photos are 0.013 (median) and 0.026 (90th percentile)
+# apart, so two people closer than 0.025 look like one. Other configurations scale these by
+# their 1:1 threshold: a guess, not a measurement.
+DLIB_CHIP_IDENTITY_MAX_DISTANCE = 0.10
+DLIB_CHIP_DISTINCT_MIN_DISTANCE = 0.025
+
 # Without upsampling, dlib's HOG detector finds faces whose box would measure 64 px and more
 # (measured on the packaged test faces, scaled down: all found from 55 px, none under 49 px). A
 # face of this many px in the detection copy has (110/64)^2 = 2.95 times the area of any face
@@ -105,6 +114,21 @@ class EngineConfig:
     @property
     def threshold(self) -> float:
         return COSINE_THRESHOLDS.get(self.model_name, 0.4)
+
+    def _scaled(self, measured_on_dlib_chips: float) -> float:
+        if self.uses_dlib_chips:
+            return measured_on_dlib_chips
+        return round(measured_on_dlib_chips * self.threshold / COSINE_THRESHOLDS["Dlib"], 4)
+
+    @property
+    def identity_max_distance(self) -> float:
+        """A face farther than this from its person's other faces is quarantined."""
+        return self._scaled(DLIB_CHIP_IDENTITY_MAX_DISTANCE)
+
+    @property
+    def distinct_min_distance(self) -> float:
+        """Two people whose mean faces are closer than this look like one person."""
+        return self._scaled(DLIB_CHIP_DISTINCT_MIN_DISTANCE)
 
 
 def deepface_version() -> str:

@@ -167,7 +167,7 @@ def gallery(
     vectors = l2_normalize(
         np.stack([np.frombuffer(blob, dtype="<f4") for blob in frame["embedding"]])
     )
-    frame = identity_filter(frame, vectors, face_engine.identity_max_distance)
+    frame = identity_filter(frame, vectors, face_engine.identity_distance)
     keep = (frame["identity_status"] == "accepted").to_numpy()
     entries = ordered_entries([
         GalleryEntry(
@@ -256,13 +256,17 @@ def gallery(
     specs=[dg.AssetCheckSpec(name, asset=gallery, blocking=True) for name in CHECK_NAMES],
     can_subset=False,
 )
-def gallery_promotion_checks(context: dg.AssetCheckExecutionContext, facerec: FacerecStorage):
+def gallery_promotion_checks(
+    context: dg.AssetCheckExecutionContext, facerec: FacerecStorage, face_engine: FaceEngineResource
+):
     """The newest version must pass all of these before `production_gallery` serves it; if one
     fails the version is marked rejected and production keeps the version it has. `facerec
     gallery recheck` runs them again after settings changed."""
     code = context.op_execution_context.partition_key
     with facerec.session() as session:
-        candidate, outcomes = run_checks(session, facerec.settings, code)
+        candidate, outcomes = run_checks(
+            session, facerec.settings, code, face_engine.engine_config.distinct_min_distance
+        )
         version = candidate.version
     for name, (passed, figures) in outcomes.items():
         shown = ", ".join(f"{k}={v}" for k, v in figures.items() if v not in (None, [], {}))

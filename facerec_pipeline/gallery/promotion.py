@@ -31,7 +31,14 @@ def prod_version(session: Session, domain: str) -> Gallery | None:
 
 
 def promote(session: Session, settings: Settings, gallery: Gallery) -> None:
-    """Make `gallery` the one production serves: the pointer file and the database agree."""
+    """Make `gallery` the one production serves: the pointer file and the database agree. A
+    version built before open-set calibration cannot serve (the recognizer would refuse it)."""
+    if not gallery.operating_point:
+        raise GalleryError(
+            f"gallery v{gallery.version} of {gallery.domain!r} was built before open-set "
+            "recognition (no calibrated operating point, another model configuration) and "
+            f"cannot serve; `facerec run --domain {gallery.domain}` builds a version that can"
+        )
     now = datetime.now(UTC)
     session.execute(update(Gallery).where(Gallery.domain == gallery.domain).values(is_prod=False))
     gallery.is_prod = True
@@ -62,7 +69,9 @@ CHECK_NAMES = [
 ]  # fmt: skip
 
 
-def run_checks(session: Session, settings: Settings, domain: str) -> tuple[Gallery, dict]:
+def run_checks(
+    session: Session, settings: Settings, domain: str, distinct_min_distance: float
+) -> tuple[Gallery, dict]:
     """Run the blocking checks on the newest version of `domain` with the domain's current
     settings; store them on the version and set its status (candidate when all pass, rejected
     otherwise; a published version keeps its status). Returns (version, {check: (passed,
@@ -89,7 +98,7 @@ def run_checks(session: Session, settings: Settings, domain: str) -> tuple[Galle
         "coherent_model": checks.coherent_model(loaded),
         "no_photo_in_two_people": checks.no_photo_in_two_people(loaded),
         "min_faces_per_person": checks.faces_per_person(loaded, settings_row.min_faces_per_person),
-        "distinct_identities": checks.distinct_identities(loaded, checks.DISTINCT_MIN_DISTANCE),
+        "distinct_identities": checks.distinct_identities(loaded, distinct_min_distance),
         "loo_accuracy": checks.leave_one_out_accuracy(loaded, settings_row.min_loo_accuracy),
         "not_shrunk": checks.not_shrunk(candidate.face_count,
                                         current.face_count if other else None,

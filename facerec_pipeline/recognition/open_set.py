@@ -136,11 +136,13 @@ def calibrate(
         enrolled_score.append(scores)
         per_person[np.arange(len(chunk)), own] = np.inf  # the whole person is left out
         stranger.append(_score_rows(per_person)[1])
-    stranger_scores = np.concatenate(stranger)
-    threshold = float(np.quantile(stranger_scores, target_far, method="lower"))
-    # Too few strangers to resolve the target quantile (a small gallery): never looser than the
-    # fallback threshold.
-    resolved = len(stranger_scores) * target_far >= 1
+    stranger_scores = np.sort(np.concatenate(stranger))
+    # Accept at most floor(target_far * n) of the simulated strangers. Unresolved when that is
+    # none, or when a simulated stranger (who sees one person fewer) lacks the full cohort a
+    # real stranger has: then never looser than the fallback threshold.
+    allowed = int(np.floor(target_far * len(stranger_scores)))
+    resolved = allowed >= 1 and len(starts) > 1 + COHORT
+    threshold = float(stranger_scores[max(allowed, 1) - 1])
     if not resolved:
         threshold = min(threshold, fallback_threshold)
     correct, scores = np.concatenate(enrolled_correct), np.concatenate(enrolled_score)

@@ -51,11 +51,15 @@ ANN_CANDIDATES = 64  # rows an approximate index proposes; their people are then
 def ranked_people(gallery: LoadedGallery, query: np.ndarray, k: int) -> list[dict[str, Any]]:
     """The k nearest people (at least the decision rule's cohort), nearest first; a person's
     distance is the mean of their two nearest faces (recognition/open_set.py)."""
+    wanted = max(k, 1 + COHORT)
     candidates = None
     if gallery.index is not None:
         candidates = nearest_rows(gallery.matrix, gallery.index, query, ANN_CANDIDATES)[1]
+        owners = np.searchsorted(gallery.person_starts, candidates, side="right") - 1
+        if len(np.unique(owners)) < min(wanted, len(gallery.people)):
+            candidates = None  # a few people own every candidate: the cohort needs the rest
     people, distances = rank_people(
-        gallery.matrix, gallery.person_starts, query, max(k, 1 + COHORT), candidates
+        gallery.matrix, gallery.person_starts, query, wanted, candidates
     )
     return [
         {
@@ -113,14 +117,14 @@ class Recognizer:
         cls, settings: Settings, domains: list[str], engine: FaceEngine, top_k: int = 5
     ) -> Recognizer:
         """The first domain's production gallery (required), then those of the domains it
-        inherits that have one (`skipped` names the others)."""
+        inherits that can serve (`skipped` says why each other one cannot)."""
         galleries = [load_prod_gallery(settings, domains[0])]
         skipped = []
         for domain in domains[1:]:
             try:
                 galleries.append(load_prod_gallery(settings, domain))
-            except NoGallery:
-                skipped.append(domain)
+            except NoGallery as missing:
+                skipped.append(str(missing))
         recognizer = cls(galleries, engine, top_k, settings)
         recognizer.skipped = skipped
         return recognizer
