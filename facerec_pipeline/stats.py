@@ -190,15 +190,19 @@ def domain_skips(session: Session, code: str) -> list[dict[str, Any]]:
         )
     ]  # fmt: skip
     faces = session.execute(
-        select(Image.person_id, Image.source_url, Face.rejection_reason, Face.rejection_detail)
+        select(Image.person_id, Image.source_url, Face.status, Face.rejection_reason,
+               Face.rejection_detail)
         .join(Image, Image.id == Face.image_id)
-        .where(Face.domain == code, Face.status == "rejected", Image.removed_at.is_(None))
+        .where(Face.domain == code, Face.rejection_reason.is_not(None))
+        .where(Image.removed_at.is_(None))
         .where(Face.detector_config == current_detector_config(session, code))
         .order_by(Face.id)
-    ).all()
+    ).all()  # fmt: skip
     found += [
+        # An accepted face with a reason was kept as its person's only face despite the gate.
         {"stage": "detected_faces", "person": names.get(row.person_id), "item": row.source_url,
-         "reason": row.rejection_reason, "detail": row.rejection_detail}
+         "reason": row.rejection_reason if row.status == "rejected"
+         else f"kept_despite_{row.rejection_reason}", "detail": row.rejection_detail}
         for row in faces
     ]  # fmt: skip
     prod = session.scalar(select(Gallery.id).where(Gallery.domain == code, Gallery.is_prod))

@@ -158,3 +158,23 @@ def test_settings_changed_then_recheck(facerec, tmp_path, photos):
     assert [(v["version"], v["status"], v["is_prod"]) for v in versions] == [
         (1, "published", True)
     ]  # fmt: skip
+
+
+def test_a_face_kept_despite_a_gate_is_listed_by_skips(facerec, tmp_path, photos):
+    from PIL import Image, ImageFilter
+
+    blurred = tmp_path / "biden_blurred.jpg"
+    Image.open(photos / "biden.jpg").filter(ImageFilter.GaussianBlur(6)).save(blurred)
+    folder = build_folder(tmp_path / "photos", {
+        "barack_obama": [photos / "obama.jpg"], "joe_biden": [blurred],
+    })  # fmt: skip
+    assert facerec("domains", "add", "demo", "--name", "Demo", "--source", "folder",
+                   "--path", str(folder)).exit_code == 0  # fmt: skip
+    ran = facerec("run", "--domain", "demo")
+    assert ran.exit_code == 0, ran.output
+    skips = json.loads(facerec("skips", "--domain", "demo", "--json").stdout)
+    assert [(s["person"], s["reason"]) for s in skips] == [
+        ("Joe Biden", "kept_despite_blurry")
+    ]  # fmt: skip
+    stats = json.loads(facerec("stats", "--domain", "demo", "--json").stdout)
+    assert stats["production_gallery"]["people"] == 2

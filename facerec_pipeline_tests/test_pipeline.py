@@ -150,7 +150,7 @@ def test_gallery_files_pointer_and_rows(built):
     # the rebuildable cache, in case the person needs one of them (keep_one_face_per_person).
     faces = query(settings, "SELECT rejection_reason, crop_path FROM faces")
     soft = faces[faces["crop_path"].notna() & faces["rejection_reason"].notna()]
-    assert sorted(soft["rejection_reason"]) == ["blurry", "face_too_small"]
+    assert sorted(soft["rejection_reason"]) == ["blurry", "face_too_small", "multiple_faces"]
     assert all(path.startswith("cache/soft_rejected/demo/") for path in soft["crop_path"])
 
 
