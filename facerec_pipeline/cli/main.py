@@ -345,11 +345,19 @@ def gallery_list(code: str, as_json: bool) -> None:
         return
     click.echo(tabulate(
         [[v["version"], v["status"] + (" (prod)" if v["is_prod"] else ""), v["people"],
-          v["faces"], v["quarantined"], v["loo_top1_accuracy"], ",".join(v["failed_checks"]),
+          v["faces"], v["quarantined"], v["loo_top1_accuracy"],
+          _operating_point_text(v["operating_point"]), ",".join(v["failed_checks"]),
           v["published_at"] or ""] for v in versions],
         headers=["version", "status", "people", "faces", "quarantined", "loo acc.",
-                 "failed checks", "published"],
+                 "operating point", "failed checks", "published"],
     ) if versions else f"domain {code!r} has no gallery yet")  # fmt: skip
+
+
+def _operating_point_text(point: dict | None) -> str:
+    if not point:
+        return "none (built before open-set recognition)"
+    return (f"score <= {point['threshold']:.4f} for FAR {point['target_far']:.1%}, "
+            f"expected DIR {point.get('expected_dir')}")  # fmt: skip
 
 
 @gallery.command("rollback")

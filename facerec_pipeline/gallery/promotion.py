@@ -174,6 +174,7 @@ def list_versions(session: Session, domain: str) -> list[dict[str, Any]]:
             "faces": g.face_count,
             "quarantined": g.quarantined_count,
             "loo_top1_accuracy": (g.evaluation or {}).get("loo_top1_accuracy"),
+            "operating_point": g.operating_point,
             "failed_checks": sorted(k for k, v in (g.checks or {}).items() if not v["passed"]),
             "created_at": g.created_at.isoformat() if g.created_at else None,
             "published_at": g.published_at.isoformat() if g.published_at else None,
