@@ -159,6 +159,7 @@ def domain_stats(session: Session, code: str, serp_cost_per_call: float = 0.015)
             "published_at": prod.published_at.isoformat() if prod.published_at else None,
             "batches": prod.batch_paths,
             "evaluation": prod.evaluation,
+            "operating_point": prod.operating_point,
         }
     return {
         "domain": code,

@@ -592,6 +592,7 @@ def stats(code: str | None, as_json: bool) -> None:
                 ["gallery people / faces", f"{gallery['people']} / {gallery['faces']}"],
                 ["quarantined", gallery["quarantined"]],
                 ["evaluation", gallery["evaluation"]],
+                ["operating point", _operating_point_text(gallery["operating_point"])],
             ]
         else:
             rows.append(["gallery", "none published yet"])
