@@ -39,12 +39,10 @@ from facerec_pipeline.face_engine.engine import DetectedFace, EngineConfig, Face
 from facerec_pipeline.face_engine.weights import install_weights
 from facerec_pipeline.gallery.identity import consistency_decisions
 from facerec_pipeline.recognition.open_set import (
-    COHORT,
-    best_people,
     calibrate,
-    decision_scores,
     person_distances,
     person_starts,
+    score_people,
 )
 from facerec_pipeline.resources import FaceEngineResource
 
@@ -251,10 +249,8 @@ def replay(dev: Path, found: dict, gates: GateConfig, identity: float | None, ke
         scores = np.full(len(paths), np.inf)
         have = [i for i, faces in enumerate(queries) if faces]
         matrix = np.stack([queries[i][0].vector for i in have])
-        per_person = person_distances(1.0 - matrix @ vectors.T, starts)
-        best, distances = best_people(per_person, 1 + COHORT)
-        top[have] = enrolled[best[:, 0]]
-        scores[have] = decision_scores(distances)
+        best, scores[have] = score_people(person_distances(1.0 - matrix @ vectors.T, starts))
+        top[have] = enrolled[best]
         return top, scores
 
     probes = sorted((dev / "probes").glob("*.jpg"))

@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 from sqlalchemy.orm import Session
 
 from facerec_pipeline.db.engine import session_scope
@@ -101,6 +102,10 @@ class FaceEngineResource(dg.ConfigurableResource):
         """Identifies face rows judged alike (detection, crop, gates). A domain keeps the rows
         of earlier configurations; the stages after detected_faces read only the current ones."""
         return f"{self.engine_config.detector_key}|{self.gates.key}"
+
+    def current_faces(self, faces: pd.DataFrame) -> pd.DataFrame:
+        """The rows of `detected_faces` judged under this configuration."""
+        return faces[faces["detector_config"] == self.detector_config]
 
     def engine(self) -> FaceEngine:
         return _engine(self.engine_config, self.models_dir)

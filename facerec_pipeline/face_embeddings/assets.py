@@ -51,7 +51,7 @@ def face_embeddings(
     settings = facerec.settings
     config = face_engine.engine_config
     model_config = config.model_key
-    current = detected_faces[detected_faces["detector_config"] == face_engine.detector_config]
+    current = face_engine.current_faces(detected_faces)
     accepted = current[current["status"] == "accepted"].drop_duplicates("image_sha256")
     existing = _existing_embeddings(facerec, list(accepted["image_sha256"]), model_config)
     missing = accepted[~accepted["image_sha256"].isin(existing)]

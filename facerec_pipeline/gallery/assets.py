@@ -19,6 +19,7 @@ from facerec_pipeline.gallery.identity import consistency_decisions
 from facerec_pipeline.gallery.promotion import (
     CHECK_NAMES,
     failed_checks_message,
+    figures_text,
     latest_version,
     prod_version,
     promote,
@@ -48,14 +49,11 @@ GALLERY_FACE_COLUMNS = [
 
 
 def gallery_candidates(
-    candidates: pd.DataFrame, faces: pd.DataFrame, embeddings: pd.DataFrame, model_config: str,
-    detector_config: str,
-) -> pd.DataFrame:  # fmt: skip
-    """Faces accepted under `detector_config` with their embedding under `model_config` and
-    their person's names (rows of earlier configurations are kept in `faces`, never mixed)."""
+    candidates: pd.DataFrame, faces: pd.DataFrame, embeddings: pd.DataFrame, model_config: str
+) -> pd.DataFrame:
+    """Accepted faces with their embedding under `model_config` and their person's names."""
     current = embeddings[embeddings["model_config"] == model_config]
-    judged_now = faces[(faces["detector_config"] == detector_config)]
-    accepted = judged_now[judged_now["status"] == "accepted"][["id", "crop_path"]].rename(
+    accepted = faces[faces["status"] == "accepted"][["id", "crop_path"]].rename(
         columns={"id": "face_id"}
     )
     people = candidates[["id", "full_name", "normalized_name", "wikidata_id"]].rename(
@@ -156,8 +154,9 @@ def gallery(
     code = context.partition_key
     settings = facerec.settings
     config = face_engine.engine_config
-    frame = gallery_candidates(candidates, detected_faces, face_embeddings, config.model_key,
-                               face_engine.detector_config)  # fmt: skip
+    # Rows of earlier face configurations are kept in `faces`, never mixed in.
+    detected_faces = face_engine.current_faces(detected_faces)
+    frame = gallery_candidates(candidates, detected_faces, face_embeddings, config.model_key)
     if frame.empty:
         raise dg.Failure(
             f"domain {code!r} has no accepted face to build a gallery from; see "
@@ -187,9 +186,8 @@ def gallery(
         raise dg.Failure(f"every face of domain {code!r} was quarantined", allow_retries=False)
     with facerec.session() as session:
         target_far = get_domain(session, code).target_far
-    # The operating point is part of what a version serves: a new target FAR is a new version.
-    digest = content_hash(entries, f"{config.model_key}|far{target_far}")
-    with facerec.session() as session:
+        # The operating point is part of what a version serves: a new target FAR, a new version.
+        digest = content_hash(entries, f"{config.model_key}|far{target_far}")
         latest = latest_version(session, code)
         if latest is not None and latest.content_sha256 == digest:
             target, built = latest, False
@@ -230,8 +228,7 @@ def gallery(
         f"{len({e.person_id for e in entries})} people, {len(entries)} faces, "
         f"{int((~keep).sum())} quarantined"
     )
-    judged_now = detected_faces[detected_faces["detector_config"] == face_engine.detector_config]
-    report = build_report(settings, code, version, frame, vectors, keep, judged_now,
+    report = build_report(settings, code, version, frame, vectors, keep, detected_faces,
                           raw_images, figures, point) if built else {}  # fmt: skip
     context.add_output_metadata(
         {
@@ -269,11 +266,11 @@ def gallery_promotion_checks(
         )
         version = candidate.version
     for name, (passed, figures) in outcomes.items():
-        shown = ", ".join(f"{k}={v}" for k, v in figures.items() if v not in (None, [], {}))
+        verdict = f"{name} {'passed' if passed else 'FAILED'}: {figures_text(figures)}"
         yield dg.AssetCheckResult(
             check_name=name,
             passed=bool(passed),
-            description=f"{name} {'passed' if passed else 'FAILED'}: {shown}"[:2000],
+            description=verdict[:2000],
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={"gallery_version": version, **{
                 key: dg.MetadataValue.json(value) if isinstance(value, (dict, list)) else value

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facerec_pipeline.recognition.open_set import CHUNK_CELLS, sample_probes
+
 MAX_PROBES = 10_000
-CHUNK_CELLS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,7 @@ def nearest_neighbours(
     vectors: np.ndarray, labels: list[str], max_probes: int = MAX_PROBES, seed: int = 0
 ) -> Neighbours:
     codes = np.unique(np.asarray(labels), return_inverse=True)[1]
-    probes = np.arange(len(vectors))
-    if len(probes) > max_probes:
-        probes = np.sort(np.random.default_rng(seed).choice(probes, max_probes, replace=False))
+    probes = sample_probes(len(vectors), max_probes, seed)
     same, other = [], []
     step = max(1, CHUNK_CELLS // max(len(vectors), 1))
     for begin in range(0, len(probes), step):

@@ -120,7 +120,7 @@ def failed_checks_message(gallery: Gallery) -> str:
     """Each failed check with its figures, for an operator to act on."""
     results = gallery.checks or {}
     missing = sorted(set(CHECK_NAMES) - set(results))
-    lines = [f"{name}: {_figures(result)}" for name, result in sorted(results.items())
+    lines = [f"{name}: {figures_text(result)}" for name, result in sorted(results.items())
              if not result.get("passed")]  # fmt: skip
     if missing:
         lines.append(f"not run yet: {', '.join(missing)} (run `facerec gallery recheck --domain "
@@ -128,8 +128,9 @@ def failed_checks_message(gallery: Gallery) -> str:
     return "; ".join(lines)
 
 
-def _figures(result: dict) -> str:
-    shown = {k: v for k, v in result.items() if k != "passed" and v not in (None, [], {})}
+def figures_text(figures: dict) -> str:
+    """A check's figures as `name=value, ...` (empty ones and the verdict left out)."""
+    shown = {k: v for k, v in figures.items() if k != "passed" and v not in (None, [], {})}
     return ", ".join(f"{k}={v}" for k, v in shown.items())
 
 

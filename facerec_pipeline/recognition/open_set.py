@@ -97,9 +97,18 @@ def decision_scores(sorted_distances: np.ndarray) -> np.ndarray:
     return np.where(counts > 0, 2 * d1 - means, d1)
 
 
-def _score_rows(per_person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def score_people(per_person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(probes x people) person distances -> (best person, decision score) per probe."""
     people, distances = best_people(per_person, 1 + COHORT)
     return people[:, 0], decision_scores(distances)
+
+
+def sample_probes(count: int, max_probes: int, seed: int = 0) -> np.ndarray:
+    """Row numbers of the faces used as probes: all, or a fixed random sample of max_probes."""
+    probes = np.arange(count)
+    if count > max_probes:
+        probes = np.sort(np.random.default_rng(seed).choice(probes, max_probes, replace=False))
+    return probes
 
 
 def calibrate(
@@ -119,9 +128,7 @@ def calibrate(
     if len(starts) < 2:
         return OperatingPoint(fallback_threshold, target_far, None, None, None, 0, 0,
                               calibrated=False)  # fmt: skip
-    probes = np.arange(len(matrix))
-    if len(probes) > max_probes:
-        probes = np.sort(np.random.default_rng(seed).choice(probes, max_probes, replace=False))
+    probes = sample_probes(len(matrix), max_probes, seed)
     stranger, enrolled_correct, enrolled_score = [], [], []
     step = max(1, CHUNK_CELLS // len(matrix))
     for begin in range(0, len(probes), step):
@@ -131,11 +138,11 @@ def calibrate(
         per_person = person_distances(distances, starts)
         own = rows[chunk]
         has_other_face = np.isfinite(per_person[np.arange(len(chunk)), own])
-        top, scores = _score_rows(per_person[has_other_face])
+        top, scores = score_people(per_person[has_other_face])
         enrolled_correct.append(top == own[has_other_face])
         enrolled_score.append(scores)
         per_person[np.arange(len(chunk)), own] = np.inf  # the whole person is left out
-        stranger.append(_score_rows(per_person)[1])
+        stranger.append(score_people(per_person)[1])
     stranger_scores = np.sort(np.concatenate(stranger))
     # Accept at most floor(target_far * n) of the simulated strangers. Unresolved when that is
     # none, or when a simulated stranger (who sees one person fewer) lacks the full cohort a
