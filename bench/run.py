@@ -383,7 +383,13 @@ def served_gallery(matrix: np.ndarray, labels: list[str], model_config: str, ind
 def cold_start(size: int, dim: int, work: Path) -> dict:
     """Load a version of `size` faces written by the pipeline's own batch writer (10 faces a
     person, so batches of 500 people and, from 50,000 faces, the faiss index)."""
-    from facerec_pipeline.gallery.publish import GalleryEntry, write_batches
+    from facerec_pipeline.gallery.publish import (
+        GalleryEntry,
+        file_checksums,
+        index_path,
+        served_paths,
+        write_batches,
+    )
 
     rng = np.random.default_rng(1)
     matrix = l2_normalize(rng.standard_normal((size, dim)))
@@ -396,11 +402,13 @@ def cold_start(size: int, dim: int, work: Path) -> dict:
         for i in range(size)
     ]  # fmt: skip
     batches = write_batches(work / "cold", entries, domain="cold", version=1, model_config="x",
-                            created_at=datetime.now(UTC))  # fmt: skip
+                            created_at=datetime.now(UTC), first_batch=1)  # fmt: skip
+    # the files are checked against their checksums on every load, as the recognizer does
+    checksums = file_checksums(work, served_paths(batches, index_path(work / "cold", 1)))
     times = []
     for _ in range(5):
         start = time.perf_counter()
-        loaded = load_batches(work, "cold", 1, "x", [str(b) for b in batches])
+        loaded = load_batches(work, "cold", 1, "x", [str(b) for b in batches], checksums=checksums)
         times.append(time.perf_counter() - start)
     return {
         "size": size,

@@ -14,7 +14,11 @@ from facerec_pipeline.jobs import domain_pipeline_job
 from facerec_pipeline.lineage.io_manager import StageTableIOManager
 from facerec_pipeline.raw_images.assets import raw_images
 from facerec_pipeline.resources import FaceEngineResource, FacerecStorage, WebSourcesResource
-from facerec_pipeline.run_history_sensors import domain_run_failed, domain_run_succeeded
+from facerec_pipeline.run_history_sensors import (
+    dead_run_recovery,
+    domain_run_failed,
+    domain_run_succeeded,
+)
 from facerec_pipeline.settings import Settings
 from facerec_pipeline.web.sources import env_config
 
@@ -45,6 +49,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             retraining_sensor,
             domain_run_succeeded,
             domain_run_failed,
+            dead_run_recovery,
         ],
         resources=build_resources(settings),
     )

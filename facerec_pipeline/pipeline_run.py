@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -13,6 +15,12 @@ from facerec_pipeline.detected_faces.validation import close_worker_pools
 from facerec_pipeline.domains.partitions import domain_partitions
 from facerec_pipeline.jobs import DOMAIN_PIPELINE_JOB
 from facerec_pipeline.run_history import finish
+from facerec_pipeline.run_recovery import (
+    recover_dead_runs,
+    refuse_concurrent_run,
+    run_tags,
+    watch_pool,
+)
 from facerec_pipeline.settings import Settings, validate_domain_code
 
 # Dagster's console logger at INFO shows the stages' own progress lines, not every event.
@@ -33,16 +41,32 @@ def run_domain(
     instance: dg.DagsterInstance | None = None,
     echo: Callable[[str], None] = print,
 ) -> RunOutcome:
+    """Run every stage of `code` in this process. Runs of this data root that died are cleaned
+    up first; a live run of the same domain is refused (RunInProgress); while this run waits for
+    the database pool, `echo` says which run holds it."""
     validate_domain_code(code)
     instance = instance or dg.DagsterInstance.get()
+    for line in recover_dead_runs(instance, settings):
+        echo(f"  recovered: {line}")
+    refuse_concurrent_run(instance, code)
     if not instance.has_dynamic_partition(domain_partitions.name, code):
         instance.add_dynamic_partitions(domain_partitions.name, [code])
     job = build_definitions(settings).resolve_job_def(DOMAIN_PIPELINE_JOB)
+    invocation = uuid.uuid4().hex
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch_pool, args=(instance, settings, invocation, echo, stop),
+                               daemon=True)  # fmt: skip
+    watcher.start()
     try:
         result = job.execute_in_process(
-            instance=instance, partition_key=code, raise_on_error=False, run_config=RUN_CONFIG
+            instance=instance,
+            partition_key=code,
+            raise_on_error=False,
+            run_config=RUN_CONFIG,
+            tags={**run_tags(), "facerec/invocation": invocation},
         )
     finally:
+        stop.set()
         close_worker_pools()  # the stages of this run share them; a later run starts its own
     outcome = RunOutcome(run_id=result.run_id, success=result.success)
     for event in result.all_events:

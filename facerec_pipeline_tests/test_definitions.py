@@ -24,7 +24,8 @@ def test_definitions_snapshot(settings):
     ]  # fmt: skip
     assert sorted(job.name for job in defs.jobs) == ["database_backup_job", "domain_pipeline"]
     assert sorted(sensor.name for sensor in defs.sensors) == [
-        "domain_registry_sensor", "domain_run_failed", "domain_run_succeeded", "retraining_sensor",
+        "dead_run_recovery", "domain_registry_sensor", "domain_run_failed", "domain_run_succeeded",
+        "retraining_sensor",
     ]  # fmt: skip
     assert [schedule.name for schedule in defs.schedules] == ["database_backup_schedule"]
     job = defs.resolve_job_def("domain_pipeline")

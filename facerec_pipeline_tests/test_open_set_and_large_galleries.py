@@ -70,8 +70,8 @@ def large_gallery(tmp_path_factory):
                      image_sha256=f"{i:064x}", crop_path=crop, vector=matrix[i])
         for i, r in enumerate(rows)
     ])  # fmt: skip
-    batches = write_batches(root / "batched", entries, domain="big", version=1,
-                            model_config="m", created_at=datetime.now(UTC))  # fmt: skip
+    batches = write_batches(root / "batched", entries, domain="big", version=1, model_config="m",
+                            created_at=datetime.now(UTC), first_batch=1)  # fmt: skip
     return root, batches, entries
 
 

@@ -2,16 +2,18 @@
 
 import dagster as dg
 
-from facerec_pipeline.backups.database_backup import backup_database, prune_backups
+from facerec_pipeline.backups.database_backup import backup_and_prune
 from facerec_pipeline.resources import FacerecStorage
 
 
-@dg.op(description="Online SQLite backup into storage/backups, then retention 7/4/12.")
+@dg.op(
+    description="Online SQLite backup into the database's own folder under storage/backups, "
+    "then retention 7/4/12 among that database's backups."
+)
 def backup_database_op(context: dg.OpExecutionContext, facerec: FacerecStorage) -> None:
     settings = facerec.settings
-    path = backup_database(settings.database_url, settings.backups_dir)
-    removed = prune_backups(settings.backups_dir)
-    context.log.info(f"backup {path.name}; pruned {len(removed)} old backups")
+    path, removed = backup_and_prune(settings.database_url, settings.backups_dir)
+    context.log.info(f"backup {path}; pruned {len(removed)} old backups of this database")
     context.add_output_metadata({"backup": str(path), "pruned": len(removed)})
 
 

@@ -39,10 +39,30 @@ class FolderPerson:
         return f"folder:{self.folder}"
 
 
+@dataclass(frozen=True)
+class FolderSkip:
+    """An entry of the source folder that is not used, and why: `outside_source_folder` (a
+    link leading out of the folder: never read), `hidden_entry`, `nested_folder`,
+    `not_in_a_person_folder` (a file beside the person folders), `not_an_image` (by suffix),
+    `missing_file` (a broken link), `not_a_regular_file`, `unreadable_folder`. `folder` is the
+    person folder it was found in, None at the root."""
+
+    folder: str | None
+    item: str  # "folder:<path under the source folder>", like a photo's source_url
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    people: list[FolderPerson]
+    skips: list[FolderSkip]
+
+
 def read_name_mapping(root: Path) -> dict[str, dict[str, str | None]]:
     path = root / MAPPING_FILE
-    if not path.exists():
-        return {}
+    if not path.exists() or _leaves(path, root.resolve()):
+        return {}  # a mapping linked from outside is not read (listed by scan_source)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
@@ -67,35 +87,93 @@ def read_name_mapping(root: Path) -> dict[str, dict[str, str | None]]:
     return mapping
 
 
-def list_photos(person_dir: Path) -> tuple[Path, ...]:
-    """Photo files of one person folder (by suffix, sorted; hidden files skipped)."""
-    return tuple(
-        sorted(
-            path
-            for path in person_dir.iterdir()
-            if path.is_file()
-            and not path.name.startswith(".")
-            and path.suffix.lower() in IMAGE_SUFFIXES
+def _resolved(path: Path) -> Path | None:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a link loop
+        return None
+
+
+def _leaves(path: Path, real_root: Path) -> bool:
+    """Whether `path`, links resolved, lies outside the (resolved) source folder."""
+    target = _resolved(path)
+    return target is None or not target.is_relative_to(real_root)
+
+
+def _refusal(path: Path, real_root: Path) -> tuple[str, str] | None:
+    """Why an entry (of the root or of a person folder) is not followed, if it is not; decided
+    on the name and the resolved path alone, before a byte of it is read."""
+    if path.name.startswith("."):
+        return "hidden_entry", "hidden files and folders are not read"
+    if _leaves(path, real_root):
+        return "outside_source_folder", f"a link to {_resolved(path) or 'itself (a loop)'}"
+    if not path.exists():
+        return "missing_file", "a broken link"
+    if not (path.is_file() or path.is_dir()):
+        return "not_a_regular_file", "neither a file nor a folder"
+    return None
+
+
+def _item(path: Path, root: Path) -> str:
+    """How an entry is named in the skips: like a photo's `images.source_url`."""
+    return f"folder:{path.relative_to(root).as_posix()}"
+
+
+def _person_photos(
+    root: Path, real_root: Path, person_dir: Path
+) -> tuple[tuple[Path, ...], list[FolderSkip]]:
+    """Photo files of one person folder (by suffix, sorted), and every entry left out."""
+    photos, skips = [], []
+    folder = person_dir.name
+    try:
+        entries = sorted(person_dir.iterdir())
+    except OSError as error:
+        return (), [FolderSkip(folder, _item(person_dir, root), "unreadable_folder", str(error))]
+    for path in entries:
+        item = _item(path, root)
+        refusal = _refusal(path, real_root)
+        if refusal is None and path.is_dir():
+            refusal = "nested_folder", "photos must lie directly in the person folder"
+        if refusal is None and path.suffix.lower() not in IMAGE_SUFFIXES:
+            refusal = "not_an_image", f"suffix {path.suffix or '(none)'!r} is not a photo's"
+        if refusal is None:
+            photos.append(path)
+        else:
+            skips.append(FolderSkip(folder, item, *refusal))
+    return tuple(photos), skips
+
+
+def scan_source(root: Path) -> FolderScan:
+    """The people of the folder, each with their photos, and everything left out with the
+    reason. Links are followed only while they stay inside the folder."""
+    if not root.is_dir():
+        raise FolderSourceError(f"source folder {root} does not exist")
+    real_root = root.resolve()
+    mapping = read_name_mapping(root)
+    people, skips = [], []
+    for entry in sorted(root.iterdir()):
+        refusal = _refusal(entry, real_root)
+        if refusal is None and entry.is_file():
+            if entry.name == MAPPING_FILE:
+                continue
+            refusal = "not_in_a_person_folder", "files belong in a folder named after the person"
+        if refusal is not None:
+            skips.append(FolderSkip(None, _item(entry, root), *refusal))
+            continue
+        photos, left_out = _person_photos(root, real_root, entry)
+        skips += left_out
+        names = mapping.get(entry.name, {})
+        people.append(
+            FolderPerson(
+                folder=entry.name,
+                full_name=names.get("full_name") or display_name_from_folder(entry.name),
+                wikidata_id=names.get("wikidata_id"),
+                description=names.get("description"),
+                photos=photos,
+            )
         )
-    )
+    return FolderScan(people, skips)
 
 
 def scan_folder(root: Path) -> list[FolderPerson]:
-    if not root.is_dir():
-        raise FolderSourceError(f"source folder {root} does not exist")
-    mapping = read_name_mapping(root)
-    people = []
-    for person_dir in sorted(
-        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-    ):
-        entry = mapping.get(person_dir.name, {})
-        people.append(
-            FolderPerson(
-                folder=person_dir.name,
-                full_name=entry.get("full_name") or display_name_from_folder(person_dir.name),
-                wikidata_id=entry.get("wikidata_id"),
-                description=entry.get("description"),
-                photos=list_photos(person_dir),
-            )
-        )
-    return people
+    return scan_source(root).people

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.engine import make_url
 from tabulate import tabulate
 
-from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.db.engine import DatabaseDamaged, DatabaseUnavailable, session_scope
 from facerec_pipeline.db.migrate import upgrade
 from facerec_pipeline.domains.registry import (
     DomainError,
@@ -27,10 +28,11 @@ from facerec_pipeline.domains.registry import (
     set_active,
 )
 from facerec_pipeline.face_engine.weights import ModelWeightsMissing, install_weights
-from facerec_pipeline.settings import InvalidDomainCode, Settings
+from facerec_pipeline.settings import InvalidDomainCode, Settings, SettingsError
 
 USER_ERRORS = (
-    DomainError, InvalidDomainCode, ModelWeightsMissing, LookupError, ValueError, RuntimeError,
+    DomainError, InvalidDomainCode, ModelWeightsMissing, SettingsError, DatabaseUnavailable,
+    LookupError, ValueError, RuntimeError,
 )  # fmt: skip
 REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
@@ -48,11 +50,37 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def load_settings() -> Settings:
+    """Settings from the environment (a set DATABASE_URL is checked, then named on stderr with
+    its password masked), with the storage root created if missing."""
+    settings = Settings.from_env()
+    if settings.database_url_from_env:
+        url = make_url(settings.database_url)
+        missing = url.get_backend_name() == "sqlite" and not Path(url.database or "").exists()
+        note = " (no database file there yet)" if missing else ""
+        click.echo(f"using DATABASE_URL={settings.database_label}{note}", err=True)
+    settings.prepare_storage()
+    return settings
+
+
+def upgrade_database(settings: Settings) -> tuple[str | None, str | None]:
+    """Bring the schema up to date; a database that cannot be opened says which setting to fix."""
+    try:
+        return upgrade(settings.database_url)
+    except DatabaseDamaged as error:
+        other = " or fix DATABASE_URL" if settings.database_url_from_env else ""
+        raise DatabaseDamaged(
+            f"{error}: the file is damaged or not a database; restore a backup with "
+            f"`facerec db restore BACKUP`{other}"
+        ) from error
+    except DatabaseUnavailable as error:
+        raise DatabaseUnavailable(f"{error}; {settings.database_hint()}") from error
+
+
 def settings_ready() -> Settings:
     """Settings from the environment, with the database schema brought up to date."""
-    settings = Settings.from_env()
-    settings.storage_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.database_url)
+    settings = load_settings()
+    upgrade_database(settings)
     return settings
 
 
@@ -104,23 +132,21 @@ def db() -> None:
 @user_errors
 def db_upgrade() -> None:
     """Apply the database migrations."""
-    settings = Settings.from_env()
-    settings.storage_dir.mkdir(parents=True, exist_ok=True)
-    before, after = upgrade(settings.database_url)
-    click.echo(f"database {settings.database_url}: {before or 'empty'} -> {after}")
+    settings = load_settings()
+    before, after = upgrade_database(settings)
+    click.echo(f"database {settings.database_label}: {before or 'empty'} -> {after}")
 
 
 @db.command("backup")
 @user_errors
 def db_backup() -> None:
-    """Back up the SQLite database (online) into storage/backups; keep 7 daily, 4 weekly,
-    12 monthly."""
-    from facerec_pipeline.backups.database_backup import backup_database, prune_backups
+    """Back up the SQLite database (online) into its own folder under storage/backups; keep 7
+    daily, 4 weekly, 12 monthly of that database's backups, and always its newest good one."""
+    from facerec_pipeline.backups.database_backup import backup_and_prune
 
-    settings = Settings.from_env()
-    path = backup_database(settings.database_url, settings.backups_dir)
-    removed = prune_backups(settings.backups_dir)
-    click.echo(f"backed up to {path}; pruned {len(removed)} old backups")
+    settings = load_settings()  # never creates the database: a missing one is an error
+    path, removed = backup_and_prune(settings.database_url, settings.backups_dir)
+    click.echo(f"backed up to {path}; pruned {len(removed)} old backups of this database")
 
 
 @db.command("restore")
@@ -128,14 +154,36 @@ def db_backup() -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @user_errors
 def db_restore(backup: str, yes: bool) -> None:
-    """Replace the database with BACKUP; the current one is kept as pre-restore-*.db."""
-    from facerec_pipeline.backups.database_backup import restore_database
+    """Replace the database with BACKUP once it is checked to be an undamaged facerec database;
+    the current one is kept as pre-restore-*.db, an older schema is upgraded and the production
+    pointers are rewritten from the restored rows."""
+    from facerec_pipeline.backups.database_backup import (
+        NotAFacerecDatabase,
+        check_database_file,
+        restore_database,
+    )
+    from facerec_pipeline.db.migrate import head_revision
+    from facerec_pipeline.gallery.promotion import reconcile_prod_pointers
 
-    settings = Settings.from_env()
+    settings = load_settings()
+    try:
+        revision = check_database_file(Path(backup))  # refuse before asking
+    except NotAFacerecDatabase as refused:
+        raise NotAFacerecDatabase(
+            f"{refused}; nothing restored, the database is unchanged"
+        ) from refused
     if not yes:
-        click.confirm(f"Replace {settings.database_url} with {backup}?", abort=True)
+        click.confirm(f"Replace {settings.database_label} with {backup} (schema {revision})?",
+                      abort=True)  # fmt: skip
     safety = restore_database(settings.database_url, Path(backup), settings.backups_dir)
     click.echo(f"restored {backup}" + (f"; the previous database is in {safety}" if safety else ""))
+    head = head_revision(settings.database_url)
+    if revision != head:
+        click.echo(f"upgraded its schema from {revision} to {head}")
+    with session_scope(settings.database_url) as session:
+        changes = reconcile_prod_pointers(session, settings)
+    for change in changes:
+        click.echo(f"production pointer {change}")
 
 
 # --- models -------------------------------------------------------------------------------------
@@ -344,7 +392,8 @@ def gallery_list(code: str, as_json: bool) -> None:
         echo_json(versions)
         return
     click.echo(tabulate(
-        [[v["version"], v["status"] + (" (prod)" if v["is_prod"] else ""), v["people"],
+        [[v["version"], v["status"] + (" (prod)" if v["is_prod"] else "")
+          + (" (pinned)" if v["pinned"] else ""), v["people"],
           v["faces"], v["quarantined"], v["loo_top1_accuracy"],
           _operating_point_text(v["operating_point"]), ",".join(v["failed_checks"]),
           v["published_at"] or ""] for v in versions],
@@ -365,13 +414,31 @@ def _operating_point_text(point: dict | None) -> str:
 @click.option("--to", "version", type=int, default=None, help="Default: the previous version.")
 @user_errors
 def gallery_rollback(code: str, version: int | None) -> None:
-    """Serve an earlier published version of the domain's gallery."""
+    """Serve an earlier published version of the domain's gallery and pin it: runs keep it
+    serving until `facerec gallery unpin` or a version built from new content passes its checks."""
     from facerec_pipeline.gallery.promotion import rollback
 
     settings = settings_ready()
     with session_scope(settings.database_url) as session:
         target = rollback(session, settings, code, version)
-        click.echo(f"domain {code!r} now serves gallery v{target.version}")
+    click.echo(f"domain {code!r} now serves gallery v{target.version}, pinned: later runs keep "
+               f"it until `facerec gallery unpin --domain {code}` or new content")  # fmt: skip
+
+
+@gallery.command("unpin")
+@click.option("--domain", "code", required=True)
+@user_errors
+def gallery_unpin(code: str) -> None:
+    """Let the newest version that passes its checks serve again after a rollback (at the next
+    run, or now with `facerec gallery recheck`)."""
+    from facerec_pipeline.gallery.promotion import unpin
+
+    settings = settings_ready()
+    with session_scope(settings.database_url) as session:
+        pinned = unpin(session, code)
+    click.echo(f"domain {code!r}: " + (f"v{pinned} is no longer pinned; the next run (or "
+               f"`facerec gallery recheck --domain {code}`) serves the newest version that "
+               "passes its checks" if pinned else "no version was pinned"))  # fmt: skip
 
 
 @gallery.command("recheck")
@@ -381,7 +448,13 @@ def gallery_recheck(code: str) -> None:
     """Run the promotion checks of the newest version again with the domain's current settings;
     publish it if they all pass now."""
     from facerec_pipeline.face_engine.engine import EngineConfig
-    from facerec_pipeline.gallery.promotion import failed_checks_message, promote, run_checks
+    from facerec_pipeline.gallery.promotion import (
+        failed_checks_message,
+        pin_holds,
+        pin_message,
+        promote,
+        run_checks,
+    )
 
     settings = settings_ready()
     with session_scope(settings.database_url) as session:
@@ -398,8 +471,14 @@ def gallery_recheck(code: str) -> None:
                 f"gallery v{version.version} of {code!r} fails its checks: "
                 f"{failed_checks_message(version)}.{serving}"
             )
+        domain = get_domain(session, code)
+        if pin_holds(domain, version):
+            click.echo(f"gallery v{version.version} of {code!r} passed every check but does not "
+                       f"serve: {pin_message(domain)}")  # fmt: skip
+            return
         if not version.is_prod:
             promote(session, settings, version)
+            domain.pinned_version = domain.pinned_at = None
         click.echo(f"gallery v{version.version} of {code!r} passed every check and serves")
         wanted = get_domain(session, code).target_far
         calibrated_for = (version.operating_point or {}).get("target_far")
@@ -415,9 +494,17 @@ def gallery_recheck(code: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
 def history(code: str, limit: int, as_json: bool) -> None:
-    """The domain's recent runs: status, counts per stage, rejections, cost, durations."""
+    """The domain's recent runs: status, counts per stage, rejections, cost, durations. Runs
+    whose process died are marked failed first (their pool slots freed)."""
     from facerec_pipeline.run_history import recent_sessions
+    from facerec_pipeline.run_recovery import recover_dead_runs
 
+    settings = settings_ready()
+    ensure_dagster_home(settings)
+    from dagster import DagsterInstance
+
+    for line in recover_dead_runs(DagsterInstance.get(), settings):
+        click.echo(f"recovered: {line}", err=True)
     rows = read_db(
         lambda session: get_domain(session, code) and recent_sessions(session, code, limit)
     )
@@ -447,6 +534,8 @@ def recognize(code: str, top_k: int, as_json: bool, images: tuple[str, ...]) -> 
 
     settings = settings_ready()
     recognizer = _recognizer(settings, code, top_k)
+    for note in recognizer.notes:
+        click.echo(f"warning: {note}", err=True)
     results, failed = [], False
     for image in images:
         try:
@@ -454,7 +543,8 @@ def recognize(code: str, top_k: int, as_json: bool, images: tuple[str, ...]) -> 
         except (ImageRejected, FileNotFoundError) as error:
             failed = True
             reason = getattr(error, "reason", "unreadable_image")
-            results.append({"image": image, "error": f"{reason}: {error}", "faces": []})
+            detail = getattr(error, "detail", error)  # str(ImageRejected) already has the reason
+            results.append({"image": image, "error": f"{reason}: {detail}", "faces": []})
             click.echo(f"error: cannot read {image}: {error}", err=True)
     if as_json:
         echo_json(results)
@@ -543,6 +633,11 @@ def _recognizer(settings: Settings, code: str, top_k: int):
 
     with session_scope(settings.database_url) as session:
         order = search_order(session, code)
+        inactive = [domain.code for domain in list_domains(session) if not domain.is_active]
+    for each in (each for each in order if each in inactive):
+        click.echo(f"note: domain {each!r} is inactive: its gallery is no longer rebuilt and may "
+                   f"be stale (`facerec domains activate {each}` to build it again)",
+                   err=True)  # fmt: skip
     engine = FaceEngine(EngineConfig(), settings.models_dir)
     recognizer = Recognizer.for_domains(settings, order, engine, top_k)
     for reason in recognizer.skipped:
@@ -563,7 +658,7 @@ def stats(code: str | None, as_json: bool) -> None:
     cost = env_config()["serp_cost_per_call"]
 
     def figures_of(session):
-        codes = [code] if code else [domain.code for domain in list_domains(session)]
+        codes = [code] if code is not None else [domain.code for domain in list_domains(session)]
         return [domain_stats(session, each, cost) for each in codes]
 
     figures = read_db(figures_of)
@@ -642,3 +737,7 @@ def sample() -> None:
             )  # fmt: skip
     register_partition(settings, "sample")
     click.echo(f"sample photos in {people} (held out: {holdout}); domain 'sample' ready")
+
+
+if __name__ == "__main__":
+    cli()

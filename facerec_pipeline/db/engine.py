@@ -1,5 +1,6 @@
 """Engines and sessions. SQLite gets WAL, foreign keys and a busy timeout on every connection;
-any other SQLAlchemy URL (PostgreSQL) is used as given."""
+any other SQLAlchemy URL (PostgreSQL) is used as given. No directory is ever created here: a
+SQLite file whose directory is missing is an error, not a new empty database somewhere."""
 
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ _engines: dict[str, Engine] = {}
 _lock = Lock()
 
 
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be opened or written; the message says where and why."""
+
+
+class DatabaseDamaged(DatabaseUnavailable):
+    """The database file is not a readable SQLite database."""
+
+
 def _configure_sqlite(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -27,6 +36,18 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _check_sqlite_folder(database: str | None) -> None:
+    if not database or database == ":memory:":
+        return
+    folder = Path(database).absolute().parent
+    if not folder.is_dir():
+        raise DatabaseUnavailable(
+            f"no directory {folder} for the SQLite database {database}: a database is never "
+            "created in a missing directory; fix DATABASE_URL or FACEREC_STORAGE_DIR, or create "
+            "the directory"
+        )
+
+
 def get_engine(url: str) -> Engine:
     """One engine per URL per process."""
     with _lock:
@@ -34,8 +55,7 @@ def get_engine(url: str) -> Engine:
         if engine is None:
             parsed = make_url(url)
             if parsed.get_backend_name() == "sqlite":
-                if parsed.database and parsed.database != ":memory:":
-                    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                _check_sqlite_folder(parsed.database)
                 engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
                 event.listen(engine, "connect", _configure_sqlite)
             else:

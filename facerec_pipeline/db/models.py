@@ -78,6 +78,10 @@ class Domain(Timestamps, Base):
     # new version's expected DIR may fall below the serving one's before it is stopped.
     target_far: Mapped[float] = mapped_column(Float, default=0.01, server_default="0.01")
     max_quality_drop: Mapped[float] = mapped_column(Float, default=0.05, server_default="0.05")
+    # Set by a rollback: this version serves until an operator unpins it or a version built
+    # after `pinned_at` (from new content) passes its checks.
+    pinned_version: Mapped[int | None] = mapped_column(Integer)
+    pinned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class DomainDataset(Base):
@@ -230,6 +234,9 @@ class Gallery(Base):
     checks: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     # The open-set decision rule calibrated on this version (recognition/open_set.py).
     operating_point: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # sha256 of every file the version serves, by path relative to the storage root; checked
+    # before the version is loaded to serve, promoted or rolled back to (None: built before 0005).
+    file_checksums: Mapped[dict[str, str] | None] = mapped_column(JSON)
 
 
 class GalleryFace(Base):

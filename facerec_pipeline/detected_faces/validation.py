@@ -14,7 +14,7 @@ import numpy as np
 from facerec_pipeline.detected_faces.quality_gates import GateConfig, judge_faces
 from facerec_pipeline.face_engine.engine import DetectedFace, FaceEngine
 from facerec_pipeline.files import write_atomically
-from facerec_pipeline.raw_images.image_files import ImageRejected, load_rgb
+from facerec_pipeline.raw_images.image_files import ImageRejected, load_bgr, load_rgb
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,12 @@ def save_crop(crop_bgr: np.ndarray, target: Path) -> str:
 
 
 def read_crop(path: Path) -> np.ndarray:
-    crop = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if crop is None:
-        raise FileNotFoundError(f"face crop {path} is missing or unreadable")
-    return crop
+    """A stored face crop (BGR), read through the same limits as every photo: a damaged crop is
+    ImageRejected, a missing one FileNotFoundError."""
+    try:
+        return load_bgr(path)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"face crop {path} is missing") from error
 
 
 # Parallel validation: dlib holds the GIL, so threads do not help; worker processes do. Each

@@ -26,6 +26,15 @@ class UnknownDomain(DomainError):
     pass
 
 
+def valid_cron(cron: str) -> bool:
+    """Whether `cron` can become the domain's refresh schedule: the very check
+    domains/schedules.py applies (Dagster has no public one), so a domain that is accepted here
+    never silently goes without a schedule."""
+    from dagster._utils.schedules import is_valid_cron_string
+
+    return isinstance(cron, str) and is_valid_cron_string(cron)
+
+
 @dataclass
 class DomainSpec:
     code: str
@@ -66,9 +75,11 @@ class DomainSpec:
                 raise DomainError("a domain cannot inherit from itself")
         if len(set(self.inherit_from)) != len(self.inherit_from):
             raise DomainError("--inherit names a domain twice")
-        if len(self.refresh_cron.split()) != 5:
+        if not valid_cron(self.refresh_cron):
             raise DomainError(
-                f"refresh cron {self.refresh_cron!r} needs five fields, e.g. '0 3 * * 1'"
+                f"--cron {self.refresh_cron!r} is not a cron schedule Dagster can run: give five "
+                "fields, minute hour day-of-month month day-of-week, e.g. '0 3 * * 1' (Mondays "
+                "03:00 UTC)"
             )
         for number, name in [
             (self.min_sitelinks, "min sitelinks"),

@@ -21,14 +21,21 @@ from facerec_pipeline.gallery.promotion import (
     failed_checks_message,
     figures_text,
     latest_version,
+    pin_holds,
+    pin_message,
     prod_version,
     promote,
+    reconcile_prod_pointers,
     run_checks,
 )
 from facerec_pipeline.gallery.publish import (
     GalleryEntry,
     content_hash,
+    file_checksums,
+    index_path,
+    next_batch_number,
     ordered_entries,
+    served_paths,
     write_batches,
 )
 from facerec_pipeline.gallery.report import (
@@ -203,9 +210,15 @@ def gallery(
                 session.scalar(select(func.max(Gallery.version)).where(Gallery.domain == code)) or 0
             ) + 1
             now = datetime.now(UTC)
+            known_batches = session.scalars(select(Gallery.batch_paths)
+                                            .where(Gallery.domain == code)).all()  # fmt: skip
             batches = write_batches(settings.batched_dir(code), entries, domain=code,
                                     version=version, model_config=config.model_key,
-                                    created_at=now)  # fmt: skip
+                                    created_at=now,
+                                    first_batch=next_batch_number(known_batches),
+                                    run_id=context.run_id)  # fmt: skip
+            checksums = file_checksums(settings.storage_dir, served_paths(
+                batches, index_path(settings.batched_dir(code), version)))  # fmt: skip
             target = Gallery(
                 domain=code, version=version, content_sha256=digest,
                 model_config=config.model_key, dim=int(vectors.shape[1]),
@@ -213,7 +226,7 @@ def gallery(
                 person_count=len({e.person_id for e in entries}), face_count=len(entries),
                 quarantined_count=int((~keep).sum()), evaluation=figures, run_id=context.run_id,
                 created_at=now, status="candidate", checks={},
-                operating_point=point.to_dict(),
+                operating_point=point.to_dict(), file_checksums=checksums,
             )  # fmt: skip
             session.add(target)
             session.flush()
@@ -309,15 +322,22 @@ def production_gallery(
                 + f"; after changing settings, `facerec gallery recheck --domain {code}`",
                 allow_retries=False,
             )
-        promoted = not candidate.is_prod
+        domain = get_domain(session, code)
+        pinned = pin_holds(domain, candidate)
+        promoted = not candidate.is_prod and not pinned
         if promoted:
             promote(session, settings, candidate)
-        version = candidate.version
+            domain.pinned_version = domain.pinned_at = None  # new content ends a rollback's pin
+        for change in reconcile_prod_pointers(session, settings, only=code):
+            context.log.warning(f"production_gallery[{code}]: pointer rewritten: {change}")
+        version = current.version if pinned and current else candidate.version
+        note = pin_message(domain) if pinned else None
     context.log.info(
         f"production_gallery[{code}]: v{version} "
-        + ("published" if promoted else "already serving")
+        + ("published" if promoted else f"keeps serving: {note}" if note else "already serving")
     )
     return dg.MaterializeResult(
         metadata={"gallery_version": version, "published_this_run": promoted,
+                  "pinned": note or "no",
                   "pointer": dg.MetadataValue.path(str(settings.prod_dir(code) / "gallery.json"))}
     )  # fmt: skip

@@ -1,5 +1,10 @@
 """Which gallery version serves production: promotion after the checks pass, rollback to an
-earlier published version, and the version list. No Dagster here."""
+earlier published version (which pins it), the pointer files kept in step with the database, and
+the version list. No Dagster here.
+
+The database says which version serves (`galleries.is_prod`); the pointer file
+recognized_faces_prod/{domain}/gallery.json is written from it, and `reconcile_prod_pointers`
+rewrites every pointer from the rows after a restore."""
 
 from __future__ import annotations
 
@@ -9,10 +14,17 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from facerec_pipeline.db.models import Gallery, GalleryFace, Person
+from facerec_pipeline.db.models import Domain, Gallery, GalleryFace, Person
 from facerec_pipeline.domains.registry import get_domain
 from facerec_pipeline.gallery import promotion_checks as checks
-from facerec_pipeline.gallery.publish import load_batches, write_prod_pointer
+from facerec_pipeline.gallery.publish import (
+    POINTER_FILE,
+    GalleryDamaged,
+    load_batches,
+    move_aside,
+    read_prod_pointer,
+    write_prod_pointer,
+)
 from facerec_pipeline.settings import Settings
 
 
@@ -30,15 +42,32 @@ def prod_version(session: Session, domain: str) -> Gallery | None:
     return session.scalar(select(Gallery).where(Gallery.domain == domain, Gallery.is_prod))
 
 
+def pointer_of(gallery: Gallery) -> dict[str, Any]:
+    """What the production pointer says about a serving version (written from its row)."""
+    return {
+        "domain": gallery.domain,
+        "version": gallery.version,
+        "model_config": gallery.model_config,
+        "dim": gallery.dim,
+        "batches": gallery.batch_paths,
+        "operating_point": gallery.operating_point,
+        "file_checksums": gallery.file_checksums,
+        "published_at": _aware(gallery.published_at).isoformat() if gallery.published_at else None,
+    }
+
+
 def promote(session: Session, settings: Settings, gallery: Gallery) -> None:
     """Make `gallery` the one production serves: the pointer file and the database agree. A
-    version built before open-set calibration cannot serve (the recognizer would refuse it)."""
+    version built before open-set calibration cannot serve (the recognizer would refuse it), nor
+    can one whose files are missing or altered."""
     if not gallery.operating_point:
         raise GalleryError(
             f"gallery v{gallery.version} of {gallery.domain!r} was built before open-set "
             "recognition (no calibrated operating point, another model configuration) and "
             f"cannot serve; `facerec run --domain {gallery.domain}` builds a version that can"
         )
+    load_batches(settings.storage_dir, gallery.domain, gallery.version, gallery.model_config,
+                 gallery.batch_paths, checksums=gallery.file_checksums)  # fmt: skip
     now = datetime.now(UTC)
     session.execute(update(Gallery).where(Gallery.domain == gallery.domain).values(is_prod=False))
     gallery.is_prod = True
@@ -49,18 +78,75 @@ def promote(session: Session, settings: Settings, gallery: Gallery) -> None:
     )
     session.execute(update(Person).where(Person.id.in_(people)).values(status="deployed"))
     session.flush()
-    write_prod_pointer(
-        settings.prod_dir(gallery.domain),
-        {
-            "domain": gallery.domain,
-            "version": gallery.version,
-            "model_config": gallery.model_config,
-            "dim": gallery.dim,
-            "batches": gallery.batch_paths,
-            "operating_point": gallery.operating_point,
-            "published_at": now.isoformat(),
-        },
+    write_prod_pointer(settings.prod_dir(gallery.domain), pointer_of(gallery))
+
+
+def reconcile_prod_pointers(
+    session: Session, settings: Settings, only: str | None = None
+) -> list[str]:
+    """Rewrite production pointers from the database (after a restore, or when one was lost or
+    edited): a domain's pointer names the version its rows say serves, or is moved aside when
+    none serves or the domain is unknown. `only`: that domain alone. Returns one line per
+    pointer changed."""
+    changes = []
+    known = set()
+    domains = select(Domain).order_by(Domain.code)
+    for domain in session.scalars(domains.where(Domain.code == only) if only else domains):
+        known.add(domain.code)
+        prod_dir = settings.prod_dir(domain.code)
+        try:
+            pointer = read_prod_pointer(prod_dir)
+        except GalleryDamaged:
+            pointer = {"version": "damaged"}
+        serving = prod_version(session, domain.code)
+        if serving is None:
+            if pointer is not None:
+                moved = move_aside(prod_dir / POINTER_FILE)
+                changes.append(f"{domain.code}: no version serves in the database; the pointer "
+                               f"to v{pointer['version']} was moved to {moved}")  # fmt: skip
+        elif pointer is None or pointer != pointer_of(serving):
+            write_prod_pointer(prod_dir, pointer_of(serving))
+            was = f"v{pointer['version']}" if pointer else "nothing"
+            changes.append(f"{domain.code}: serves v{serving.version} (the pointer named {was})")
+    prod_root = settings.storage_dir / "recognized_faces_prod"
+    for pointer_file in [] if only else sorted(prod_root.glob(f"*/{POINTER_FILE}")):
+        if pointer_file.parent.name not in known:
+            moved = move_aside(pointer_file)
+            changes.append(f"{pointer_file.parent.name}: not in the database; its pointer was "
+                           f"moved to {moved}")  # fmt: skip
+    return changes
+
+
+def pin_holds(domain: Domain, candidate: Gallery) -> bool:
+    """A rollback pinned the domain to a version and `candidate` was built before the pin (it
+    is the version rolled back from, or older): production keeps the pinned version."""
+    if domain.pinned_version is None or candidate.version == domain.pinned_version:
+        return False
+    pinned_at = domain.pinned_at
+    created = candidate.created_at
+    if pinned_at is None or created is None:
+        return True
+    return _aware(created) <= _aware(pinned_at)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def pin_message(domain: Domain) -> str:
+    return (
+        f"domain {domain.code!r} is pinned to v{domain.pinned_version} by a rollback; "
+        f"`facerec gallery unpin --domain {domain.code}` lets newer versions serve"
     )
+
+
+def unpin(session: Session, domain_code: str) -> int | None:
+    """Clear a rollback's pin; returns the version that was pinned."""
+    domain = get_domain(session, domain_code)
+    pinned = domain.pinned_version
+    domain.pinned_version = None
+    domain.pinned_at = None
+    return pinned
 
 
 CHECK_NAMES = [
@@ -84,15 +170,16 @@ def run_checks(
     other = current is not None and current.id != candidate.id
     previous_people: set[str] = set()
     if other:
-        served = load_batches(settings.storage_dir, domain, current.version,
-                              current.model_config, current.batch_paths)  # fmt: skip
-        previous_people = set(checks.labels(served))
+        previous_people = set(session.scalars(
+            select(Person.normalized_name).join(GalleryFace, GalleryFace.person_id == Person.id)
+            .where(GalleryFace.gallery_id == current.id, GalleryFace.identity_status == "accepted")
+        ))  # fmt: skip
     still_present = set(session.scalars(
         select(Person.normalized_name).where(Person.domain == domain, Person.removed_at.is_(None))
     ))  # fmt: skip
     loaded = load_batches(
         settings.storage_dir, domain, candidate.version, candidate.model_config,
-        candidate.batch_paths, with_faces=True,
+        candidate.batch_paths, with_faces=True, checksums=candidate.file_checksums,
     )  # fmt: skip
     outcomes = {
         "coherent_model": checks.coherent_model(loaded),
@@ -135,8 +222,9 @@ def figures_text(figures: dict) -> str:
 
 
 def rollback(session: Session, settings: Settings, domain: str, to: int | None) -> Gallery:
-    """Serve an earlier published version: `to`, or the newest one older than production."""
-    get_domain(session, domain)
+    """Serve an earlier published version: `to`, or the newest one older than production (whose
+    files must be intact). It stays pinned until `unpin` or a version built from new content."""
+    domain_row = get_domain(session, domain)
     current = prod_version(session, domain)
     published = session.scalars(
         select(Gallery)
@@ -157,12 +245,14 @@ def rollback(session: Session, settings: Settings, domain: str, to: int | None) 
             raise GalleryError(
                 f"version {to} of {domain!r} was never published (published versions: {versions})"
             )
-    promote(session, settings, target)
+    promote(session, settings, target)  # refuses a version whose files are damaged
+    domain_row.pinned_version = target.version
+    domain_row.pinned_at = datetime.now(UTC)
     return target
 
 
 def list_versions(session: Session, domain: str) -> list[dict[str, Any]]:
-    get_domain(session, domain)
+    pinned = get_domain(session, domain).pinned_version
     galleries = session.scalars(
         select(Gallery).where(Gallery.domain == domain).order_by(Gallery.version)
     )
@@ -171,6 +261,7 @@ def list_versions(session: Session, domain: str) -> list[dict[str, Any]]:
             "version": g.version,
             "status": g.status,
             "is_prod": g.is_prod,
+            "pinned": g.version == pinned,
             "people": g.person_count,
             "faces": g.face_count,
             "quarantined": g.quarantined_count,

@@ -4,7 +4,13 @@ production pointer under recognized_faces_prod/{domain}/gallery.json. No Dagster
 A batch holds up to BATCH_MAX_PEOPLE people: `embeddings.npy` (float32, L2-normalized, one row
 per face), `faces.json` (who each row is), `batch_metadata.json`, and the aligned face crops in
 one folder per person. Batch numbers keep counting across versions; the galleries table and the
-metadata say which batches make a version.
+metadata say which batches make a version. Batch and version numbers come from the database; a
+folder already at a new batch's place (left by a killed run, or by versions a restored database
+does not know) is moved to `.orphaned/`, never overwritten.
+
+Every file a version serves has its sha256 in the database (`galleries.file_checksums`) and in
+the pointer; `load_batches` checks them (and the shapes) before a version serves, so a damaged or
+missing file is refused with its name instead of giving wrong names.
 """
 
 from __future__ import annotations
@@ -12,21 +18,29 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from facerec_pipeline.files import write_atomically
+from facerec_pipeline.files import sha256_file, write_atomically
 from facerec_pipeline.recognition.open_set import OperatingPoint, person_starts
 from facerec_pipeline.recognition.search_index import ANN_MIN_FACES
 
 BATCH_MAX_PEOPLE = 500
 POINTER_FILE = "gallery.json"
+SERVED_FILES = ("embeddings.npy", "person_rows.npy", "people.json", "faces.json",
+                "batch_metadata.json")  # fmt: skip
+BATCH_NAME = re.compile(r"batch_(\d+)$")
+
+
+class GalleryDamaged(LookupError):
+    """A gallery version's files are missing, altered or inconsistent: it must not serve."""
 
 
 @dataclass
@@ -60,21 +74,92 @@ def index_path(batched_dir: Path, version: int) -> Path:
     return batched_dir / f"index_v{version:04d}.faiss"
 
 
+def served_paths(batch_dirs: list[Path], index: Path | None) -> list[Path]:
+    """The files a version serves: each batch's SERVED_FILES, and the faiss index if any."""
+    paths = [batch / name for batch in batch_dirs for name in SERVED_FILES]
+    return paths + ([index] if index is not None and index.exists() else [])
+
+
+def file_checksums(storage_dir: Path, paths: list[Path]) -> dict[str, str]:
+    """sha256 per file, keyed by the path relative to the storage root (absolute outside it)."""
+
+    def key(path: Path) -> str:
+        return path.relative_to(storage_dir).as_posix() if path.is_relative_to(storage_dir) \
+            else str(path)  # fmt: skip
+
+    return {key(path): sha256_file(path) for path in paths}
+
+
+def damaged_files(storage_dir: Path, checksums: dict[str, str]) -> list[str]:
+    """`path: missing` or `path: altered` for each file that no longer matches its checksum."""
+    problems = []
+    for stored, expected in sorted(checksums.items()):
+        path = Path(stored) if Path(stored).is_absolute() else storage_dir / stored
+        if not path.is_file():
+            problems.append(f"{stored}: missing")
+        elif sha256_file(path) != expected:
+            problems.append(f"{stored}: altered (sha256 differs from the one recorded)")
+    return problems
+
+
+def verify_version(
+    storage_dir: Path, domain: str, version: int, checksums: dict[str, str] | None
+) -> None:
+    """Raise GalleryDamaged naming the damaged files; versions without checksums (built before
+    they were recorded) pass here and are still checked for shape by `load_batches`."""
+    problems = damaged_files(storage_dir, checksums) if checksums else []
+    if problems:
+        raise GalleryDamaged(
+            f"gallery v{version} of {domain!r} is damaged and will not serve: "
+            f"{'; '.join(problems[:5])}{' ...' if len(problems) > 5 else ''}. Serve another "
+            f"version with `facerec gallery rollback --domain {domain}`, or build a new one with "
+            f"`facerec run --domain {domain}`"
+        )
+
+
 def load_batches(
     storage_dir: Path, domain: str, version: int, model_config: str, batch_paths: list[str],
-    with_faces: bool = False,
+    with_faces: bool = False, checksums: dict[str, str] | None = None,
 ) -> LoadedGallery:  # fmt: skip
     """A version's matrix and who each row is (from people.json + person_rows.npy, fast);
-    `with_faces` also reads faces.json (photo hashes and crops per row)."""
+    `with_faces` also reads faces.json (photo hashes and crops per row). With `checksums`, every
+    served file is checked first. Raises GalleryDamaged for missing, altered or inconsistent
+    files."""
+    verify_version(storage_dir, domain, version, checksums)
+    try:
+        return _load_batches(storage_dir, domain, version, model_config, batch_paths, with_faces)
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as error:
+        raise GalleryDamaged(
+            f"gallery v{version} of {domain!r} cannot be read and will not serve: {error}. "
+            f"Serve another version with `facerec gallery rollback --domain {domain}`, or build "
+            f"a new one with `facerec run --domain {domain}`"
+        ) from error
+
+
+def _load_batches(
+    storage_dir: Path, domain: str, version: int, model_config: str, batch_paths: list[str],
+    with_faces: bool,
+) -> LoadedGallery:  # fmt: skip
+    if not batch_paths:
+        raise ValueError("the version names no batch")
     matrices, people, rows, faces, metadata = [], [], [], [], []
     for batch in batch_paths:
         batch_dir = Path(batch) if Path(batch).is_absolute() else storage_dir / batch
-        matrices.append(np.load(batch_dir / "embeddings.npy"))
+        matrix = np.load(batch_dir / "embeddings.npy", allow_pickle=False)
+        matrices.append(matrix)
         metadata.append(json.loads((batch_dir / "batch_metadata.json").read_text()))
         batch_faces = None
         if (batch_dir / "person_rows.npy").exists():
-            rows.append(np.load(batch_dir / "person_rows.npy") + len(people))
-            people.extend(json.loads((batch_dir / "people.json").read_text()))
+            batch_rows = np.load(batch_dir / "person_rows.npy", allow_pickle=False)
+            batch_people = json.loads((batch_dir / "people.json").read_text())
+            if len(batch_rows) != len(matrix) or (
+                len(batch_rows)
+                and not 0 <= batch_rows.min() <= batch_rows.max() < len(batch_people)
+            ):
+                raise ValueError(f"{batch_dir}: person_rows.npy does not match embeddings.npy "
+                                 "and people.json")  # fmt: skip
+            rows.append(batch_rows + len(people))
+            people.extend(batch_people)
         else:  # batches written before people.json existed
             batch_faces = json.loads((batch_dir / "faces.json").read_text())
             order = list(dict.fromkeys(face["normalized_name"] for face in batch_faces))
@@ -87,20 +172,21 @@ def load_batches(
         if with_faces:
             faces.extend(batch_faces or json.loads((batch_dir / "faces.json").read_text()))
     index = None
-    first = Path(batch_paths[0]) if batch_paths else None
-    if first is not None:
-        candidate = index_path(
-            (first if first.is_absolute() else storage_dir / first).parent, version
-        )
-        if candidate.exists():
-            from facerec_pipeline.recognition.search_index import read_index
+    first = Path(batch_paths[0])
+    candidate = index_path((first if first.is_absolute() else storage_dir / first).parent, version)
+    if candidate.exists():
+        from facerec_pipeline.recognition.search_index import read_index
 
-            index = read_index(candidate)
+        index = read_index(candidate)
+    matrix = np.concatenate(matrices).astype(np.float32, copy=False)
+    norms = np.linalg.norm(matrix, axis=1) if matrix.ndim == 2 else np.zeros(0)
+    if matrix.ndim != 2 or not np.all(np.abs(norms - 1.0) < 1e-3):
+        raise ValueError("embeddings.npy holds rows that are not unit vectors (damaged)")
     return LoadedGallery(
         domain=domain,
         version=version,
         model_config=model_config,
-        matrix=np.concatenate(matrices).astype(np.float32, copy=False),
+        matrix=matrix,
         people=people,
         person_rows=np.concatenate(rows).astype(np.int32),
         batch_metadata=metadata,
@@ -130,13 +216,23 @@ def content_hash(entries: list[GalleryEntry], model_config: str) -> str:
     return digest.hexdigest()
 
 
-def next_batch_number(batched_dir: Path) -> int:
-    numbers = [
-        int(path.name.split("_")[1])
-        for path in batched_dir.glob("batch_*")
-        if path.is_dir() and path.name.split("_")[1].isdigit()
-    ]
+def next_batch_number(batch_paths: list[list[str]]) -> int:
+    """The number after every batch the database knows (`batch_paths` of each version)."""
+    numbers = [int(match.group(1)) for paths in batch_paths for path in paths
+               if (match := BATCH_NAME.search(Path(path).name))]  # fmt: skip
     return max(numbers, default=0) + 1
+
+
+def move_aside(path: Path) -> Path | None:
+    """Move a file or folder the database does not know out of a new version's way, into
+    `.orphaned/` beside it; returns where it went."""
+    if not path.exists():
+        return None
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    target = path.parent / ".orphaned" / f"{path.name}.{stamp}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path.rename(target)
+    return target
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -159,12 +255,16 @@ def write_batches(
     version: int,
     model_config: str,
     created_at: datetime,
+    first_batch: int,
+    run_id: str | None = None,
 ) -> list[Path]:
+    """Write a version's batches, numbered from `first_batch` (`next_batch_number`), and its
+    faiss index when it is large; returns the batch folders."""
     by_person: dict[str, list[GalleryEntry]] = {}
     for entry in ordered_entries(entries):
         by_person.setdefault(entry.normalized_name, []).append(entry)
     people = list(by_person)
-    first = next_batch_number(batched_dir)
+    first = first_batch
     written = []
     for offset, start in enumerate(range(0, len(people), BATCH_MAX_PEOPLE)):
         batch_people = people[start : start + BATCH_MAX_PEOPLE]
@@ -211,6 +311,7 @@ def write_batches(
             "model_config": model_config,
             "dim": int(matrix.shape[1]),
             "created_at": created_at.isoformat(),
+            "run_id": run_id,  # lets the recovery of a killed run find what it left
             "person_count": len(batch_people),
             "face_count": len(batch_entries),
             "people": [
@@ -226,12 +327,14 @@ def write_batches(
         (partial / "batch_metadata.json").write_text(
             json.dumps(metadata, ensure_ascii=False, indent=1)
         )
+        move_aside(batched_dir / name)
         partial.rename(batched_dir / name)
         written.append(batched_dir / name)
     if len(entries) >= ANN_MIN_FACES:
         from facerec_pipeline.recognition.search_index import build_ivf, write_index
 
         everything = np.stack([e.vector for name in people for e in by_person[name]])
+        move_aside(index_path(batched_dir, version))
         write_index(build_ivf(everything.astype(np.float32)), index_path(batched_dir, version))
     return written
 
@@ -246,4 +349,12 @@ def read_prod_pointer(prod_dir: Path) -> dict[str, Any] | None:
     path = prod_dir / POINTER_FILE
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    try:
+        pointer = json.loads(path.read_text())
+        int(pointer["version"]), pointer["batches"], pointer["model_config"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise GalleryDamaged(
+            f"the production pointer {path} is damaged ({error}); `facerec gallery rollback "
+            f"--domain {prod_dir.name} --to N` rewrites it from the database"
+        ) from error
+    return pointer

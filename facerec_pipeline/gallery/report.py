@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw
+
+from facerec_pipeline.raw_images.image_files import ImageRejected, thumbnail
 
 THUMB = 96
 SHEET_COLUMNS = 8
@@ -98,15 +100,27 @@ def contact_sheet_png(accepted: list[SheetItem], rejected: list[SheetItem]) -> b
         for index, item in enumerate(items):
             x = (index % SHEET_COLUMNS) * (THUMB + 4)
             top = y + (index // SHEET_COLUMNS) * cell_h
-            try:
-                with Image.open(item.path) as image:
-                    thumb = ImageOps.fit(image.convert("RGB"), (THUMB, THUMB))
-            except OSError:
-                thumb = Image.new("RGB", (THUMB, THUMB), (200, 200, 200))
-            sheet.paste(thumb, (x, top))
+            sheet.paste(_tile(item.path), (x, top))
             draw.text((x + 1, top + THUMB), item.caption[:16], fill="black")
         y += cell_h * -(-len(items) // SHEET_COLUMNS)
     return _png(sheet)
+
+
+def _tile(path: Path) -> Image.Image:
+    """The photo's thumbnail, or a grey placeholder naming why it cannot be shown: one bad file
+    (missing, corrupt, a decompression bomb) never stops the report."""
+    try:
+        return thumbnail(path, THUMB)
+    except ImageRejected as rejected:
+        problem = rejected.reason
+    except OSError:
+        problem = "missing_file"
+    tile = Image.new("RGB", (THUMB, THUMB), (200, 200, 200))
+    draw = ImageDraw.Draw(tile)
+    draw.line((0, 0, THUMB - 1, THUMB - 1), fill=(160, 160, 160))
+    draw.line((0, THUMB - 1, THUMB - 1, 0), fill=(160, 160, 160))
+    draw.text((3, THUMB // 2 - 6), problem[:16], fill="black")
+    return tile
 
 
 def _png(image: Image.Image) -> bytes:

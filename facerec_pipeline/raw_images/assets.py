@@ -11,7 +11,12 @@ import pandas as pd
 from sqlalchemy import delete, select
 
 from facerec_pipeline.candidates.assets import NETWORK_RETRY
-from facerec_pipeline.candidates.folder_source import list_photos, photo_source_url
+from facerec_pipeline.candidates.folder_source import (
+    FolderScan,
+    FolderSourceError,
+    photo_source_url,
+    scan_source,
+)
 from facerec_pipeline.db.models import Image, SerpCall, SourceSkip
 from facerec_pipeline.domains.partitions import stage_asset
 from facerec_pipeline.domains.registry import get_domain
@@ -30,14 +35,15 @@ PROGRESS_EVERY = 10
 
 
 def folder_image_rows(
-    code: str, source_root: Path, people: pd.DataFrame, training_dir: Path, relative,
+    code: str, scan: FolderScan, people: pd.DataFrame, training_dir: Path, relative,
     inspections: InspectionCache,
 ) -> list[dict]:  # fmt: skip
+    """Only the photos the scan kept are read and copied: a link out of the source folder
+    never is."""
+    photos_by_folder = {person.folder: person.photos for person in scan.people}
     rows = []
     for person in people.itertuples():
-        person_dir = source_root / str(person.source_ref)
-        photos = list_photos(person_dir) if person_dir.is_dir() else ()
-        for photo in photos:
+        for photo in photos_by_folder.get(str(person.source_ref), ()):
             facts = inspections.inspect(photo)
             stored = store_content_addressed(photo, training_dir / facts.sha256[:2], facts.sha256)
             rows.append(
@@ -127,12 +133,26 @@ def wikimedia_image_rows(
     return stored + rows, figures
 
 
+def folder_skips(scan: FolderScan, people: pd.DataFrame) -> list[tuple[int | None, Skip]]:
+    """The scan's left-out entries, each with its person (None at the root of the folder)."""
+    person_ids = {str(person.source_ref): int(person.id) for person in people.itertuples()}
+    return [
+        (person_ids.get(skip.folder) if skip.folder else None,
+         Skip("folder", skip.reason, skip.item, skip.detail))
+        for skip in scan.skips
+    ]  # fmt: skip
+
+
 def record_fetch(
     facerec: FacerecStorage, code: str, run_id: str, person_ids: list[int],
-    skips: list[tuple[int, Skip]], calls: list[dict],
+    skips: list[tuple[int | None, Skip]], calls: list[dict],
 ) -> None:  # fmt: skip
-    """Replace the skips of the people fetched; log paid search calls and their cost."""
+    """Replace the skips of the people fetched, and those of no person (a folder source's
+    stray entries); log paid search calls and their cost."""
     with facerec.session() as session:
+        session.execute(
+            delete(SourceSkip).where(SourceSkip.domain == code, SourceSkip.person_id.is_(None))
+        )
         for start in range(0, len(person_ids), 400):
             session.execute(
                 delete(SourceSkip).where(
@@ -168,13 +188,19 @@ def raw_images(
         domain = get_domain(session, code)
     figures: dict = {}
     if domain.source == "folder":
+        try:
+            scan = scan_source(Path(domain.source_path or ""))
+        except FolderSourceError as error:
+            raise dg.Failure(str(error), allow_retries=False) from error
         inspections = InspectionCache(settings.cache_dir / "folder_scan" / f"{code}.json")
         rows = folder_image_rows(
-            code, Path(domain.source_path or ""), candidates, settings.training_dir(code),
-            settings.relative, inspections,
-        )  # fmt: skip
+            code, scan, candidates, settings.training_dir(code), settings.relative, inspections
+        )
         inspections.save()
-        figures = {"files_read": len(rows) - inspections.hits, "files_unchanged": inspections.hits}
+        skips = folder_skips(scan, candidates)
+        record_fetch(facerec, code, context.run_id, [int(i) for i in candidates["id"]], skips, [])
+        figures = {"files_read": len(rows) - inspections.hits, "files_unchanged": inspections.hits,
+                   "skips_by_reason": dict(Counter(skip.reason for _, skip in skips))}  # fmt: skip
     else:
         rows, figures = wikimedia_image_rows(
             context, code, domain, candidates, facerec, web_sources

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from facerec_pipeline.files import copy_atomically, sha256_file, write_atomically
 
@@ -28,7 +28,8 @@ MIME_BY_FORMAT = {
 
 
 class ImageRejected(Exception):
-    """The file is not a usable photo. `reason` is the recorded rejection reason."""
+    """The file is not a usable photo. `reason` is the recorded rejection reason; str() gives
+    "reason: detail"."""
 
     def __init__(self, reason: str, detail: str):
         super().__init__(f"{reason}: {detail}")
@@ -48,41 +49,65 @@ class ImageFacts:
     rejection_detail: str | None = None
 
 
-def open_image(path: Path) -> Image.Image:
-    """Open, size-check and fully decode an image; upright (EXIF) and RGB."""
+def _read(path: Path) -> tuple[Image.Image, str | None]:
+    """The one place that decodes an image file: byte and pixel limits checked before
+    decoding, fully decoded, upright (EXIF). Anything unusable becomes ImageRejected; only a
+    missing file stays FileNotFoundError."""
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
         raise ImageRejected("image_too_large", f"{size} bytes (limit {MAX_FILE_BYTES})")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise ImageRejected(
-                    "image_too_large",
-                    f"{image.width}x{image.height} pixels (limit {MAX_IMAGE_PIXELS})",
-                )
-            image.load()
-            image = ImageOps.exif_transpose(image)
+            with Image.open(path) as image:
+                if image.width * image.height > MAX_IMAGE_PIXELS:
+                    raise ImageRejected(
+                        "image_too_large",
+                        f"{image.width}x{image.height} pixels (limit {MAX_IMAGE_PIXELS})",
+                    )
+                image_format = image.format
+                image.load()
+                upright = ImageOps.exif_transpose(image)
     except ImageRejected:
+        raise
+    except FileNotFoundError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageRejected("image_too_large", str(error)) from error
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+    except Exception as error:  # a malformed file can trip any error inside a decoder
         raise ImageRejected("unreadable_image", f"{type(error).__name__}: {error}") from error
-    if image.mode != "RGB":
-        if image.mode in ("RGBA", "LA", "P", "PA"):
-            rgba = image.convert("RGBA")
-            background = Image.new("RGB", rgba.size, (255, 255, 255))
-            background.paste(rgba, mask=rgba.getchannel("A"))
-            image = background
-        else:
-            image = image.convert("RGB")
-    return image
+    return upright, image_format
+
+
+def open_image(path: Path) -> Image.Image:
+    """Open, size-check and fully decode an image; upright (EXIF) and RGB."""
+    image, _ = _read(path)
+    return _rgb(image)
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "P", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
 
 
 def load_rgb(path: Path) -> np.ndarray:
     return np.asarray(open_image(path))
+
+
+def load_bgr(path: Path) -> np.ndarray:
+    """load_rgb in OpenCV's channel order (for face crops handed to the engine)."""
+    return np.ascontiguousarray(load_rgb(path)[:, :, ::-1])
+
+
+def thumbnail(path: Path, size: int) -> Image.Image:
+    """A size x size RGB thumbnail, through the same limits as every other read."""
+    return ImageOps.fit(open_image(path), (size, size))
 
 
 def difference_hash(image: Image.Image) -> str:
@@ -101,9 +126,8 @@ def inspect_image(path: Path) -> ImageFacts:
     sha256 = sha256_file(path)
     file_size = path.stat().st_size
     try:
-        image = open_image(path)
-        with Image.open(path) as raw:
-            image_format = raw.format
+        decoded, image_format = _read(path)
+        image = _rgb(decoded)
     except ImageRejected as rejected:
         return ImageFacts(
             sha256, file_size, None, None, None, None, rejected.reason, rejected.detail

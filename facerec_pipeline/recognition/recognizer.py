@@ -9,7 +9,12 @@ from typing import Any
 import numpy as np
 
 from facerec_pipeline.face_engine.engine import FaceEngine, l2_normalize
-from facerec_pipeline.gallery.publish import LoadedGallery, load_batches, read_prod_pointer
+from facerec_pipeline.gallery.publish import (
+    GalleryDamaged,
+    LoadedGallery,
+    load_batches,
+    read_prod_pointer,
+)
 from facerec_pipeline.raw_images.image_files import load_rgb
 from facerec_pipeline.recognition.open_set import (
     COHORT,
@@ -26,6 +31,8 @@ class NoGallery(LookupError):
 
 
 def load_prod_gallery(settings: Settings, domain: str) -> LoadedGallery:
+    """The version the production pointer names, its files checked against their checksums
+    (GalleryDamaged when one is missing or altered)."""
     pointer = read_prod_pointer(settings.prod_dir(domain))
     if pointer is None:
         raise NoGallery(
@@ -39,10 +46,43 @@ def load_prod_gallery(settings: Settings, domain: str) -> LoadedGallery:
         )
     gallery = load_batches(
         settings.storage_dir, domain, int(pointer["version"]), pointer["model_config"],
-        pointer["batches"],
+        pointer["batches"], checksums=pointer.get("file_checksums"),
     )  # fmt: skip
     gallery.operating_point = OperatingPoint.from_dict(pointer["operating_point"])
     return gallery
+
+
+def load_serving_gallery(settings: Settings, domain: str) -> tuple[LoadedGallery, str | None]:
+    """The production version; when its files or the pointer are damaged or missing, the newest
+    published version whose files are intact, with a note saying so (the first error when
+    there is none)."""
+    try:
+        return load_prod_gallery(settings, domain), None
+    except (GalleryDamaged, NoGallery) as damaged:
+        from sqlalchemy import select
+
+        from facerec_pipeline.db.engine import session_scope
+        from facerec_pipeline.db.models import Gallery
+
+        with session_scope(settings.database_url) as session:
+            earlier = session.scalars(
+                select(Gallery)
+                .where(Gallery.domain == domain, Gallery.status == "published",
+                       Gallery.operating_point.is_not(None))
+                .order_by(Gallery.is_prod.desc(), Gallery.version.desc())
+            ).all()  # fmt: skip
+        for version in earlier:
+            try:
+                gallery = load_batches(settings.storage_dir, domain, version.version,
+                                       version.model_config, version.batch_paths,
+                                       checksums=version.file_checksums)  # fmt: skip
+            except GalleryDamaged:
+                continue
+            gallery.operating_point = OperatingPoint.from_dict(version.operating_point)
+            which = "the version the database says serves" if version.is_prod else \
+                "the newest intact published version"  # fmt: skip
+            return gallery, f"{damaged} Meanwhile v{version.version}, {which}, answers."
+        raise
 
 
 ANN_CANDIDATES = 64  # rows an approximate index proposes; their people are then measured exactly
@@ -111,6 +151,8 @@ class Recognizer:
         self.galleries = galleries
         self.engine = engine
         self.top_k = top_k
+        self.skipped: list[str] = []  # inherited domains that cannot serve, and why
+        self.notes: list[str] = []  # galleries served in place of a damaged production version
 
     @classmethod
     def for_domains(
@@ -118,28 +160,37 @@ class Recognizer:
     ) -> Recognizer:
         """The first domain's production gallery (required), then those of the domains it
         inherits that can serve (`skipped` says why each other one cannot)."""
-        galleries = [load_prod_gallery(settings, domains[0])]
-        skipped = []
+        first, note = load_serving_gallery(settings, domains[0])
+        galleries, notes, skipped = [first], [note] if note else [], []
         for domain in domains[1:]:
             try:
-                galleries.append(load_prod_gallery(settings, domain))
-            except NoGallery as missing:
+                gallery, note = load_serving_gallery(settings, domain)
+            except (NoGallery, GalleryDamaged) as missing:
                 skipped.append(str(missing))
+                continue
+            galleries.append(gallery)
+            notes += [note] if note else []
         recognizer = cls(galleries, engine, top_k, settings)
         recognizer.skipped = skipped
+        recognizer.notes = notes
         return recognizer
 
     def refresh(self) -> list[str]:
         """Reload every gallery whose production pointer names another version; returns the
-        domains reloaded. Costs one small file read per domain."""
+        domains reloaded. Costs one small file read per domain. A new version that is damaged is
+        not loaded: the loaded one keeps answering, and `notes` says why."""
         if self.settings is None:
             return []
         reloaded = []
         for position, gallery in enumerate(self.galleries):
-            pointer = read_prod_pointer(self.settings.prod_dir(gallery.domain))
-            if pointer is not None and int(pointer["version"]) != gallery.version:
-                self.galleries[position] = load_prod_gallery(self.settings, gallery.domain)
-                reloaded.append(gallery.domain)
+            try:
+                pointer = read_prod_pointer(self.settings.prod_dir(gallery.domain))
+                if pointer is not None and int(pointer["version"]) != gallery.version:
+                    self.galleries[position] = load_prod_gallery(self.settings, gallery.domain)
+                    reloaded.append(gallery.domain)
+            except GalleryDamaged as damaged:
+                note = f"{damaged} Meanwhile v{gallery.version} answers."
+                self.notes = [*[n for n in self.notes if n != note], note]
         return reloaded
 
     def identify(
@@ -177,4 +228,7 @@ class Recognizer:
                     "matches": matches,
                 }
             )
-        return {"image": str(path), "faces": results}
+        answer: dict[str, Any] = {"image": str(path), "faces": results}
+        if self.notes:
+            answer["notes"] = list(self.notes)
+        return answer

@@ -1,0 +1,248 @@
+"""Runs that died: find them, free what they held, close their history; and say what a live run
+is waiting for.
+
+A run killed with `kill -9` (or lost with its machine) stays STARTED in Dagster's run storage and
+keeps its slot of the `facerec_db` pool, so every later run of the data root would wait for it
+forever. Dagster records the pid of the process that executes a run (an engine event, for runs in
+process and for run workers the daemon launches); `facerec run` also tags its runs with the host.
+A run is dead when that process is gone from this host (or the pid now belongs to a younger
+process). Recovery marks it failed, frees its pool slots, closes its `training_sessions` row with
+the reason and removes the half-written files (`*.partial`) it left. It runs before every
+`facerec run`, from `facerec history`, and from a daemon sensor every minute.
+
+Runs whose host is not known are judged only on a single-machine instance (SQLite run storage).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import psutil
+from sqlalchemy import select
+
+from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.db.models import Domain, Gallery, TrainingSession
+from facerec_pipeline.domains.partitions import DATABASE_POOL
+from facerec_pipeline.jobs import DOMAIN_PIPELINE_JOB
+from facerec_pipeline.settings import Settings
+
+HOST_TAG = "facerec/host"
+PID_TAG = "facerec/pid"
+PARTITION_TAG = "dagster/partition"
+WATCHED_STATUSES = [
+    dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]  # fmt: skip
+
+
+class RunInProgress(RuntimeError):
+    """Another live run of the same domain holds it."""
+
+
+@dataclass(frozen=True)
+class RunProcess:
+    run_id: str
+    domain: str | None
+    pid: int | None
+    since: float | None  # when the pid was recorded (epoch seconds)
+    host: str | None
+
+
+def run_tags() -> dict[str, str]:
+    """Tags `facerec run` puts on its runs so a later process can tell whether they live."""
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def process_of(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunProcess:
+    """The pid Dagster recorded for the run's process (its latest engine event with a pid), or
+    the pid tag; None when neither exists yet."""
+    pid, since = None, None
+    records = instance.get_records_for_run(
+        run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, ascending=False, limit=50
+    ).records
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        data = event.event_specific_data if event else None
+        metadata = getattr(data, "metadata", None) or {}
+        if "pid" in metadata:
+            pid, since = int(metadata["pid"].value), record.event_log_entry.timestamp
+            break
+    if pid is None and PID_TAG in run.tags:
+        pid = int(run.tags[PID_TAG])
+    return RunProcess(run.run_id, run.tags.get(PARTITION_TAG), pid, since, run.tags.get(HOST_TAG))
+
+
+def is_alive(pid: int, since: float | None) -> bool:
+    """The process exists and is older than the record of it (not a reused pid)."""
+    try:
+        process = psutil.Process(pid)
+        return process.status() != psutil.STATUS_ZOMBIE and (
+            since is None or process.create_time() <= since + 1.0
+        )
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
+        return False
+
+
+def judged_here(instance: dg.DagsterInstance, process: RunProcess) -> bool:
+    """Whether this machine can tell if the run's process lives."""
+    if process.host is not None:
+        return process.host == socket.gethostname()
+    return type(instance.run_storage).__name__.startswith("Sqlite")
+
+
+def dead_runs(instance: dg.DagsterInstance) -> list[RunProcess]:
+    found = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=WATCHED_STATUSES)):
+        process = process_of(instance, run)
+        if process.pid is None or not judged_here(instance, process):
+            continue  # not started yet, or on another machine
+        if not is_alive(process.pid, process.since):
+            found.append(process)
+    return found
+
+
+def recover_dead_runs(instance: dg.DagsterInstance, settings: Settings) -> list[str]:
+    """Mark dead runs failed, free their pool slots, close their history and remove their
+    half-written files. Returns one line per run recovered."""
+    lines = []
+    for process in dead_runs(instance):
+        run = instance.get_run_by_id(process.run_id)
+        if run is None or run.status not in WATCHED_STATUSES:
+            continue  # another process recovered it meanwhile
+        reason = (f"the run's process (pid {process.pid}) is gone: killed or crashed; marked "
+                  f"failed by facerec at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")  # fmt: skip
+        instance.report_run_failed(run, message=reason)
+        instance.event_log_storage.free_concurrency_slots_for_run(process.run_id)
+        removed = remove_partial_files(settings.storage_dir, process.pid)
+        removed += remove_unrecorded_batches(settings, process.run_id)
+        with session_scope(settings.database_url) as session:
+            row = session.scalar(
+                select(TrainingSession).where(TrainingSession.run_id == process.run_id)
+            )
+            if row is None and process.domain and get_domain_or_none(session, process.domain):
+                row = TrainingSession(
+                    domain=process.domain, run_id=process.run_id, status="running",
+                    counts={}, rejects_by_reason={}, timings={},
+                )  # fmt: skip
+                session.add(row)  # it died before its first stage recorded anything
+            if row is not None and row.status == "running":
+                row.status, row.error, row.finished_at = "failed", reason, datetime.now(UTC)
+        lines.append(f"run {process.run_id[:8]} of {process.domain or '?'}: {reason}; pool "
+                     f"slots freed, {removed} half-written file(s) removed")  # fmt: skip
+    lines += close_orphaned_history(instance, settings)
+    return lines
+
+
+def get_domain_or_none(session, code: str) -> Domain | None:
+    return session.scalar(select(Domain).where(Domain.code == code))
+
+
+def close_orphaned_history(instance: dg.DagsterInstance, settings: Settings) -> list[str]:
+    """History rows still `running` whose Dagster run has ended or no longer exists."""
+    lines = []
+    with session_scope(settings.database_url) as session:
+        for row in session.scalars(
+            select(TrainingSession).where(TrainingSession.status == "running")
+        ):
+            run = instance.get_run_by_id(row.run_id)
+            if run is not None and run.status in WATCHED_STATUSES + [dg.DagsterRunStatus.QUEUED]:
+                continue
+            ended = "was deleted from Dagster" if run is None else f"ended {run.status.value}"
+            row.status = "succeeded" if run is not None and run.status.value == "SUCCESS" \
+                else "failed"  # fmt: skip
+            row.error = row.error or f"the run {ended} without closing its history"
+            row.finished_at = row.finished_at or datetime.now(UTC)
+            lines.append(f"run {row.run_id[:8]} of {row.domain}: history closed ({ended})")
+    return lines
+
+
+def remove_partial_files(storage_dir: Path, pid: int) -> int:
+    """Half-written files and folders a dead process left: `.name.<pid>.partial` (atomic
+    writes) and `.batch_NNNN.partial` (gallery batches)."""
+    removed = 0
+    for path in list(storage_dir.rglob("*.partial")):
+        mine = path.name.endswith(f".{pid}.partial") or path.name.startswith(".batch_")
+        if mine and path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed += 1
+    return removed
+
+
+def remove_unrecorded_batches(settings: Settings, run_id: str) -> int:
+    """Batch folders the dead run wrote but no gallery version records (it died before its
+    database transaction committed)."""
+    with session_scope(settings.database_url) as session:
+        recorded = {
+            path for paths in session.scalars(select(Gallery.batch_paths)) for path in paths
+        }
+    removed = 0
+    for metadata in (settings.storage_dir / "recognized_faces_batched").glob(
+        "*/batch_*/batch_metadata.json"
+    ):
+        batch = metadata.parent
+        try:
+            written_by = json.loads(metadata.read_text()).get("run_id")
+        except (OSError, ValueError):
+            continue
+        if written_by == run_id and settings.relative(batch) not in recorded:
+            shutil.rmtree(batch)
+            removed += 1
+    return removed
+
+
+def refuse_concurrent_run(instance: dg.DagsterInstance, domain: str) -> None:
+    """A second live run of the same domain would race the first: say which one holds it."""
+    for run in instance.get_runs(filters=dg.RunsFilter(
+        statuses=WATCHED_STATUSES + [dg.DagsterRunStatus.QUEUED], job_name=DOMAIN_PIPELINE_JOB,
+        tags={PARTITION_TAG: domain},
+    )):  # fmt: skip
+        process = process_of(instance, run)
+        where = f"pid {process.pid} on {process.host or 'this machine'}" if process.pid else \
+            run.status.value.lower()  # fmt: skip
+        raise RunInProgress(
+            f"domain {domain!r} already has run {run.run_id} in progress ({where}); wait for it "
+            f"to finish, or stop it (`dagster run delete -f {run.run_id}` after killing its "
+            "process; a killed process is cleaned up by the next `facerec run`)"
+        )
+
+
+def domain_of(instance: dg.DagsterInstance, run_id: str) -> str:
+    run = instance.get_run_by_id(run_id)
+    return run.tags.get(PARTITION_TAG, "?") if run else "deleted run"
+
+
+def watch_pool(
+    instance: dg.DagsterInstance, settings: Settings, invocation: str,
+    echo: Callable[[str], None], stop, interval: float = 5.0, repeat_every: float = 60.0,
+) -> None:  # fmt: skip
+    """Until `stop` is set: when the run tagged `invocation` waits for a slot of the database
+    pool, say who holds it (once, then every `repeat_every` seconds), and recover the holder if
+    its process has died meanwhile."""
+    last_said = -repeat_every
+    while not stop.wait(interval):
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"facerec/invocation": invocation}))
+        if not runs:
+            continue
+        run_id = runs[0].run_id
+        info = instance.event_log_storage.get_concurrency_info(DATABASE_POOL)
+        waiting = any(step.run_id == run_id and step.assigned_timestamp is None
+                      for step in info.pending_steps)  # fmt: skip
+        holders = sorted({slot.run_id for slot in info.claimed_slots} - {run_id})
+        if not (waiting and holders):
+            continue
+        for line in recover_dead_runs(instance, settings):
+            echo(f"  recovered: {line}")
+        if time.monotonic() - last_said >= repeat_every:
+            last_said = time.monotonic()
+            who = ", ".join(f"{holder[:8]} ({domain_of(instance, holder)})" for holder in holders)
+            echo(f"  waiting for the database pool {DATABASE_POOL!r} (limit {info.limit}), held "
+                 f"by run {who}; it goes on when that run's current stage ends")  # fmt: skip

@@ -1,0 +1,43 @@
+"""Fault injection for the tests: run `facerec` in this process and kill it with SIGKILL (or
+make it hang) at a point the test chooses.
+
+    python -m facerec_pipeline_tests.kill_at MODULE:FUNCTION before|after|hang MATCH -- ARGS...
+
+The function (as the module that calls it sees it) is wrapped: when MATCH is `*` or equals one of
+its positional arguments, the process kills itself before or after the call, or sleeps there.
+"""
+
+import importlib
+import os
+import signal
+import sys
+import time
+
+
+def main() -> None:
+    target, when, match = sys.argv[1:4]
+    args = sys.argv[sys.argv.index("--") + 1 :]
+    module_name, name = target.split(":")
+    module = importlib.import_module(module_name)
+    original = getattr(module, name)
+
+    def wrapped(*positional, **keywords):
+        chosen = match == "*" or match in [str(value) for value in positional]
+        if chosen and when == "hang":
+            print("hanging", flush=True)
+            time.sleep(600)
+        if chosen and when == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        result = original(*positional, **keywords)
+        if chosen and when == "after":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    setattr(module, name, wrapped)
+    from facerec_pipeline.cli.main import cli
+
+    cli(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""Fault injection on the real pipeline, a real SQLite file and the real Dagster instance: runs
+killed with SIGKILL in each stage, two runs of one domain at once, damaged and missing gallery
+files, a rollback that must stick."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from facerec_pipeline.db.engine import dispose_engines, session_scope
+from facerec_pipeline.db.models import Face, FaceEmbedding, Gallery, Image, Person
+from facerec_pipeline_tests.conftest import REPO, build_folder
+
+
+@pytest.fixture
+def root(tmp_path, models_dir, photos, composed):
+    """A storage root, a Dagster home and a two-person folder domain `demo`, set up through the
+    CLI in a subprocess like an operator would."""
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    (storage / "models").symlink_to(models_dir, target_is_directory=True)
+    env = {**os.environ, "FACEREC_STORAGE_DIR": str(storage),
+           "DAGSTER_HOME": str(tmp_path / "dagster")}  # fmt: skip
+    env.pop("DATABASE_URL", None)
+    folder = build_folder(tmp_path / "photos", {
+        "barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
+        "joe_biden": [photos / "biden.jpg", composed["biden_mirrored.jpg"]],
+    })  # fmt: skip
+    root = Root(storage, tmp_path / "dagster", env, folder)
+    added = root.facerec("domains", "add", "demo", "--name", "Demo", "--source", "folder",
+                         "--path", str(folder))  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    yield root
+    dispose_engines()
+
+
+class Root:
+    def __init__(self, storage: Path, dagster_home: Path, env: dict, folder: Path):
+        self.storage, self.dagster_home, self.env, self.folder = storage, dagster_home, env, folder
+        self.url = f"sqlite:///{storage / 'facerec.db'}"
+
+    def facerec(self, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "facerec_pipeline.cli.main", *args],
+                              env=self.env, cwd=REPO, capture_output=True, text=True,
+                              timeout=timeout)  # fmt: skip
+
+    def killed_at(self, target: str, when: str, match: str, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "facerec_pipeline_tests.kill_at", target, when, match, "--",
+             *args],
+            env=self.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    def count(self, model, *where) -> int:
+        with session_scope(self.url) as session:
+            return session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def test_main_module_runs_the_cli(root):
+    assert root.facerec("domains", "list").stdout.startswith("code")
+
+
+# Each point: the stage has done its work (files written) but its rows are not committed, or the
+# gallery batches / production pointer are written and the database does not know yet.
+KILL_POINTS = [
+    ("facerec_pipeline.candidates.assets:record_stage", "before", "candidates"),
+    ("facerec_pipeline.raw_images.assets:record_stage", "before", "raw_images"),
+    ("facerec_pipeline.detected_faces.assets:record_stage", "before", "detected_faces"),
+    ("facerec_pipeline.face_embeddings.assets:record_stage", "before", "face_embeddings"),
+    ("facerec_pipeline.gallery.assets:write_batches", "after", "*"),
+    ("facerec_pipeline.gallery.promotion:write_prod_pointer", "after", "*"),
+]
+
+
+def test_a_run_killed_in_any_stage_is_recovered_by_the_next_run(root, photos):
+    """SIGKILL at each point in turn, each time on the state the previous kill left; every next
+    run frees the dead run's pool slot, closes its history and finishes its work, and the end
+    state has no duplicate row, no half-written or unrecorded file and no run left running."""
+    for target, when, match in KILL_POINTS:
+        process = root.killed_at(target, when, match, "run", "--domain", "demo")
+        process.wait(timeout=240)
+        assert process.returncode == -signal.SIGKILL, (target, process.stderr.read())
+    finished = root.facerec("run", "--domain", "demo")
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert finished.stdout.count("recovered: run") == 1  # the last kill; earlier ones before
+
+    with dg.DagsterInstance.from_config(str(root.dagster_home)) as instance:
+        statuses = [run.status for run in instance.get_runs()]
+        assert statuses.count(dg.DagsterRunStatus.FAILURE) == len(KILL_POINTS)
+        assert statuses.count(dg.DagsterRunStatus.SUCCESS) == 1
+        assert not instance.event_log_storage.get_concurrency_info("facerec_db").claimed_slots
+    history = json.loads(root.facerec("history", "--domain", "demo", "--json").stdout)
+    assert [row["status"] for row in history].count("failed") == len(KILL_POINTS)
+    assert all("killed or crashed" in row["error"] for row in history if row["status"] == "failed")
+    assert "running" not in {row["status"] for row in history}
+
+    assert root.count(Person) == 2 and root.count(Image) == 4
+    assert root.count(Face, Face.status == "accepted") == 4 and root.count(FaceEmbedding) == 4
+    with session_scope(root.url) as session:
+        (version,) = session.scalars(select(Gallery)).all()
+        assert version.is_prod and version.version == 1
+        recorded = set(version.batch_paths)
+    on_disk = {
+        p.relative_to(root.storage).as_posix()
+        for p in (root.storage / "recognized_faces_batched").glob("*/*")
+        if p.is_dir()
+    }
+    assert on_disk == recorded  # nothing half-written, nothing unrecorded, nothing moved aside
+    assert not list(root.storage.rglob("*.partial"))
+    training = list((root.storage / "training" / "demo").rglob("*.*"))
+    assert len(training) == 4  # each photo stored once
+    named = root.facerec("recognize", "--domain", "demo", "--json", str(photos / "obama3.jpg"))
+    assert json.loads(named.stdout)[0]["faces"][0]["identity"]["person"] == "Barack Obama"
+
+
+def test_a_second_run_of_a_busy_domain_is_refused_and_a_dead_one_is_cleaned_up(root):
+    busy = root.killed_at("facerec_pipeline.candidates.assets:record_stage", "hang",
+                          "candidates", "run", "--domain", "demo")  # fmt: skip
+    try:
+        assert busy.stdout.readline().strip() == "hanging"
+        second = root.facerec("run", "--domain", "demo")
+        assert second.returncode == 1
+        assert "already has run" in second.stderr and f"pid {busy.pid}" in second.stderr
+    finally:
+        busy.send_signal(signal.SIGKILL)
+        busy.wait(timeout=30)
+    history = json.loads(root.facerec("history", "--domain", "demo", "--json").stdout)
+    assert history[0]["status"] == "failed" and "killed or crashed" in history[0]["error"]
+    again = root.facerec("run", "--domain", "demo")
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def _versions(root) -> dict[int, Gallery]:
+    with session_scope(root.url) as session:
+        return {g.version: g for g in session.scalars(select(Gallery))}
+
+
+def two_versions(root, photos) -> None:
+    assert root.facerec("run", "--domain", "demo").returncode == 0
+    shutil.copyfile(photos / "obama3.jpg", root.folder / "barack_obama" / "obama3.jpg")
+    ran = root.facerec("run", "--domain", "demo")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert [g.is_prod for _, g in sorted(_versions(root).items())] == [False, True]
+
+
+def _damage(path: Path, how: str) -> None:
+    if how == "overwritten":
+        data = bytearray(path.read_bytes())
+        middle = len(data) // 2
+        data[middle : middle + 1024] = os.urandom(min(1024, len(data) - middle))
+        path.write_bytes(bytes(data))
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how == "reordered":
+        matrix = np.load(path)
+        np.save(path, matrix[::-1].copy())
+    elif how == "missing":
+        shutil.rmtree(path.parent)
+
+
+def test_a_damaged_production_version_never_answers(root, photos):
+    """1 KB overwritten, truncated, rows reordered, batch folder missing: recognize says which
+    file and answers from the last intact version; a rollback to the damaged one is refused."""
+    two_versions(root, photos)
+    batch = root.storage / _versions(root)[2].batch_paths[0]
+    intact = root.storage.parent / "intact_batch"
+    shutil.copytree(batch, intact)
+    for how in ["overwritten", "truncated", "reordered", "missing"]:
+        _damage(batch / "embeddings.npy", how)
+        answer = root.facerec("recognize", "--domain", "demo", "--json",
+                              str(photos / "obama3.jpg"))  # fmt: skip
+        assert answer.returncode == 0, (how, answer.stderr)
+        assert "gallery v2 of 'demo' is damaged" in answer.stderr, how
+        assert "embeddings.npy" in answer.stderr and "v1, the newest intact" in answer.stderr
+        (result,) = json.loads(answer.stdout)
+        assert result["faces"][0]["decision"]["gallery_version"] == 1, how
+        assert result["faces"][0]["identity"]["person"] == "Barack Obama", how
+        shutil.rmtree(batch, ignore_errors=True)
+        shutil.copytree(intact, batch)
+
+    _damage(batch / "embeddings.npy", "reordered")
+    back = root.facerec("gallery", "rollback", "--domain", "demo", "--to", "1")
+    assert back.returncode == 0, back.stderr
+    forward = root.facerec("gallery", "rollback", "--domain", "demo", "--to", "2")
+    assert forward.returncode == 1 and "damaged" in forward.stderr
+    assert "Traceback" not in forward.stderr
+    assert _versions(root)[1].is_prod  # the refused rollback changed nothing
+
+    shutil.rmtree(root.storage / _versions(root)[1].batch_paths[0])  # the last good one, too
+    none_left = root.facerec("recognize", "--domain", "demo", str(photos / "obama3.jpg"))
+    assert none_left.returncode == 1 and "Traceback" not in none_left.stderr
+    assert "gallery v1 of 'demo'" in none_left.stderr and "will not serve" in none_left.stderr
+
+
+def test_a_rollback_sticks_until_unpinned_or_new_content(root, photos, composed):
+    two_versions(root, photos)
+    back = root.facerec("gallery", "rollback", "--domain", "demo", "--to", "1")
+    assert back.returncode == 0 and "pinned" in back.stdout
+    again = root.facerec("run", "--domain", "demo")  # a schedule tick, nothing changed
+    assert again.returncode == 0, again.stderr
+    assert _versions(root)[1].is_prod and not _versions(root)[2].is_prod
+    listed = json.loads(root.facerec("gallery", "list", "--domain", "demo", "--json").stdout)
+    assert [v["pinned"] for v in listed] == [True, False]
+
+    assert "no longer pinned" in root.facerec("gallery", "unpin", "--domain", "demo").stdout
+    assert root.facerec("run", "--domain", "demo").returncode == 0
+    assert _versions(root)[2].is_prod
+
+    root.facerec("gallery", "rollback", "--domain", "demo", "--to", "1")
+    shutil.copyfile(composed["dominant_subject.jpg"], root.folder / "barack_obama" / "dom.jpg")
+    assert root.facerec("run", "--domain", "demo").returncode == 0  # new content: v3 serves
+    versions = _versions(root)
+    assert sorted(versions) == [1, 2, 3] and versions[3].is_prod
+    assert json.loads(root.facerec("gallery", "list", "--domain", "demo", "--json").stdout)[0][
+        "pinned"] is False  # fmt: skip
+
+
+def test_batch_numbers_come_from_the_database(root, photos):
+    assert root.facerec("run", "--domain", "demo").returncode == 0
+    batched = root.storage / "recognized_faces_batched" / "demo"
+    (first,) = _versions(root)[1].batch_paths
+    assert first.endswith("batch_0001")
+    shutil.move(batched / "batch_0001", root.storage.parent / "moved_away")  # an operator slip
+    (batched / "batch_0002").mkdir()  # a stray folder where the next batch goes
+    (batched / "batch_0002" / "stray.txt").write_text("not ours")
+    shutil.copyfile(photos / "obama3.jpg", root.folder / "barack_obama" / "obama3.jpg")
+    assert root.facerec("run", "--domain", "demo").returncode == 0
+    (second,) = _versions(root)[2].batch_paths
+    assert second.endswith("batch_0002") and (root.storage / second / "embeddings.npy").exists()
+    (kept,) = (batched / ".orphaned").iterdir()  # the stray folder was moved aside, not lost
+    assert (kept / "stray.txt").read_text() == "not ours"
+    with session_scope(root.url) as session:
+        assert all(g.file_checksums for g in session.scalars(select(Gallery)))
+
+
+def test_a_run_waiting_for_the_database_pool_says_so_and_goes_on_when_the_holder_dies(root, photos):
+    other = build_folder(root.folder.parent / "other", {"barack_obama": [photos / "obama.jpg"]})
+    assert root.facerec("domains", "add", "other", "--name", "Other", "--source", "folder",
+                        "--path", str(other)).returncode == 0  # fmt: skip
+    holder = root.killed_at("facerec_pipeline.candidates.assets:record_stage", "hang",
+                            "candidates", "run", "--domain", "demo")  # fmt: skip
+    waiting = None
+    try:
+        assert holder.stdout.readline().strip() == "hanging"  # it holds the pool's one slot
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "facerec_pipeline.cli.main", "run", "--domain", "other"],
+            env=root.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        said = ""
+        while "waiting for the database pool" not in said:
+            line = waiting.stdout.readline()
+            assert line, said
+            said += line
+        assert "(demo)" in said.splitlines()[-1]
+        holder.send_signal(signal.SIGKILL)
+        rest, _ = waiting.communicate(timeout=240)
+        assert waiting.returncode == 0, said + rest
+        assert "recovered: run" in rest and "succeeded for domain 'other'" in rest
+    finally:
+        for process in (holder, waiting):
+            if process is not None and process.poll() is None:
+                process.kill()
+
+
+def test_a_damaged_or_deleted_pointer_is_rewritten_from_the_database(root, photos):
+    assert root.facerec("run", "--domain", "demo").returncode == 0
+    pointer = root.storage / "recognized_faces_prod" / "demo" / "gallery.json"
+    good = json.loads(pointer.read_text())
+    pointer.write_text('{"version": 1, "batch')  # truncated JSON
+    answer = root.facerec("recognize", "--domain", "demo", "--json", str(photos / "obama3.jpg"))
+    assert answer.returncode == 0 and "gallery.json is damaged" in answer.stderr
+    assert "v1, the version the database says serves" in answer.stderr
+    assert json.loads(answer.stdout)[0]["faces"][0]["identity"]["person"] == "Barack Obama"
+    assert root.facerec("run", "--domain", "demo").returncode == 0
+    assert json.loads(pointer.read_text()) == good
+    pointer.unlink()
+    assert root.facerec("run", "--domain", "demo").returncode == 0
+    assert json.loads(pointer.read_text()) == good
