@@ -82,6 +82,16 @@ def composed(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     return made
 
 
+def cli_env(base: Path, models_dir: Path) -> dict[str, str]:
+    """The environment of the `facerec` CLI on a fresh storage root under `base` (models in
+    place, Dagster home beside it, the default SQLite file)."""
+    storage = base / "storage"
+    storage.mkdir()
+    (storage / "models").symlink_to(models_dir, target_is_directory=True)
+    return {"FACEREC_STORAGE_DIR": str(storage), "DAGSTER_HOME": str(base / "dagster"),
+            "DATABASE_URL": ""}  # fmt: skip
+
+
 def make_settings(root: Path, models_dir: Path) -> Settings:
     settings = Settings(storage_dir=root, database_url=f"sqlite:///{root / 'facerec.db'}")
     root.mkdir(parents=True, exist_ok=True)

@@ -9,16 +9,12 @@ import pytest
 from click.testing import CliRunner
 
 from facerec_pipeline.cli.main import cli
-from facerec_pipeline_tests.conftest import build_folder
+from facerec_pipeline_tests.conftest import build_folder, cli_env
 
 
 @pytest.fixture
 def facerec(tmp_path, models_dir):
-    storage = tmp_path / "storage"
-    storage.mkdir()
-    (storage / "models").symlink_to(models_dir, target_is_directory=True)
-    env = {"FACEREC_STORAGE_DIR": str(storage), "DAGSTER_HOME": str(tmp_path / "dagster"),
-           "DATABASE_URL": ""}  # fmt: skip
+    env = cli_env(tmp_path, models_dir)
     runner = CliRunner()
 
     def invoke(*args):

@@ -25,7 +25,7 @@ from facerec_pipeline.db.migrate import alembic_config, head_revision
 from facerec_pipeline.gallery.publish import write_prod_pointer
 from facerec_pipeline.resources import FacerecStorage
 from facerec_pipeline.settings import Settings, masked_url
-from facerec_pipeline_tests.conftest import build_folder
+from facerec_pipeline_tests.conftest import build_folder, cli_env
 
 PASSWORD = "hunter2-s3cret"
 STAMP = "%Y%m%dT%H%M%SZ"
@@ -34,18 +34,14 @@ STAMP = "%Y%m%dT%H%M%SZ"
 @pytest.fixture
 def facerec(tmp_path, models_dir):
     """The CLI on a fresh storage root; `facerec(*args, DATABASE_URL=...)` overrides the env."""
-    storage = tmp_path / "storage"
-    storage.mkdir()
-    (storage / "models").symlink_to(models_dir, target_is_directory=True)
-    env = {"FACEREC_STORAGE_DIR": str(storage), "DAGSTER_HOME": str(tmp_path / "dagster"),
-           "DATABASE_URL": ""}  # fmt: skip
+    env = cli_env(tmp_path, models_dir)
     runner = CliRunner()
 
     def invoke(*args, **overrides):
         dispose_engines()  # as a new process would: no engine left open on a replaced file
         return runner.invoke(cli, list(args), env={**env, **overrides}, catch_exceptions=False)
 
-    invoke.storage = storage
+    invoke.storage = Path(env["FACEREC_STORAGE_DIR"])
     return invoke
 
 

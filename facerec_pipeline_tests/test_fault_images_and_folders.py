@@ -25,6 +25,7 @@ from facerec_pipeline.raw_images.image_files import (
     open_image,
     thumbnail,
 )
+from facerec_pipeline_tests.conftest import cli_env
 
 # Never a photo's content: found anywhere under storage/, a link out of the folder was read.
 SECRET = b"root:x:0:0:fault-test-secret-4b1d9e:/root:/bin/bash\n"
@@ -159,11 +160,8 @@ def test_a_name_mapping_linked_from_outside_is_not_read(tmp_path):
 def ran(tmp_path_factory, models_dir, source):
     """The fault folder added as domain `demo` and built once with `facerec run`."""
     base = tmp_path_factory.mktemp("fault_run")
-    storage = base / "storage"
-    storage.mkdir()
-    (storage / "models").symlink_to(models_dir, target_is_directory=True)
-    env = {"FACEREC_STORAGE_DIR": str(storage), "DAGSTER_HOME": str(base / "dagster"),
-           "DATABASE_URL": ""}  # fmt: skip
+    env = cli_env(base, models_dir)
+    storage = Path(env["FACEREC_STORAGE_DIR"])
     runner = CliRunner()
 
     def facerec(*args):

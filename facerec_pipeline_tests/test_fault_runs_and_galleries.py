@@ -19,19 +19,15 @@ from sqlalchemy import func, select
 
 from facerec_pipeline.db.engine import dispose_engines, session_scope
 from facerec_pipeline.db.models import Face, FaceEmbedding, Gallery, Image, Person
-from facerec_pipeline_tests.conftest import REPO, build_folder
+from facerec_pipeline_tests.conftest import REPO, build_folder, cli_env
 
 
 @pytest.fixture
 def root(tmp_path, models_dir, photos, composed):
     """A storage root, a Dagster home and a two-person folder domain `demo`, set up through the
     CLI in a subprocess like an operator would."""
-    storage = tmp_path / "storage"
-    storage.mkdir()
-    (storage / "models").symlink_to(models_dir, target_is_directory=True)
-    env = {**os.environ, "FACEREC_STORAGE_DIR": str(storage),
-           "DAGSTER_HOME": str(tmp_path / "dagster")}  # fmt: skip
-    env.pop("DATABASE_URL", None)
+    env = {**os.environ, **cli_env(tmp_path, models_dir)}
+    storage = Path(env["FACEREC_STORAGE_DIR"])
     folder = build_folder(tmp_path / "photos", {
         "barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
         "joe_biden": [photos / "biden.jpg", composed["biden_mirrored.jpg"]],
