@@ -338,7 +338,8 @@ def report(built: dict, deepface: float, sample: int, rows: list[tuple[str, dict
         "",
         f"Operating point calibrated by the gallery itself for a {point.target_far:.0%} target: "
         f"score <= {point.threshold}; it expected DIR {point.expected_dir} and FAR "
-        f"{point.expected_far} ({point.stranger_trials} simulated strangers).",
+        f"{point.expected_far} ({point.stranger_trials} simulated strangers; 95% upper bound "
+        f"{point.far_upper_bound}).",
         "",
         "DIR against FAR at the product's rule (other thresholds): "
         + ", ".join(f"FAR {p['far']:.3f} → DIR {p['dir']:.3f}" for p in figures["curve"]),

@@ -247,7 +247,7 @@ def search(
     work: Path,
 ) -> list[dict]:
     """Ours: the recognizer's own search (Recognizer.identify: people ranked by the mean of
-    their two nearest faces, exact below 50,000 faces and through the faiss index from there)
+    their nearest faces, exact below 50,000 faces and through the faiss index from there)
     on our embeddings; DeepFace.find on DeepFace's embeddings of the same photos."""
     from deepface import DeepFace
     from deepface.modules import recognition
@@ -505,7 +505,8 @@ def report(
         "## Search latency per query (probe face already embedded for ours)",
         "",
         "Served: the recognizer's own search and decision (`Recognizer.identify`: people ranked "
-        "by the mean of their two nearest faces, the open-set score), exact below "
+        "by the mean of their nearest faces (2, or a quarter of many), the open-set score), "
+        "exact below "
         f"{ANN_MIN_FACES:,} faces and through a faiss IVF index (built when the version is "
         "written) from there; recall@1: the same top person as the exact ranking. Exact p95: a "
         "bare matrix product and argmax, for reference. Ours embed dlib's chips and DeepFace.find "

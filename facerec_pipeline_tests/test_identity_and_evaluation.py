@@ -53,14 +53,17 @@ def test_evaluation_on_a_sample_gives_the_figures_of_the_whole():
     assert whole["loo_top1_accuracy"] == 1.0 and "sampled_probes" not in whole
 
 
-def test_quality_drop_compares_dir_only_at_the_same_target_far():
+def test_quality_drop_compares_dir_only_at_the_same_target_far_and_rule():
     from facerec_pipeline.gallery.promotion_checks import no_quality_drop
 
-    serving = {"target_far": 0.01, "expected_dir": 0.9, "expected_rank1": 0.97}
-    worse = {"target_far": 0.01, "expected_dir": 0.8, "expected_rank1": 0.96}
+    serving = {"target_far": 0.01, "rule": "r", "expected_dir": 0.9, "expected_rank1": 0.97}
+    worse = {"target_far": 0.01, "rule": "r", "expected_dir": 0.8, "expected_rank1": 0.96}
     passed, figures = no_quality_drop(worse, serving, 0.05)
     assert not passed and figures["dropped"] == ["expected_dir"]
     stricter = {"target_far": 0.002, "expected_dir": 0.7, "expected_rank1": 0.96}
     assert no_quality_drop(stricter, serving, 0.05)[0]  # a stricter target lowers DIR
     assert not no_quality_drop({**stricter, "expected_rank1": 0.8}, serving, 0.05)[0]
     assert no_quality_drop(worse, None, 0.05)[0]  # nothing serves yet
+    bounded = {**worse, "rule": "a rule that bounds the FAR"}
+    assert no_quality_drop(bounded, serving, 0.05)[1]["same_target_far_and_rule"] is False
+    assert no_quality_drop(bounded, serving, 0.05)[0]

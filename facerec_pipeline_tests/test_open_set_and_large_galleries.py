@@ -16,7 +16,15 @@ from facerec_pipeline.gallery.publish import (
     ordered_entries,
     write_batches,
 )
-from facerec_pipeline.recognition.open_set import calibrate, decision_scores, rank_people
+from facerec_pipeline.recognition.open_set import (
+    calibrate,
+    decision_scores,
+    far_upper_bound,
+    nearest_count,
+    person_distances,
+    rank_people,
+    strangers_allowed,
+)
 
 RNG = np.random.default_rng(5)
 
@@ -51,11 +59,46 @@ def test_a_gallery_too_small_to_calibrate_falls_back_to_the_model_threshold():
     assert calibrate(few, few_rows, target_far=0.05, fallback_threshold=-1.0).threshold == -1.0
 
 
-def test_the_target_far_is_never_exceeded_on_the_simulated_strangers():
-    matrix, rows = people(120, 2)
+def test_the_target_far_bounds_the_simulated_strangers_named_at_95_percent():
+    matrix, rows = people(400, 2)
     point = calibrate(matrix, rows, target_far=0.01)
-    assert point.calibrated and point.stranger_trials == 240
-    assert point.expected_far <= 0.01  # floor(0.01 * 240) = 2 strangers of 240 named
+    assert point.calibrated and point.stranger_trials == 800
+    # 8 of 800 (the plain 1% quantile) would have an upper bound of 1.8%; 3 of 800 has 0.97%
+    assert round(point.expected_far * 800) == strangers_allowed(800, 0.01) == 3
+    assert point.far_upper_bound == pytest.approx(far_upper_bound(3, 800), abs=1e-4)
+    assert point.far_upper_bound <= 0.01 < far_upper_bound(4, 800)
+    # Too few to show even one named stranger stays under 1%: the plain quantile, never
+    # looser than the model's 1:1 threshold.
+    small, small_rows = people(120, 2)
+    point = calibrate(small, small_rows, target_far=0.01, fallback_threshold=0.07)
+    assert not point.calibrated and point.threshold <= 0.07 and point.expected_far <= 0.01
+
+
+def test_a_person_is_as_near_as_the_mean_of_a_share_of_their_nearest_faces():
+    assert list(nearest_count(np.array([1, 2, 7, 8, 12, 40]), 0.25)) == [1, 2, 2, 3, 4, 11]
+    assert list(nearest_count(np.array([1, 2, 40]), 0.0)) == [1, 2, 2]  # versions before it
+    distances = np.array([[0.5, 0.1, 0.3, 0.2, 0.9, 0.8, 0.7, 0.6, 0.4, np.inf, 0.6]])
+    starts = np.array([0, 9])  # one person of 9 faces, one of 2 with one left out
+    shared = person_distances(distances, starts, 0.25)
+    assert shared[0] == pytest.approx([np.mean([0.1, 0.2, 0.3]), 0.6])
+    legacy = person_distances(distances, starts, 0.0)
+    assert legacy[0] == pytest.approx([0.15, 0.6])
+
+
+def test_many_photos_of_one_person_do_not_draw_strangers_to_them():
+    """With the mean of the 2 nearest of 60 faces, one loose person is the nearest person of
+    about a quarter of the strangers (chance is 1 in 41); with a share of their faces, of well
+    under half as many."""
+    rng = np.random.default_rng(11)
+    centers = l2_normalize(rng.standard_normal((41, 128)))
+    many = l2_normalize(centers[0] + 0.06 * rng.standard_normal((60, 128)))
+    few = l2_normalize(np.repeat(centers[1:], 2, axis=0) + 0.06 * rng.standard_normal((80, 128)))
+    matrix = np.concatenate([many, few])
+    starts = np.r_[0, np.arange(60, 140, 2)]
+    strangers = l2_normalize(rng.standard_normal((400, 128)))
+    drawn = {share: np.mean(person_distances(1.0 - strangers @ matrix.T, starts, share)
+                            .argmin(axis=1) == 0) for share in (0.0, 0.25)}  # fmt: skip
+    assert drawn[0.0] > 0.15 and drawn[0.25] < 0.5 * drawn[0.0]
 
 
 @pytest.fixture(scope="module")

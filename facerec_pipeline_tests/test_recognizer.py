@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from facerec_pipeline.face_engine.engine import EngineConfig, l2_normalize
-from facerec_pipeline.recognition.open_set import calibrate
+from facerec_pipeline.recognition.open_set import LEGACY_RULE, OperatingPoint, calibrate
 from facerec_pipeline.recognition.recognizer import LoadedGallery, Recognizer, ranked_people
 
 RNG = np.random.default_rng(3)
@@ -84,3 +84,20 @@ def test_the_ivf_index_finds_the_same_nearest_rows_as_exact_search():
     assert np.mean(hits) >= 0.99
     distances, rows = nearest_rows(matrix, index, queries[0], 5)
     assert rows[0] == 0 and np.all(np.diff(distances) >= -1e-6)
+
+
+def test_a_version_is_searched_with_the_rule_it_was_calibrated_with():
+    """A person of 9 faces is as near as their 3 nearest; in a version calibrated before the
+    share (its operating point has no nearest_share), as their 2 nearest, as then."""
+    many = gallery("greece", {"ana": [near(A) for _ in range(9)], "dan": [near(C), near(C)]})
+    query = near(A)
+    nearest = np.sort(1.0 - many.matrix[:9] @ query)
+    assert ranked_people(many, query, k=2)[0]["distance"] == pytest.approx(
+        nearest[:3].mean(), abs=1e-5
+    )
+    legacy = {**many.operating_point.to_dict(), "rule": LEGACY_RULE}
+    del legacy["nearest_share"], legacy["far_upper_bound"]
+    many.operating_point = OperatingPoint.from_dict(legacy)
+    assert ranked_people(many, query, k=2)[0]["distance"] == pytest.approx(
+        nearest[:2].mean(), abs=1e-5
+    )

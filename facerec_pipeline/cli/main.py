@@ -405,7 +405,8 @@ def gallery_list(code: str, as_json: bool) -> None:
 def _operating_point_text(point: dict | None) -> str:
     if not point:
         return "none (built before open-set recognition)"
-    return (f"score <= {point['threshold']:.4f} for FAR {point['target_far']:.1%}, "
+    limit = "<= " if point.get("far_upper_bound") is not None else ""  # a bound, not a quantile
+    return (f"score <= {point['threshold']:.4f} for FAR {limit}{point['target_far']:.1%}, "
             f"expected DIR {point.get('expected_dir')}")  # fmt: skip
 
 

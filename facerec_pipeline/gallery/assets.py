@@ -45,7 +45,7 @@ from facerec_pipeline.gallery.report import (
     inline_png,
     write_report,
 )
-from facerec_pipeline.recognition.open_set import OperatingPoint, calibrate
+from facerec_pipeline.recognition.open_set import RULE, OperatingPoint, calibrate
 from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
 from facerec_pipeline.run_history import record_stage
 
@@ -126,8 +126,9 @@ def build_report(
         f"/{figures.get('genuine_distance_max')}; nearest other-person min/mean: "
         f"{figures.get('impostor_distance_min')}/{figures.get('impostor_distance_mean')}",
         f"- operating point: a name is given when the score is <= {point.threshold} "
-        f"(calibrated for {point.target_far:.1%} false accepts on {point.stranger_trials} "
-        f"simulated strangers); expected DIR {point.expected_dir}, rank-1 "
+        f"(calibrated for at most {point.target_far:.1%} false accepts on "
+        f"{point.stranger_trials} simulated strangers: a share of {point.expected_far} named, "
+        f"upper bound {point.far_upper_bound}); expected DIR {point.expected_dir}, rank-1 "
         f"{point.expected_rank1} over {point.enrolled_trials} faces. {point.rule}",
     ])  # fmt: skip
     files = write_report(settings.storage_dir / "reports" / code / f"gallery_v{version:04d}",
@@ -193,8 +194,9 @@ def gallery(
         raise dg.Failure(f"every face of domain {code!r} was quarantined", allow_retries=False)
     with facerec.session() as session:
         target_far = get_domain(session, code).target_far
-        # The operating point is part of what a version serves: a new target FAR, a new version.
-        digest = content_hash(entries, f"{config.model_key}|far{target_far}")
+        # The operating point is part of what a version serves: a new target FAR or decision
+        # rule, a new version.
+        digest = content_hash(entries, f"{config.model_key}|far{target_far}|{RULE}")
         latest = latest_version(session, code)
         if latest is not None and latest.content_sha256 == digest:
             target, built = latest, False

@@ -85,11 +85,13 @@ def leave_one_out_accuracy(gallery: LoadedGallery, floor: float) -> Outcome:
 def no_quality_drop(candidate: dict | None, serving: dict | None, max_drop: float) -> Outcome:
     """The candidate's expected DIR and rank-1 at its calibrated operating point (both from
     the gallery's own faces) are not more than `max_drop` below the serving version's. DIR is
-    compared only between versions calibrated for the same target FAR (a stricter target
-    lowers DIR by design)."""
+    compared only between versions calibrated for the same target FAR and decision rule (a
+    stricter target or a rule that bounds the FAR more tightly lowers DIR by design)."""
     figures: dict[str, Any] = {"max_drop": max_drop}
-    same_target = (candidate or {}).get("target_far") == (serving or {}).get("target_far")
-    figures["same_target_far"] = same_target
+    same_target = all(
+        (candidate or {}).get(key) == (serving or {}).get(key) for key in ("target_far", "rule")
+    )
+    figures["same_target_far_and_rule"] = same_target
     failed = []
     for key in ("expected_dir", "expected_rank1") if same_target else ("expected_rank1",):
         new = (candidate or {}).get(key)

@@ -18,6 +18,7 @@ from facerec_pipeline.gallery.publish import (
 from facerec_pipeline.raw_images.image_files import load_rgb
 from facerec_pipeline.recognition.open_set import (
     COHORT,
+    NEAREST_SHARE,
     OperatingPoint,
     decision_scores,
     rank_people,
@@ -90,7 +91,8 @@ ANN_CANDIDATES = 64  # rows an approximate index proposes; their people are then
 
 def ranked_people(gallery: LoadedGallery, query: np.ndarray, k: int) -> list[dict[str, Any]]:
     """The k nearest people (at least the decision rule's cohort), nearest first; a person's
-    distance is the mean of their two nearest faces (recognition/open_set.py)."""
+    distance is the mean of their nearest faces, as many as the gallery's operating point was
+    calibrated with (recognition/open_set.py)."""
     wanted = max(k, 1 + COHORT)
     candidates = None
     if gallery.index is not None:
@@ -98,8 +100,9 @@ def ranked_people(gallery: LoadedGallery, query: np.ndarray, k: int) -> list[dic
         owners = np.searchsorted(gallery.person_starts, candidates, side="right") - 1
         if len(np.unique(owners)) < min(wanted, len(gallery.people)):
             candidates = None  # a few people own every candidate: the cohort needs the rest
+    share = gallery.operating_point.nearest_share if gallery.operating_point else NEAREST_SHARE
     people, distances = rank_people(
-        gallery.matrix, gallery.person_starts, query, wanted, candidates
+        gallery.matrix, gallery.person_starts, query, wanted, candidates, share
     )
     return [
         {
