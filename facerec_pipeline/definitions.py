@@ -5,7 +5,7 @@ import dagster as dg
 from facerec_pipeline.backups.jobs import database_backup_job, database_backup_schedule
 from facerec_pipeline.candidates.assets import candidates
 from facerec_pipeline.detected_faces.assets import detected_faces
-from facerec_pipeline.domains.schedules import refresh_schedules
+from facerec_pipeline.domains.refresh import domain_refresh_sensor
 from facerec_pipeline.domains.sensors import domain_registry_sensor
 from facerec_pipeline.face_embeddings.assets import face_embeddings
 from facerec_pipeline.gallery.assets import gallery, gallery_promotion_checks, production_gallery
@@ -33,19 +33,22 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         ),
         "face_engine": FaceEngineResource(models_dir=str(settings.models_dir)),
         "stage_tables": StageTableIOManager(database_url=settings.database_url),
-        "web_sources": WebSourcesResource(**env_config()),
+        "web_sources": WebSourcesResource.from_env(env_config()),
     }
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    """Everything Dagster loads. The database is not touched here: domains, their crons and
+    partitions are read by sensors at each tick."""
     settings = settings or Settings.from_env()
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=ASSET_CHECKS,
         jobs=[domain_pipeline_job, database_backup_job],
-        schedules=[*refresh_schedules(settings), database_backup_schedule],
+        schedules=[database_backup_schedule],
         sensors=[
             domain_registry_sensor,
+            domain_refresh_sensor,
             retraining_sensor,
             domain_run_succeeded,
             domain_run_failed,

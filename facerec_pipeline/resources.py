@@ -16,7 +16,7 @@ from facerec_pipeline.db.migrate import upgrade
 from facerec_pipeline.detected_faces.quality_gates import GateConfig
 from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine
 from facerec_pipeline.settings import Settings
-from facerec_pipeline.web.sources import WebSources
+from facerec_pipeline.web.sources import SERP_API_KEY_ENV, WebSources
 
 
 class FacerecStorage(dg.ConfigurableResource):
@@ -118,7 +118,8 @@ def default_detector_config() -> str:
 
 class WebSourcesResource(dg.ConfigurableResource):
     """Wikidata, Commons and the optional paid image search. Endpoints, User-Agent and the paid
-    search key come from FACEREC_* environment variables (see README)."""
+    search key come from FACEREC_* environment variables (see README); the key as a
+    `dg.EnvVar`, so Dagster shows the variable's name and resolves its value when a run starts."""
 
     sparql_url: str
     commons_api_url: str
@@ -129,6 +130,14 @@ class WebSourcesResource(dg.ConfigurableResource):
     serp_api_url: str
     serp_api_key: str | None = None
     serp_cost_per_call: float = 0.015
+
+    @classmethod
+    def from_env(cls, config: dict) -> "WebSourcesResource":
+        """The resource for `config` (web.sources.env_config()). Paid search is optional: with
+        FACEREC_SERP_API_KEY unset when the definitions load there is no key (search off), as
+        an EnvVar of an unset variable would fail every run."""
+        key = dg.EnvVar(SERP_API_KEY_ENV) if os.environ.get(SERP_API_KEY_ENV) else None
+        return cls(**config, serp_api_key=key)
 
     def sources(self) -> WebSources:
         return WebSources(**{f.name: getattr(self, f.name) for f in fields(WebSources)})

@@ -51,9 +51,10 @@ def masked_url(url: str) -> str:
 
 def validate_database_url(url: str) -> str:
     """Return `url` (DATABASE_URL) if it can name this project's database, else raise
-    SettingsError: unparsable, an unknown kind of database, a driver that is not installed, an
-    in-memory SQLite database (keeps nothing) or a SQLite file in a directory that does not exist
-    (the database is never created there)."""
+    SettingsError: unparsable, an unknown kind of database, a driver that is not installed, a
+    SQLite URL with a user, password or host (SQLite would refuse it), an in-memory SQLite
+    database (keeps nothing) or a SQLite file in a directory that does not exist (the database is
+    never created there)."""
     shown = masked_url(url)
     try:
         parsed = make_url(url)
@@ -76,6 +77,11 @@ def validate_database_url(url: str) -> str:
             "in this environment or fix DATABASE_URL"
         ) from error
     if parsed.get_backend_name() == "sqlite":
+        if parsed.username or parsed.password or parsed.host or parsed.port:
+            raise SettingsError(
+                f"DATABASE_URL={shown}: a SQLite URL names a file only, no user, password or "
+                "host (e.g. sqlite:////srv/facerec/facerec.db); fix DATABASE_URL"
+            )
         if not parsed.database or parsed.database == ":memory:":
             raise SettingsError(
                 f"DATABASE_URL={shown} names an in-memory database, which keeps nothing; name a "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -75,6 +76,25 @@ def domain_sourcing(
         domain.images_per_person,
         serp_cost_per_call,
     )
+
+
+def month_bounds(moment: datetime) -> tuple[datetime, datetime]:
+    """The first instant of `moment`'s calendar month (UTC) and of the month after."""
+    start = moment.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    following = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+    return start, following
+
+
+def serp_spent_in_month(session: Session, code: str, moment: datetime | None = None) -> float:
+    """USD of the domain's paid search calls recorded in the UTC calendar month of `moment`
+    (now by default): what its monthly `serp_budget` has already paid for."""
+    start, following = month_bounds(moment or datetime.now(UTC))
+    spent = session.scalar(
+        select(func.coalesce(func.sum(SerpCall.estimated_cost), 0.0)).where(
+            SerpCall.domain == code, SerpCall.created_at >= start, SerpCall.created_at < following
+        )
+    )
+    return float(spent or 0.0)
 
 
 def current_detector_config(session: Session, code: str) -> str | None:
@@ -170,6 +190,8 @@ def domain_stats(session: Session, code: str, serp_cost_per_call: float = 0.015)
         "images_by_source": images_by_source,
         **sourcing,
         "serp_cost_by_month": cost_by_month,
+        "serp_budget_per_month": domain.serp_budget,
+        "serp_spent_this_month": round(serp_spent_in_month(session, code), 4),
         "source_skips_by_reason": dict(sorted(skips.items())),
         "faces_accepted": accepted,
         "rejections_by_reason": dict(sorted(rejections.items())),

@@ -19,10 +19,11 @@ from facerec_pipeline.backups.database_backup import (
 )
 from facerec_pipeline.cli.main import cli
 from facerec_pipeline.db.engine import session_scope
-from facerec_pipeline.definitions import ASSET_CHECKS, ASSETS, build_resources
+from facerec_pipeline.definitions import ASSET_CHECKS, ASSETS, build_definitions, build_resources
 from facerec_pipeline.domains.partitions import domain_partitions
+from facerec_pipeline.domains.refresh import domain_refresh_sensor, due_refreshes
 from facerec_pipeline.domains.registry import get_domain, list_domains, set_active
-from facerec_pipeline.domains.schedules import refresh_schedules
+from facerec_pipeline.face_engine.engine import EngineConfig
 from facerec_pipeline.gallery.promotion import (
     GalleryError,
     failed_checks_message,
@@ -34,8 +35,14 @@ from facerec_pipeline.gallery.promotion import (
 )
 from facerec_pipeline.gallery.sensors import retraining_sensor
 from facerec_pipeline.pipeline_run import run_domain
-from facerec_pipeline.recognition.recognizer import Recognizer, load_prod_gallery
+from facerec_pipeline.recognition.recognizer import (
+    Recognizer,
+    load_prod_gallery,
+    stored_engine_config,
+)
+from facerec_pipeline.resources import FaceEngineResource
 from facerec_pipeline.run_history import recent_sessions
+from facerec_pipeline.settings import Settings
 from facerec_pipeline_tests.conftest import add_folder_domain, build_folder
 
 
@@ -77,21 +84,69 @@ def two_domains(settings, tmp_path, photos, composed):
         yield {"instance": instance, "alpha": alpha, "beta": beta}
 
 
-def test_schedules_follow_each_domain_and_skip_inactive_ones(settings, tmp_path):
-    add_folder_domain(settings, "alpha", tmp_path)
-    add_folder_domain(settings, "beta", tmp_path)
-    with session_scope(settings.database_url) as session:
-        get_domain(session, "beta").refresh_cron = "15 4 * * *"
-        set_active(session, "alpha", False)
-    schedules = {s.name: s for s in refresh_schedules(settings)}
-    assert sorted(schedules) == ["refresh_alpha", "refresh_beta"]
-    assert schedules["refresh_beta"].cron_schedule == "15 4 * * *"
+def test_each_domain_refreshes_on_its_own_cron_read_at_each_tick():
+    monday_3 = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+    domains = [
+        ("alpha", "0 3 * * 1", True),
+        ("beta", "15 4 * * *", True),
+        ("off", "0 * * * *", False),
+    ]
+    due, cursor = due_refreshes(domains, {}, monday_3)
+    assert due == []  # first sight: nothing from the past
+    assert cursor["alpha"]["tick"] == monday_3.isoformat()
+    assert cursor["beta"]["tick"] == datetime(2026, 11, 22, 4, 15, tzinfo=UTC).isoformat()
+    later = monday_3 + timedelta(hours=1, minutes=20)  # 04:20: beta's and off's ticks passed
+    due, cursor = due_refreshes(domains, cursor, later)
+    assert [(d.code, d.tick.hour, d.tick.minute) for d in due] == [("beta", 4, 15)]
+    assert due_refreshes(domains, cursor, later + timedelta(minutes=5))[0] == []  # handled
+    # Three days with the daemon down: one run, not three.
+    due, cursor = due_refreshes(domains, cursor, later + timedelta(days=3))
+    assert [d.code for d in due] == ["beta"]
+    # A changed cron starts from its own latest tick; an invalid one is left out, loudly.
+    changed = [("alpha", "0 5 * * *", True), ("beta", "not a cron", True)]
+    due, moved = due_refreshes(changed, cursor, later + timedelta(days=3, hours=2))
+    assert due == [] and moved["alpha"]["cron"] == "0 5 * * *" and "beta" not in moved
+
+
+def test_the_refresh_sensor_reads_the_registry_without_a_reload(settings, tmp_path):
     resources = {"facerec": build_resources(settings)["facerec"]}
-    # No instance: Dagster leaves a process-wide state storage behind for a temporary one.
-    request = schedules["refresh_beta"](dg.build_schedule_context(resources=resources))
-    assert request.partition_key == "beta" and request.tags["facerec/trigger"] == "schedule"
-    skipped = schedules["refresh_alpha"](dg.build_schedule_context(resources=resources))
-    assert isinstance(skipped, dg.SkipReason)
+    with dg.instance_for_test() as instance:
+
+        def tick(cursor=None):
+            context = dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor)
+            return domain_refresh_sensor(context), context
+
+        assert isinstance(tick()[0], dg.SkipReason)  # no domain yet
+        add_folder_domain(settings, "alpha", tmp_path)  # added after the code loaded
+        add_folder_domain(settings, "beta", tmp_path)
+        with session_scope(settings.database_url) as session:
+            get_domain(session, "alpha").refresh_cron = "* * * * *"
+            get_domain(session, "beta").refresh_cron = "* * * * *"
+            set_active(session, "beta", False)
+        result, context = tick()
+        assert isinstance(result, dg.SkipReason)  # first sight: no run for past ticks
+        cursor = json.loads(context.cursor)
+        assert sorted(cursor) == ["alpha", "beta"]
+        a_minute_ago = {code: {**handled, "tick": (datetime.fromisoformat(handled["tick"])
+                                                   - timedelta(minutes=1)).isoformat()}
+                        for code, handled in cursor.items()}  # fmt: skip
+        # alpha is not a partition yet (the registry sensor adds it): its tick waits.
+        result, context = tick(json.dumps(a_minute_ago))
+        assert isinstance(result, dg.SkipReason)
+        assert json.loads(context.cursor)["alpha"] == a_minute_ago["alpha"]
+        instance.add_dynamic_partitions(domain_partitions.name, ["alpha", "beta"])
+        result, _ = tick(json.dumps(a_minute_ago))
+        (request,) = result.run_requests  # beta is inactive
+        assert request.partition_key == "alpha" and request.tags["facerec/trigger"] == "schedule"
+        assert request.run_key.startswith("refresh:alpha:")
+
+
+def test_definitions_load_without_touching_the_database(tmp_path):
+    unreachable = Settings(tmp_path / "storage", "postgresql://u:p@127.0.0.1:9/facerec")
+    definitions = build_definitions(unreachable)
+    dg.Definitions.validate_loadable(definitions)
+    assert "domain_refresh_sensor" in {sensor.name for sensor in definitions.sensors}
+    assert not (tmp_path / "storage").exists()
 
 
 def test_new_photos_make_the_sensor_ask_for_that_domain_only(settings, two_domains, photos):
@@ -280,3 +335,31 @@ def test_gallery_and_history_commands(settings, two_domains, tmp_path):
     assert [(v["version"], v["is_prod"]) for v in listed] == [(1, True)]
     nothing = CliRunner().invoke(cli, ["gallery", "rollback", "--domain", "alpha"], env=env)
     assert nothing.exit_code == 1 and "no earlier published gallery" in nothing.output
+
+
+def test_recognize_embeds_queries_as_the_gallery_was_built(settings, tmp_path, photos, composed):
+    """A gallery built with a non-default min_confidence (run config in the UI) is served by
+    `facerec recognize`, which used to fail with "does not match"."""
+    folder = build_folder(
+        tmp_path / "gamma",
+        {"barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
+         "eileen_collins": [composed["astronaut.png"]]},
+    )  # fmt: skip
+    add_folder_domain(settings, "gamma", folder)
+    resources = {**build_resources(settings),
+                 "face_engine": FaceEngineResource(models_dir=str(settings.models_dir),
+                                                   min_confidence=0.6)}  # fmt: skip
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(domain_partitions.name, ["gamma"])
+        dg.materialize([*ASSETS, *ASSET_CHECKS], partition_key="gamma", instance=instance,
+                       resources=resources)  # fmt: skip
+    gallery = load_prod_gallery(settings, "gamma")
+    assert stored_engine_config(gallery).coarse_min_score == 0.6
+    assert gallery.model_config != EngineConfig().model_key
+    env = {"FACEREC_STORAGE_DIR": str(settings.storage_dir), "DATABASE_URL": "",
+           "DAGSTER_HOME": str(tmp_path / "dagster")}  # fmt: skip
+    answer = CliRunner().invoke(cli, ["recognize", "--domain", "gamma", "--json",
+                                      str(photos / "obama3.jpg")], env=env)  # fmt: skip
+    assert answer.exit_code == 0, answer.output
+    (face,) = json.loads(answer.stdout)[0]["faces"]
+    assert face["identity"]["normalized_name"] == "barack_obama"

@@ -24,8 +24,8 @@ def test_definitions_snapshot(settings):
     ]  # fmt: skip
     assert sorted(job.name for job in defs.jobs) == ["database_backup_job", "domain_pipeline"]
     assert sorted(sensor.name for sensor in defs.sensors) == [
-        "dead_run_recovery", "domain_registry_sensor", "domain_run_failed", "domain_run_succeeded",
-        "retraining_sensor",
+        "dead_run_recovery", "domain_refresh_sensor", "domain_registry_sensor", "domain_run_failed",
+        "domain_run_succeeded", "retraining_sensor",
     ]  # fmt: skip
     assert [schedule.name for schedule in defs.schedules] == ["database_backup_schedule"]
     job = defs.resolve_job_def("domain_pipeline")
@@ -62,3 +62,31 @@ def test_registry_sensor_adds_active_domains_as_partitions(settings, instance, t
         again = domain_registry_sensor(context)
     assert again.dynamic_partitions_requests == []
     assert [r.run_key for r in again.run_requests] == ["first-run:serbia"]  # deduplicated by key
+
+
+def test_a_run_from_the_materialize_button_closes_its_history(settings, instance, tmp_path, photos):
+    """The UI's Materialize button runs `__ASSET_JOB`, not `domain_pipeline`: the run status
+    sensors watch every job, so its history row is closed too."""
+    from facerec_pipeline.candidates.assets import candidates
+    from facerec_pipeline.run_history import recent_sessions
+    from facerec_pipeline.run_history_sensors import domain_run_succeeded
+    from facerec_pipeline_tests.conftest import build_folder
+
+    add_folder_domain(
+        settings, "serbia", build_folder(tmp_path / "f", {"ana": [photos / "obama.jpg"]})
+    )
+    instance.add_dynamic_partitions("domain", ["serbia"])
+    resources = build_resources(settings)
+    result = dg.materialize([candidates], partition_key="serbia", instance=instance,
+                            resources=resources)  # fmt: skip
+    with session_scope(settings.database_url) as session:
+        assert recent_sessions(session, "serbia")[0]["status"] == "running"
+    context = dg.build_run_status_sensor_context(
+        sensor_name="domain_run_succeeded", dagster_event=result.get_run_success_event(),
+        dagster_instance=instance, dagster_run=result.dagster_run,
+        resources={"facerec": resources["facerec"]},
+    )  # fmt: skip
+    domain_run_succeeded(context)
+    with session_scope(settings.database_url) as session:
+        (row,) = recent_sessions(session, "serbia")
+    assert row["status"] == "succeeded" and row["finished_at"] is not None

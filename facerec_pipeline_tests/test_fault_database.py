@@ -192,6 +192,7 @@ def test_a_database_url_into_a_missing_directory_creates_nothing(facerec, tmp_pa
 @pytest.mark.parametrize("url", [
     "notaurl", "postgresql://", "sqlit:///facerec.db", "sqlite://",
     f"postgresql://bob:{PASSWORD}@127.0.0.1:1/facerec", f"postgresql//bob:{PASSWORD}@db/facerec",
+    f"sqlite://bob:{PASSWORD}@/facerec.db",
 ])  # fmt: skip
 def test_a_garbage_database_url_is_a_one_line_error_naming_it(facerec, url):
     for args in (["domains", "list"], ["db", "upgrade"]):

@@ -19,10 +19,33 @@ from facerec_pipeline.candidates.names import (
         ("  Ana   Ivanović ", "ana_ivanovic"),
         ("Zoë Saldaña-Perez", "zoe_saldana_perez"),
         ("!!!", "unnamed"),
+        ("Γιάννης Αντετοκούνμπο", "giannis_antetokounmpo"),
+        ("ΓΙΆΝΝΗΣ ΑΝΤΕΤΟΚΟΎΝΜΠΟ", "giannis_antetokounmpo"),
+        ("Михаил Горбачёв", "mikhail_gorbachev"),
+        ("Пётр Ильич Чайковский", "petr_ilich_chaykovskiy"),
+        ("Димитър Бербатов", "dimitar_berbatov"),
+        ("Жељко Обрадовић", "zeljko_obradovic"),
+        ("Željko Obradović", "zeljko_obradovic"),
+        ("René Müller-Søgaard Gößmann", "rene_muller_sogaard_gossmann"),
+        ("Sinéad O’Connor", "sinead_o_connor"),
+        ("😀🎉", "unnamed"),
+        ("Ana 😀", "ana"),
     ],
 )
 def test_normalize_name(name, expected):
     assert normalize_name(name) == expected
+
+
+def test_people_keep_their_name_as_written_beside_the_transliterated_one(tmp_path):
+    (tmp_path / "giannis").mkdir()
+    (tmp_path / "name_mapping.json").write_text(
+        json.dumps({"giannis": "Γιάννης Αντετοκούνμπο"}), encoding="utf-8"
+    )
+    found = scan_folder(tmp_path)[0]
+    people = [{"person_key": found.person_key, "full_name": found.full_name}]
+    named = assign_normalized_names(people, {}, set())[0]
+    assert named["full_name"] == "Γιάννης Αντετοκούνμπο"
+    assert named["normalized_name"] == "giannis_antetokounmpo"
 
 
 def test_display_names_and_uniqueness():

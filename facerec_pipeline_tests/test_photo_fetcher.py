@@ -1,13 +1,19 @@
 """One person's fetch: Commons first, paid search only below target and within budget, and a
 failure for one person recorded without stopping the others."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 import responses
 
+from facerec_pipeline.db.models import SerpCall
+from facerec_pipeline.domains.registry import DomainSpec, add_domain, get_domain
+from facerec_pipeline.raw_images.assets import record_fetch
 from facerec_pipeline.raw_images.commons import CommonsClient
 from facerec_pipeline.raw_images.paid_search import Budget, SerpApiImages
 from facerec_pipeline.raw_images.wikimedia_fetch import PersonToFetch, PhotoFetcher
-from facerec_pipeline.stats import sourcing_figures
+from facerec_pipeline.resources import FacerecStorage
+from facerec_pipeline.stats import domain_stats, month_bounds, serp_spent_in_month, sourcing_figures
 from facerec_pipeline.web.polite_http import PoliteSession
 from facerec_pipeline_tests.wikimedia_fixtures import fixture_json
 
@@ -51,6 +57,57 @@ def test_paid_search_tops_up_below_target_and_records_its_cost(http, tmp_path, p
     again = fetcher(http, tmp_path, budget).fetch("demo", biden(person_id=2))
     assert [s.reason for s in again.skips] == ["serp_budget_exhausted"]
     assert again.serp_calls == [] and budget.spent == pytest.approx(0.01)
+
+
+@responses.activate
+def test_the_paid_search_budget_is_per_domain_per_calendar_month(http, tmp_path, photos, settings):
+    """Calls recorded earlier this month count against the domain's budget (last month's and
+    another domain's do not), so a second run in the month cannot spend past it."""
+    responses.get(API, json=fixture_json("commons_imageinfo.json", BASE))
+    responses.get(SERP, json=fixture_json("serpapi_google_images.json", BASE))
+    for path, photo in (("upload/thumb/biden.jpg", "biden.jpg"), ("serp/biden.jpg", "obama3.jpg")):
+        body = (photos / photo).read_bytes()
+        responses.get(f"{BASE}/{path}", body=body, content_type="image/jpeg")
+    facerec = FacerecStorage(
+        storage_dir=str(settings.storage_dir), database_url=settings.database_url
+    )
+    start, _ = month_bounds(datetime.now(UTC))
+    with facerec.session() as session:
+        for code in ("demo", "other"):
+            spec = DomainSpec(
+                code, code, countries=["Q30"], occupations=["Q82955"], serp_budget=0.02
+            )
+            add_domain(session, spec)
+        last_month = start - timedelta(seconds=1)
+        earlier = [("demo", 0.01, start), ("demo", 0.5, last_month), ("other", 0.5, start)]
+        session.add_all(
+            SerpCall(domain=code, provider="x", query="q", estimated_cost=cost, created_at=at)
+            for code, cost, at in earlier
+        )
+    with facerec.session() as session:
+        assert serp_spent_in_month(session, "demo") == pytest.approx(0.01)
+        assert serp_spent_in_month(session, "demo", start - timedelta(days=3)) == pytest.approx(0.5)
+
+    def run(run_id: str, person_id: int):
+        """What raw_images does: the month's spend so far, the fetch, the calls recorded."""
+        with facerec.session() as session:
+            limit = get_domain(session, "demo").serp_budget
+            budget = Budget(limit, already_spent=serp_spent_in_month(session, "demo"))
+        fetched = fetcher(http, tmp_path, budget).fetch("demo", biden(person_id))
+        record_fetch(facerec, "demo", run_id, [], [], fetched.serp_calls)
+        return fetched
+
+    first = run("run-1", 1)
+    assert [call["estimated_cost"] for call in first.serp_calls] == [0.01]
+    second = run("run-2", 2)
+    assert second.serp_calls == []
+    assert [(s.reason, s.detail) for s in second.skips] == [
+        ("serp_budget_exhausted", "spent 0.020 of 0.020 this month")
+    ]
+    assert sum(call.request.url.startswith(SERP) for call in responses.calls) == 1
+    with facerec.session() as session:
+        stats = domain_stats(session, "demo")
+    assert (stats["serp_spent_this_month"], stats["serp_budget_per_month"]) == (0.02, 0.02)
 
 
 @responses.activate

@@ -166,3 +166,35 @@ def test_contact_is_required_only_for_wikimedia_hosts():
     with pytest.raises(UserAgentRefused, match="generic"):
         WebSources(stand_in.sparql_url, stand_in.commons_api_url, stand_in.serp_api_url,
                    user_agent="python-requests/2.31").session()  # fmt: skip
+
+
+@responses.activate
+def test_the_paid_search_key_reaches_the_search_but_never_the_definitions(settings, monkeypatch):
+    import dagster as dg
+    from dagster._core.remote_representation.external_data import RepositorySnap
+
+    from facerec_pipeline.definitions import build_definitions
+    from facerec_pipeline.resources import WebSourcesResource
+    from facerec_pipeline.web.sources import env_config
+
+    secret = "sk-live-0123456789abcdef"
+    monkeypatch.setenv("FACEREC_SERP_API_KEY", secret)
+    monkeypatch.setenv("FACEREC_SERP_API_URL", "https://serp.test/search.json")
+    defs = build_definitions(settings)
+    # What the webserver and the UI get of the code location: the variable's name only.
+    snapshot = RepositorySnap.from_def(defs.get_repository_def())
+    assert secret not in dg.serialize_value(snapshot)
+    (web,) = [resource for resource in snapshot.resources if resource.name == "web_sources"]
+    assert web.configured_values["serp_api_key"].name == "FACEREC_SERP_API_KEY"
+    assert secret not in repr(env_config())
+    responses.get("https://serp.test/search.json", json={"images_results": []})
+    with dg.build_resources({"web_sources": defs.resources["web_sources"]}) as built:
+        search = built.web_sources.sources().paid_search(session())
+        assert search is not None and search.search('"Ana" face portrait', 3) == []
+    assert responses.calls[0].request.params["api_key"] == secret
+
+    # Paid search is optional: no key, no EnvVar to fail the run, and the search stays off.
+    monkeypatch.delenv("FACEREC_SERP_API_KEY")
+    unset = WebSourcesResource.from_env(env_config())
+    with dg.build_resources({"web_sources": unset}) as built:
+        assert built.web_sources.sources().paid_search(session()) is None

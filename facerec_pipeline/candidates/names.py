@@ -5,27 +5,32 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# Letters NFKD does not decompose, and Serbian Cyrillic, transliterated the usual way.
-TRANSLITERATION = str.maketrans(
-    {
-        "đ": "dj", "Đ": "Dj", "ß": "ss", "ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "æ": "ae",
-        "Æ": "Ae", "þ": "th", "ı": "i",
-        "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "ђ": "dj", "е": "e", "ж": "z",
-        "з": "z", "и": "i", "ј": "j", "к": "k", "л": "l", "љ": "lj", "м": "m", "н": "n",
-        "њ": "nj", "о": "o", "п": "p", "р": "r", "с": "s", "т": "t", "ћ": "c", "у": "u",
-        "ф": "f", "х": "h", "ц": "c", "ч": "c", "џ": "dz", "ш": "s", "й": "j", "ы": "y",
-        "э": "e", "ю": "ju", "я": "ja", "ь": "", "ъ": "", "щ": "sc", "ё": "e", "є": "je",
-        "і": "i", "ї": "ji", "ґ": "g",
-    }
-)  # fmt: skip
+from anyascii import anyascii
+
+# Where the usual romanization differs from anyascii's letter-by-letter one: Serbian Latin đ
+# is 'dj', Serbian Cyrillic is written as Serbian Latin (so both scripts give one name), and
+# Bulgarian ъ is a vowel ('a'; Russian names hardly use the hard sign).
+LATIN = str.maketrans({"đ": "dj"})
+SERBIAN_CYRILLIC = str.maketrans({"ж": "z", "ш": "s", "ч": "c", "х": "h", "ц": "c", "џ": "dz"})
+SERBIAN_ONLY_LETTERS = frozenset("ђјљњћџ")
+CYRILLIC_SIGNS = str.maketrans({"ъ": "a", "ь": ""})
+# ISO 843: Greek υ after α, ε, η, ο is 'u' (ου -> ou), not anyascii's 'y'.
+GREEK_DIPHTHONG_U = re.compile(r"(?<=[αεηο])[υύ]")
+
+
+def _letters_only(text: str) -> str:
+    """Symbols, emoji and punctuation become spaces, so anyascii never spells them out."""
+    return "".join(char if unicodedata.category(char)[0] in "LMN" else " " for char in text)
 
 
 def normalize_name(name: str) -> str:
-    """'Novak Đoković' -> 'novak_djokovic'; 'Новак Ђоковић' -> 'novak_djokovic'."""
-    text = name.strip().lower().translate(TRANSLITERATION)
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(char for char in text if not unicodedata.combining(char))
-    text = re.sub(r"[^a-z0-9]+", "_", text).strip("_")
+    """'Novak Đoković' and 'Новак Ђоковић' -> 'novak_djokovic'; 'Γιάννης Αντετοκούνμπο' ->
+    'giannis_antetokounmpo'; a name with no letter or digit -> 'unnamed'."""
+    text = _letters_only(unicodedata.normalize("NFC", name.strip().lower())).translate(LATIN)
+    if SERBIAN_ONLY_LETTERS.intersection(text):
+        text = text.translate(SERBIAN_CYRILLIC)
+    text = GREEK_DIPHTHONG_U.sub("u", text.translate(CYRILLIC_SIGNS))
+    text = re.sub(r"[^a-z0-9]+", "_", anyascii(text).lower()).strip("_")
     return text[:200] or "unnamed"
 
 

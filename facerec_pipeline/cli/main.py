@@ -219,7 +219,12 @@ def domains() -> None:
 @click.option("--min-sitelinks", default=10, show_default=True)
 @click.option("--max-people", default=500, show_default=True)
 @click.option("--images-per-person", default=10, show_default=True)
-@click.option("--serp-budget", default=0.0, show_default=True, help="Paid search budget (USD).")
+@click.option(
+    "--serp-budget",
+    default=0.0,
+    show_default=True,
+    help="Paid search budget, USD per calendar month (UTC).",
+)
 @click.option("--cron", "refresh_cron", default="0 3 * * 1", show_default=True)
 @user_errors
 def domains_add(code: str, inherit: str, **options: Any) -> None:
@@ -629,8 +634,8 @@ def evaluate(code: str, probes_dir: str, unknown_dir: str | None, as_json: bool)
 
 
 def _recognizer(settings: Settings, code: str, top_k: int):
-    from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine
     from facerec_pipeline.recognition.recognizer import Recognizer
+    from facerec_pipeline.resources import FaceEngineResource
 
     with session_scope(settings.database_url) as session:
         order = search_order(session, code)
@@ -639,8 +644,10 @@ def _recognizer(settings: Settings, code: str, top_k: int):
         click.echo(f"note: domain {each!r} is inactive: its gallery is no longer rebuilt and may "
                    f"be stale (`facerec domains activate {each}` to build it again)",
                    err=True)  # fmt: skip
-    engine = FaceEngine(EngineConfig(), settings.models_dir)
-    recognizer = Recognizer.for_domains(settings, order, engine, top_k)
+    # Queries are embedded as the gallery's faces were (its batches record how); a gallery too
+    # old to say gets the pipeline's own face engine configuration.
+    default = FaceEngineResource(models_dir=str(settings.models_dir)).engine_config
+    recognizer = Recognizer.for_domains(settings, order, top_k=top_k, default_config=default)
     for reason in recognizer.skipped:
         click.echo(f"note: an inherited domain is not searched: {reason}", err=True)
     return recognizer
@@ -669,6 +676,7 @@ def stats(code: str | None, as_json: bool) -> None:
     for item in figures:
         gallery = item["production_gallery"]
         click.echo(f"== {item['domain']} ({item['name']})")
+        month = f"{item['serp_spent_this_month']} of {item['serp_budget_per_month']} USD"
         rows = [
             ["people", item["people"]],
             ["people without an accepted face", item["people_without_accepted_face"]],
@@ -677,6 +685,7 @@ def stats(code: str | None, as_json: bool) -> None:
             ["estimated paid search cost saved", item["estimated_cost_saved"]],
             ["people below the photo target", item["people_below_target"]],
             ["paid search cost by month", item["serp_cost_by_month"]],
+            ["paid search this month", month],
             ["wikidata ids on two people", item["duplicate_wikidata_ids"]],
             ["source skips by reason", item["source_skips_by_reason"]],
             ["faces accepted", item["faces_accepted"]],

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from croniter import CroniterBadDateError, croniter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -26,13 +28,19 @@ class UnknownDomain(DomainError):
     pass
 
 
-def valid_cron(cron: str) -> bool:
-    """Whether `cron` can become the domain's refresh schedule: the very check
-    domains/schedules.py applies (Dagster has no public one), so a domain that is accepted here
-    never silently goes without a schedule."""
-    from dagster._utils.schedules import is_valid_cron_string
-
-    return isinstance(cron, str) and is_valid_cron_string(cron)
+def valid_cron(cron: object) -> bool:
+    """Whether `cron` can be the domain's refresh cron (five fields, or an alias such as @daily,
+    that croniter can run): the check the refresh sensor applies, so a domain accepted here is
+    never silently left without refreshes."""
+    if not isinstance(cron, str) or not croniter.is_valid(cron):
+        return False
+    if not (cron.strip().startswith("@") or len(cron.split()) == 5):
+        return False
+    try:  # a date that never comes (31 February) parses, but never fires
+        croniter(cron, datetime(2026, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except CroniterBadDateError:
+        return False
+    return True
 
 
 @dataclass

@@ -3,6 +3,7 @@ report; blocking checks on it; production_gallery: promotion of a version that p
 
 import time
 from collections import Counter
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -218,7 +219,8 @@ def gallery(
                                     version=version, model_config=config.model_key,
                                     created_at=now,
                                     first_batch=next_batch_number(known_batches),
-                                    run_id=context.run_id)  # fmt: skip
+                                    run_id=context.run_id,
+                                    engine_config=asdict(config))  # fmt: skip
             checksums = file_checksums(settings.storage_dir, served_paths(
                 batches, index_path(settings.batched_dir(code), version)))  # fmt: skip
             target = Gallery(

@@ -257,9 +257,11 @@ def write_batches(
     created_at: datetime,
     first_batch: int,
     run_id: str | None = None,
+    engine_config: dict[str, Any] | None = None,
 ) -> list[Path]:
     """Write a version's batches, numbered from `first_batch` (`next_batch_number`), and its
-    faiss index when it is large; returns the batch folders."""
+    faiss index when it is large; returns the batch folders. `engine_config` (the fields of the
+    EngineConfig that made the embeddings) lets a recognizer embed its queries the same way."""
     by_person: dict[str, list[GalleryEntry]] = {}
     for entry in ordered_entries(entries):
         by_person.setdefault(entry.normalized_name, []).append(entry)
@@ -309,6 +311,7 @@ def write_batches(
             "gallery_version": version,
             "batch": name,
             "model_config": model_config,
+            "engine_config": engine_config,
             "dim": int(matrix.shape[1]),
             "created_at": created_at.isoformat(),
             "run_id": run_id,  # lets the recovery of a killed run find what it left

@@ -26,7 +26,7 @@ from facerec_pipeline.raw_images.paid_search import Budget
 from facerec_pipeline.raw_images.wikimedia_fetch import PersonToFetch, PhotoFetcher, Skip
 from facerec_pipeline.resources import FacerecStorage, WebSourcesResource
 from facerec_pipeline.run_history import record_stage
-from facerec_pipeline.stats import sourcing_figures
+from facerec_pipeline.stats import serp_spent_in_month, sourcing_figures
 from facerec_pipeline.web.polite_http import UserAgentRefused
 
 IMAGE_COLUMNS = [c.name for c in Image.__table__.columns if c.name not in GENERATED_COLUMNS]
@@ -71,7 +71,8 @@ def wikimedia_image_rows(
     facerec: FacerecStorage, web: WebSourcesResource,
 ) -> tuple[list[dict], dict]:  # fmt: skip
     """Photos already stored (kept as they are) plus what the sources give for people below
-    their target. Skips and paid search calls are recorded for the run."""
+    their target. Skips and paid search calls are recorded for the run; paid search stops at
+    the domain's budget for the calendar month, earlier runs of the month counted."""
     settings = facerec.settings
     with facerec.session() as session:
         stored = [
@@ -80,12 +81,13 @@ def wikimedia_image_rows(
                 select(Image).where(Image.domain == code, Image.removed_at.is_(None))
             )
         ]
+        spent_before = serp_spent_in_month(session, code)
     sources = web.sources()
     try:
         http = sources.session()
     except UserAgentRefused as error:
         raise dg.Failure(str(error), allow_retries=False) from error
-    budget = Budget(domain.serp_budget)
+    budget = Budget(domain.serp_budget, already_spent=spent_before)
     fetcher = PhotoFetcher(
         http,
         sources.commons(http),
@@ -127,7 +129,8 @@ def wikimedia_image_rows(
         "requests": http.requests_made,
         "waited_seconds": round(http.waited_seconds, 1),
         "serp_calls": len(calls),
-        "serp_cost": round(budget.spent, 4),
+        "serp_cost": round(budget.spent - spent_before, 4),
+        "serp_spent_this_month": round(budget.spent, 4),
         "skips_by_reason": dict(Counter(skip.reason for _, skip in skips)),
     }
     return stored + rows, figures

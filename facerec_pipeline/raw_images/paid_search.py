@@ -1,6 +1,6 @@
 """Paid image search, the optional fallback for people still below their photo target after
 Wikimedia. Off unless an API key is configured; every call's estimated cost is recorded and the
-stage stops at the domain's budget. No Dagster here."""
+stage stops at the domain's budget for the calendar month. No Dagster here."""
 
 from __future__ import annotations
 
@@ -64,7 +64,8 @@ def parse_serpapi_images(payload: dict[str, Any]) -> list[SearchHit]:
 
 
 class Budget:
-    """Spending against a domain's paid search budget for one run."""
+    """Spending against a domain's paid search budget for the calendar month (UTC);
+    `already_spent`: what the month's earlier runs spent (stats.serp_spent_in_month)."""
 
     def __init__(self, limit: float, already_spent: float = 0.0):
         self.limit = limit

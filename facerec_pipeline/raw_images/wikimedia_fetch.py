@@ -203,7 +203,7 @@ class PhotoFetcher:
         search = self.paid_search
         assert search is not None
         if self.budget is not None and not self.budget.allows(search.cost_per_call):
-            spent = f"spent {self.budget.spent:.3f} of {self.budget.limit:.3f}"
+            spent = f"spent {self.budget.spent:.3f} of {self.budget.limit:.3f} this month"
             result.skips.append(Skip("serp", "serp_budget_exhausted", None, spent))
             return 0
         query = f'"{person.full_name}" face portrait'

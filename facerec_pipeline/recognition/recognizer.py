@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from facerec_pipeline.face_engine.engine import FaceEngine, l2_normalize
+from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine, l2_normalize
 from facerec_pipeline.gallery.publish import (
     GalleryDamaged,
     LoadedGallery,
@@ -29,6 +29,13 @@ from facerec_pipeline.settings import Settings
 
 class NoGallery(LookupError):
     pass
+
+
+def stored_engine_config(gallery: LoadedGallery) -> EngineConfig | None:
+    """The face configuration a gallery's embeddings were made with, as its batches record it
+    (None for versions written before they did)."""
+    stored = gallery.batch_metadata[0].get("engine_config") if gallery.batch_metadata else None
+    return EngineConfig(**stored) if stored else None
 
 
 def load_prod_gallery(settings: Settings, domain: str) -> LoadedGallery:
@@ -159,11 +166,17 @@ class Recognizer:
 
     @classmethod
     def for_domains(
-        cls, settings: Settings, domains: list[str], engine: FaceEngine, top_k: int = 5
-    ) -> Recognizer:
+        cls, settings: Settings, domains: list[str], engine: FaceEngine | None = None,
+        top_k: int = 5, default_config: EngineConfig | None = None,
+    ) -> Recognizer:  # fmt: skip
         """The first domain's production gallery (required), then those of the domains it
-        inherits that can serve (`skipped` says why each other one cannot)."""
+        inherits that can serve (`skipped` says why each other one cannot). Without an
+        `engine`, one is made with the configuration the first gallery was built with
+        (`default_config`, else the defaults, for a gallery that does not record it)."""
         first, note = load_serving_gallery(settings, domains[0])
+        if engine is None:
+            config = stored_engine_config(first) or default_config or EngineConfig()
+            engine = FaceEngine(config, settings.models_dir)
         galleries, notes, skipped = [first], [note] if note else [], []
         for domain in domains[1:]:
             try:
@@ -189,6 +202,13 @@ class Recognizer:
             try:
                 pointer = read_prod_pointer(self.settings.prod_dir(gallery.domain))
                 if pointer is not None and int(pointer["version"]) != gallery.version:
+                    if pointer["model_config"] != self.engine.config.model_key:
+                        note = (f"v{pointer['version']} of {gallery.domain!r} was built with "
+                                f"another face configuration ({pointer['model_config']}): "
+                                f"restart the recognizer to serve it. Meanwhile "
+                                f"v{gallery.version} answers.")  # fmt: skip
+                        self.notes = [*[n for n in self.notes if n != note], note]
+                        continue
                     self.galleries[position] = load_prod_gallery(self.settings, gallery.domain)
                     reloaded.append(gallery.domain)
             except GalleryDamaged as damaged:

@@ -13,15 +13,17 @@ from facerec_pipeline.web.polite_http import PoliteSession, RetryPolicy, UserAge
 
 WIKIMEDIA_HOSTS = ("wikidata.org", "wikimedia.org", "wikipedia.org")
 STAND_IN_USER_AGENT = "facerec_pipeline/0.1 (https://localhost/stand-in-endpoints)"
+SERP_API_KEY_ENV = "FACEREC_SERP_API_KEY"
 
 
 def env_config() -> dict:
+    """The web sources' settings from FACEREC_* variables, all but the paid search key: a
+    secret is never copied into config (the Dagster resource takes it as an EnvVar)."""
     return {
         "sparql_url": os.environ.get("FACEREC_WIKIDATA_SPARQL_URL") or WIKIDATA_SPARQL_URL,
         "commons_api_url": os.environ.get("FACEREC_COMMONS_API_URL") or COMMONS_API_URL,
         "user_agent": os.environ.get("FACEREC_USER_AGENT") or None,
         "serp_api_url": os.environ.get("FACEREC_SERP_API_URL") or SERPAPI_URL,
-        "serp_api_key": os.environ.get("FACEREC_SERP_API_KEY") or None,
         "serp_cost_per_call": float(os.environ.get("FACEREC_SERP_COST_PER_CALL") or 0.015),
     }
 
