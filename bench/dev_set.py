@@ -72,8 +72,12 @@ def build_and_score(dev: Path, work: Path) -> dict:
     upgrade(settings.database_url)
     install_weights(settings.models_dir)
     with session_scope(settings.database_url) as session:
-        add_domain(session, DomainSpec(code="lfw_dev", display_name="LFW dev", source="folder",
-                                       source_path=str(folder)))  # fmt: skip
+        add_domain(
+            session,
+            DomainSpec(
+                code="lfw_dev", display_name="LFW dev", source="folder", source_path=str(folder)
+            ),
+        )
     with dg.DagsterInstance.get() as instance:
         start = time.perf_counter()
         outcome = run_domain(settings, "lfw_dev", instance, echo=lambda line: None)
@@ -108,8 +112,10 @@ def check_scenarios(settings, instance, original: Path, folder: Path) -> list[di
     from facerec_pipeline.gallery.promotion import latest_version
     from facerec_pipeline.pipeline_run import run_domain
 
-    people = sorted((p for p in original.iterdir() if p.is_dir()),
-                    key=lambda p: (-len(list(p.iterdir())), p.name))  # fmt: skip
+    people = sorted(
+        (p for p in original.iterdir() if p.is_dir()),
+        key=lambda p: (-len(list(p.iterdir())), p.name),
+    )
     many, second = people[0].name, people[1].name
     outcomes = []
 
@@ -117,11 +123,19 @@ def check_scenarios(settings, instance, original: Path, folder: Path) -> list[di
         run_domain(settings, "lfw_dev", instance, echo=lambda line: None)
         with session_scope(settings.database_url) as session:
             version = latest_version(session, "lfw_dev")
-            failed = {name: {k: v for k, v in result.items() if k != "passed"}
-                      for name, result in (version.checks or {}).items()
-                      if not result["passed"]}  # fmt: skip
-            outcomes.append({"scenario": label, "version": version.version,
-                             "status": version.status, "failed": failed})  # fmt: skip
+            failed = {
+                name: {k: v for k, v in result.items() if k != "passed"}
+                for name, result in (version.checks or {}).items()
+                if not result["passed"]
+            }
+            outcomes.append(
+                {
+                    "scenario": label,
+                    "version": version.version,
+                    "status": version.status,
+                    "failed": failed,
+                }
+            )
 
     def restore() -> None:
         shutil.rmtree(folder)
@@ -156,12 +170,14 @@ def deepface_seconds(photos: list[Path], models_dir: Path) -> float:
     os.environ["DEEPFACE_HOME"] = str(models_dir)
     from deepface import DeepFace
 
-    DeepFace.represent(img_path=str(photos[0]), model_name="Dlib", detector_backend="dlib",
-                       enforce_detection=False)  # fmt: skip
+    DeepFace.represent(
+        img_path=str(photos[0]), model_name="Dlib", detector_backend="dlib", enforce_detection=False
+    )
     start = time.perf_counter()
     for photo in photos:
-        DeepFace.represent(img_path=str(photo), model_name="Dlib", detector_backend="dlib",
-                           enforce_detection=False)  # fmt: skip
+        DeepFace.represent(
+            img_path=str(photo), model_name="Dlib", detector_backend="dlib", enforce_detection=False
+        )
     return (time.perf_counter() - start) / len(photos)
 
 
@@ -193,8 +209,9 @@ def _detect_and_embed(path: str) -> tuple[str, str | None, list[EmbeddedFace]]:
         phash = difference_hash(image.convert("RGB"))
     found = engine.detect(load_rgb(Path(path)))[:FACES_KEPT]
     vectors = engine.embed([face.crop_bgr for face in found]) if found else []
-    faces = [EmbeddedFace(**vars(f), vector=l2_normalize(v))
-             for f, v in zip(found, vectors, strict=True)]  # fmt: skip
+    faces = [
+        EmbeddedFace(**vars(f), vector=l2_normalize(v)) for f, v in zip(found, vectors, strict=True)
+    ]
     return path, phash, faces
 
 
@@ -221,10 +238,16 @@ def replay(dev: Path, found: dict, gates: GateConfig, identity: float | None, ke
         decision = judge_faces(faces, gates)
         face = faces[decision.face_index] if decision.face_index is not None else None
         reason = "duplicate" if index in duplicates else decision.reason
-        rows.append({"person_id": person_id[person_of(Path(path))], "face": face,
-                     "status": "accepted" if reason is None else "rejected",
-                     "rejection_reason": reason, "face_size": face.size if face else None,
-                     "crop_path": "kept" if face is not None else None})  # fmt: skip
+        rows.append(
+            {
+                "person_id": person_id[person_of(Path(path))],
+                "face": face,
+                "status": "accepted" if reason is None else "rejected",
+                "rejection_reason": reason,
+                "face_size": face.size if face else None,
+                "crop_path": "kept" if face is not None else None,
+            }
+        )
     if keep_one:
         keep_one_face_per_person(rows)
     accepted = sorted((r for r in rows if r["status"] == "accepted"), key=lambda r: r["person_id"])
@@ -234,8 +257,9 @@ def replay(dev: Path, found: dict, gates: GateConfig, identity: float | None, ke
         keep = np.ones(len(accepted), dtype=bool)
         for person in np.unique(labels):
             rows_of = np.flatnonzero(labels == person)
-            for row, verdict in zip(rows_of, consistency_decisions(vectors[rows_of], identity),
-                                    strict=True):  # fmt: skip
+            for row, verdict in zip(
+                rows_of, consistency_decisions(vectors[rows_of], identity), strict=True
+            ):
                 keep[row] = verdict.accepted
         vectors, labels = vectors[keep], labels[keep]
     enrolled = np.unique(labels)
@@ -260,17 +284,25 @@ def replay(dev: Path, found: dict, gates: GateConfig, identity: float | None, ke
     _, stranger_scores = answers(unknown)
     right = top == truth
     return {
-        "faces": len(vectors), "people": len(enrolled), "rank1": right.mean(),
+        "faces": len(vectors),
+        "people": len(enrolled),
+        "rank1": right.mean(),
         "dir": (right & (scores <= point.threshold)).mean(),
         "far": (stranger_scores <= point.threshold).mean(),
-    }  # fmt: skip
+    }
 
 
 def ablation(dev: Path, found: dict) -> list[tuple[str, dict]]:
     resource = FaceEngineResource(models_dir="unused")
     defaults, identity = resource.gates, resource.identity_distance
-    none = replace(defaults, min_confidence=0.0, min_face_size=0, min_blur_score=0.0,
-                   dominance_ratio=0.0, duplicate_hash_distance=-1)  # fmt: skip
+    none = replace(
+        defaults,
+        min_confidence=0.0,
+        min_face_size=0,
+        min_blur_score=0.0,
+        dominance_ratio=0.0,
+        duplicate_hash_distance=-1,
+    )
     settings = [
         ("defaults", defaults, identity, True),
         ("no gate, no identity filter, no keep-one-face", none, None, False),
@@ -279,22 +311,31 @@ def ablation(dev: Path, found: dict) -> list[tuple[str, dict]]:
         ("size floor off", replace(defaults, min_face_size=0), identity, True),
         ("size floor 50 px", replace(defaults, min_face_size=50), identity, True),
         ("size floor 60 px (old default)", replace(defaults, min_face_size=60), identity, True),
-        ("size 60 px + blur 40 (old), no keep-one-face",
-         replace(defaults, min_face_size=60, min_blur_score=40.0), identity, False),
+        (
+            "size 60 px + blur 40 (old), no keep-one-face",
+            replace(defaults, min_face_size=60, min_blur_score=40.0),
+            identity,
+            False,
+        ),
         ("blur floor off", replace(defaults, min_blur_score=0.0), identity, True),
         ("blur floor 30", replace(defaults, min_blur_score=30.0), identity, True),
         ("blur floor 40 (old default)", replace(defaults, min_blur_score=40.0), identity, True),
         ("confidence floor off", replace(defaults, min_confidence=0.0), identity, True),
         ("confidence floor 0.8", replace(defaults, min_confidence=0.8), identity, True),
-        ("dominance rule off (largest face wins)", replace(defaults, dominance_ratio=0.0),
-         identity, True),
+        (
+            "dominance rule off (largest face wins)",
+            replace(defaults, dominance_ratio=0.0),
+            identity,
+            True,
+        ),
         ("duplicates kept", replace(defaults, duplicate_hash_distance=-1), identity, True),
         ("identity filter off", defaults, None, True),
         ("identity filter at 0.07 (DeepFace's 1:1 threshold)", defaults, 0.07, True),
         ("identity filter at 0.15", defaults, 0.15, True),
-    ]  # fmt: skip
-    return [(label, replay(dev, found, gates, ident, keep))
-            for label, gates, ident, keep in settings]  # fmt: skip
+    ]
+    return [
+        (label, replay(dev, found, gates, ident, keep)) for label, gates, ident, keep in settings
+    ]
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -311,8 +352,9 @@ def machine() -> str:
 
 def report(built: dict, deepface: float, sample: int, rows: list[tuple[str, dict]]) -> str:
     figures, point = built["figures"], built["point"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=REPO).stdout.strip()  # fmt: skip
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
+    ).stdout.strip()
     ours = built["build_seconds"] / built["photos"]
     lines = [
         BEGIN,
@@ -375,8 +417,10 @@ def report(built: dict, deepface: float, sample: int, rows: list[tuple[str, dict
         failed = "; ".join(
             f"{name} ({_shown(figures)})" for name, figures in outcome["failed"].items()
         )
-        lines.append(f"| {outcome['scenario']} | v{outcome['version']} | {outcome['status']} | "
-                     f"{failed or 'none'} |")  # fmt: skip
+        lines.append(
+            f"| {outcome['scenario']} | v{outcome['version']} | {outcome['status']} | "
+            f"{failed or 'none'} |"
+        )
     lines += ["", END]
     return "\n".join(lines)
 
@@ -412,10 +456,12 @@ def main() -> None:
     parser.add_argument("--deepface-sample", type=int, default=150)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--output", default=str(REPO / "BENCHMARKS.md"))
-    args = parser.parse_args()  # fmt: skip
+    args = parser.parse_args()
     if not args.dev_set:
-        parser.error("give --dev-set DIR or FACEREC_DEV_SET (build it with "
-                     "../shared/datasets/build_lfw_dev.py)")  # fmt: skip
+        parser.error(
+            "give --dev-set DIR or FACEREC_DEV_SET (build it with "
+            "../shared/datasets/build_lfw_dev.py)"
+        )
     dev = Path(args.dev_set)
     if not all((dev / part).is_dir() for part in ("gallery", "probes", "unknown")):
         parser.error(f"{dev} lacks gallery/, probes/ or unknown/: not a build_lfw_dev.py output")

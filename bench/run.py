@@ -374,10 +374,16 @@ def served_gallery(matrix: np.ndarray, labels: list[str], model_config: str, ind
         raise ValueError("labels must be grouped by person")
     point = calibrate(matrix, rows, max_probes=2_000)
     return LoadedGallery(
-        domain="bench", version=1, model_config=model_config, matrix=matrix,
+        domain="bench",
+        version=1,
+        model_config=model_config,
+        matrix=matrix,
         people=[{"person": n, "normalized_name": n, "wikidata_id": None} for n in names],
-        person_rows=rows, batch_metadata=[], index=index, operating_point=point,
-    )  # fmt: skip
+        person_rows=rows,
+        batch_metadata=[],
+        index=index,
+        operating_point=point,
+    )
 
 
 def cold_start(size: int, dim: int, work: Path) -> dict:
@@ -396,13 +402,27 @@ def cold_start(size: int, dim: int, work: Path) -> dict:
     crop = work / "cold_crop.png"
     crop.write_bytes(b"\x89PNG\r\n\x1a\n")  # linked once per face; never read here
     entries = [
-        GalleryEntry(face_id=i, person_id=i // 10, person=f"Person {i // 10}",
-                     normalized_name=f"person_{i // 10:06d}", wikidata_id=None,
-                     image_sha256=f"{i:064x}", crop_path=crop, vector=matrix[i])
+        GalleryEntry(
+            face_id=i,
+            person_id=i // 10,
+            person=f"Person {i // 10}",
+            normalized_name=f"person_{i // 10:06d}",
+            wikidata_id=None,
+            image_sha256=f"{i:064x}",
+            crop_path=crop,
+            vector=matrix[i],
+        )
         for i in range(size)
-    ]  # fmt: skip
-    batches = write_batches(work / "cold", entries, domain="cold", version=1, model_config="x",
-                            created_at=datetime.now(UTC), first_batch=1)  # fmt: skip
+    ]
+    batches = write_batches(
+        work / "cold",
+        entries,
+        domain="cold",
+        version=1,
+        model_config="x",
+        created_at=datetime.now(UTC),
+        first_batch=1,
+    )
     # the files are checked against their checksums on every load, as the recognizer does
     checksums = file_checksums(work, served_paths(batches, index_path(work / "cold", 1)))
     times = []
@@ -446,9 +466,14 @@ def _megapixels(path: Path) -> float:
 
 
 def report(
-    facts: dict, speed: dict, rows: list[dict], cold: dict, e2e: dict, reruns: list[dict],
+    facts: dict,
+    speed: dict,
+    rows: list[dict],
+    cold: dict,
+    e2e: dict,
+    reruns: list[dict],
     workers: int,
-) -> str:  # fmt: skip
+) -> str:
     deepface = speed["deepface_represent"]
     lines = [
         "# Benchmarks",
@@ -672,13 +697,24 @@ def main() -> None:
         kept = [i for i, name in enumerate(accepted) if not is_held_out(name)]
         theirs = speed["deepface_represent"]
         deepface_of = dict(zip(theirs["accepted"], theirs["vectors"], strict=True))
-        kept = sorted((i for i in kept if accepted[i] in deepface_of),
-                      key=lambda i: person_of(Path(accepted[i])))  # fmt: skip
+        kept = sorted(
+            (i for i in kept if accepted[i] in deepface_of),
+            key=lambda i: person_of(Path(accepted[i])),
+        )
         real_people = [person_of(Path(accepted[i])) for i in kept]
         real_deepface = np.stack([deepface_of[accepted[i]] for i in kept])
         real = real[kept]
-        rows = search(real, real_people, real_deepface, sizes, args.queries, args.find_max,
-                      held_out, engine, work)  # fmt: skip
+        rows = search(
+            real,
+            real_people,
+            real_deepface,
+            sizes,
+            args.queries,
+            args.find_max,
+            held_out,
+            engine,
+            work,
+        )
         cold = cold_start(100_000, real.shape[1], work)
         synthetic = l2_normalize(np.random.default_rng(2).standard_normal((1000, 128)))
         gallery = served_gallery(

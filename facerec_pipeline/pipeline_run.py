@@ -54,8 +54,9 @@ def run_domain(
     job = build_definitions(settings).resolve_job_def(DOMAIN_PIPELINE_JOB)
     invocation = uuid.uuid4().hex
     stop = threading.Event()
-    watcher = threading.Thread(target=watch_pool, args=(instance, settings, invocation, echo, stop),
-                               daemon=True)  # fmt: skip
+    watcher = threading.Thread(
+        target=watch_pool, args=(instance, settings, invocation, echo, stop), daemon=True
+    )
     watcher.start()
     try:
         result = job.execute_in_process(

@@ -15,16 +15,28 @@ from facerec_pipeline.db.models import TrainingSession
 def _session_row(session: Session, domain: str, run_id: str) -> TrainingSession:
     row = session.scalar(select(TrainingSession).where(TrainingSession.run_id == run_id))
     if row is None:
-        row = TrainingSession(domain=domain, run_id=run_id, status="running", counts={},
-                              rejects_by_reason={}, timings={})  # fmt: skip
+        row = TrainingSession(
+            domain=domain,
+            run_id=run_id,
+            status="running",
+            counts={},
+            rejects_by_reason={},
+            timings={},
+        )
         session.add(row)
     return row
 
 
 def record_stage(
-    session: Session, domain: str, run_id: str, stage: str, counts: dict[str, Any],
-    seconds: float, rejects: dict[str, int] | None = None, serp_cost: float | None = None,
-) -> None:  # fmt: skip
+    session: Session,
+    domain: str,
+    run_id: str,
+    stage: str,
+    counts: dict[str, Any],
+    seconds: float,
+    rejects: dict[str, int] | None = None,
+    serp_cost: float | None = None,
+) -> None:
     row = _session_row(session, domain, run_id)
     row.counts = {**(row.counts or {}), stage: counts}
     row.timings = {**(row.timings or {}), stage: round(seconds, 3)}
@@ -39,6 +51,27 @@ def finish(session: Session, domain: str, run_id: str, succeeded: bool, error: s
     row.status = "succeeded" if succeeded else "failed"
     row.error = error
     row.finished_at = datetime.now(UTC)
+
+
+# What each stage's row in the history counts first (its other figures stay in the JSON).
+HEADLINE = {
+    "candidates": "people",
+    "raw_images": "photos",
+    "detected_faces": "accepted",
+    "face_embeddings": "faces",
+    "gallery": "faces",
+}
+
+
+def stage_summary(counts: dict[str, dict[str, Any]]) -> str:
+    """'candidates 2 people, raw_images 3 photos, ...': one figure per stage, never a sum of
+    unlike counters."""
+    return ", ".join(
+        f"{stage} {figures[HEADLINE[stage]]} {HEADLINE[stage].replace('_', ' ')}"
+        if HEADLINE.get(stage) in figures
+        else stage
+        for stage, figures in counts.items()
+    )
 
 
 def recent_sessions(session: Session, domain: str, limit: int = 10) -> list[dict[str, Any]]:

@@ -39,9 +39,11 @@ HOST_TAG = "facerec/host"
 PID_TAG = "facerec/pid"
 PARTITION_TAG = "dagster/partition"
 WATCHED_STATUSES = [
-    dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.CANCELING,
-]  # fmt: skip
+]
 
 
 class RunInProgress(RuntimeError):
@@ -118,8 +120,10 @@ def recover_dead_runs(instance: dg.DagsterInstance, settings: Settings) -> list[
         run = instance.get_run_by_id(process.run_id)
         if run is None or run.status not in WATCHED_STATUSES:
             continue  # another process recovered it meanwhile
-        reason = (f"the run's process (pid {process.pid}) is gone: killed or crashed; marked "
-                  f"failed by facerec at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")  # fmt: skip
+        reason = (
+            f"the run's process (pid {process.pid}) is gone: killed or crashed; marked "
+            f"failed by facerec at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+        )
         instance.report_run_failed(run, message=reason)
         instance.event_log_storage.free_concurrency_slots_for_run(process.run_id)
         removed = remove_partial_files(settings.storage_dir, process.pid)
@@ -130,14 +134,20 @@ def recover_dead_runs(instance: dg.DagsterInstance, settings: Settings) -> list[
             )
             if row is None and process.domain and get_domain_or_none(session, process.domain):
                 row = TrainingSession(
-                    domain=process.domain, run_id=process.run_id, status="running",
-                    counts={}, rejects_by_reason={}, timings={},
-                )  # fmt: skip
+                    domain=process.domain,
+                    run_id=process.run_id,
+                    status="running",
+                    counts={},
+                    rejects_by_reason={},
+                    timings={},
+                )
                 session.add(row)  # it died before its first stage recorded anything
             if row is not None and row.status == "running":
                 row.status, row.error, row.finished_at = "failed", reason, datetime.now(UTC)
-        lines.append(f"run {process.run_id[:8]} of {process.domain or '?'}: {reason}; pool "
-                     f"slots freed, {removed} half-written file(s) removed")  # fmt: skip
+        lines.append(
+            f"run {process.run_id[:8]} of {process.domain or '?'}: {reason}; pool "
+            f"slots freed, {removed} half-written file(s) removed"
+        )
     lines += close_orphaned_history(instance, settings)
     return lines
 
@@ -157,8 +167,9 @@ def close_orphaned_history(instance: dg.DagsterInstance, settings: Settings) -> 
             if run is not None and run.status in WATCHED_STATUSES + [dg.DagsterRunStatus.QUEUED]:
                 continue
             ended = "was deleted from Dagster" if run is None else f"ended {run.status.value}"
-            row.status = "succeeded" if run is not None and run.status.value == "SUCCESS" \
-                else "failed"  # fmt: skip
+            row.status = (
+                "succeeded" if run is not None and run.status.value == "SUCCESS" else "failed"
+            )
             row.error = row.error or f"the run {ended} without closing its history"
             row.finished_at = row.finished_at or datetime.now(UTC)
             lines.append(f"run {row.run_id[:8]} of {row.domain}: history closed ({ended})")
@@ -201,13 +212,19 @@ def remove_unrecorded_batches(settings: Settings, run_id: str) -> int:
 
 def refuse_concurrent_run(instance: dg.DagsterInstance, domain: str) -> None:
     """A second live run of the same domain would race the first: say which one holds it."""
-    for run in instance.get_runs(filters=dg.RunsFilter(
-        statuses=WATCHED_STATUSES + [dg.DagsterRunStatus.QUEUED], job_name=DOMAIN_PIPELINE_JOB,
-        tags={PARTITION_TAG: domain},
-    )):  # fmt: skip
+    for run in instance.get_runs(
+        filters=dg.RunsFilter(
+            statuses=WATCHED_STATUSES + [dg.DagsterRunStatus.QUEUED],
+            job_name=DOMAIN_PIPELINE_JOB,
+            tags={PARTITION_TAG: domain},
+        )
+    ):
         process = process_of(instance, run)
-        where = f"pid {process.pid} on {process.host or 'this machine'}" if process.pid else \
-            run.status.value.lower()  # fmt: skip
+        where = (
+            f"pid {process.pid} on {process.host or 'this machine'}"
+            if process.pid
+            else run.status.value.lower()
+        )
         raise RunInProgress(
             f"domain {domain!r} already has run {run.run_id} in progress ({where}); wait for it "
             f"to finish, or stop it (`dagster run delete -f {run.run_id}` after killing its "
@@ -221,9 +238,14 @@ def domain_of(instance: dg.DagsterInstance, run_id: str) -> str:
 
 
 def watch_pool(
-    instance: dg.DagsterInstance, settings: Settings, invocation: str,
-    echo: Callable[[str], None], stop, interval: float = 5.0, repeat_every: float = 60.0,
-) -> None:  # fmt: skip
+    instance: dg.DagsterInstance,
+    settings: Settings,
+    invocation: str,
+    echo: Callable[[str], None],
+    stop,
+    interval: float = 5.0,
+    repeat_every: float = 60.0,
+) -> None:
     """Until `stop` is set: when the run tagged `invocation` waits for a slot of the database
     pool, say who holds it (once, then every `repeat_every` seconds), and recover the holder if
     its process has died meanwhile."""
@@ -234,8 +256,9 @@ def watch_pool(
             continue
         run_id = runs[0].run_id
         info = instance.event_log_storage.get_concurrency_info(DATABASE_POOL)
-        waiting = any(step.run_id == run_id and step.assigned_timestamp is None
-                      for step in info.pending_steps)  # fmt: skip
+        waiting = any(
+            step.run_id == run_id and step.assigned_timestamp is None for step in info.pending_steps
+        )
         holders = sorted({slot.run_id for slot in info.claimed_slots} - {run_id})
         if not (waiting and holders):
             continue
@@ -244,5 +267,7 @@ def watch_pool(
         if time.monotonic() - last_said >= repeat_every:
             last_said = time.monotonic()
             who = ", ".join(f"{holder[:8]} ({domain_of(instance, holder)})" for holder in holders)
-            echo(f"  waiting for the database pool {DATABASE_POOL!r} (limit {info.limit}), held "
-                 f"by run {who}; it goes on when that run's current stage ends")  # fmt: skip
+            echo(
+                f"  waiting for the database pool {DATABASE_POOL!r} (limit {info.limit}), held "
+                f"by run {who}; it goes on when that run's current stage ends"
+            )

@@ -14,9 +14,14 @@ from pathlib import Path
 
 FACE_RECOGNITION_SDIST = "face-recognition==1.3.0"
 TEST_IMAGES = (
-    "32bit.png", "biden.jpg", "obama.jpg", "obama2.jpg", "obama3.jpg",
-    "obama_partial_face.jpg", "obama_partial_face2.jpg",
-)  # fmt: skip
+    "32bit.png",
+    "biden.jpg",
+    "obama.jpg",
+    "obama2.jpg",
+    "obama3.jpg",
+    "obama_partial_face.jpg",
+    "obama_partial_face2.jpg",
+)
 SAMPLE_PEOPLE = {
     "barack_obama": (
         {"full_name": "Barack Obama", "wikidata_id": "Q76"},
@@ -40,10 +45,21 @@ def fetch_test_images(target: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--no-binary", ":all:", FACE_RECOGNITION_SDIST, "-d", scratch],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                FACE_RECOGNITION_SDIST,
+                "-d",
+                scratch,
+            ],
             check=True,
-        )  # fmt: skip
+        )
         archive = next(Path(scratch).glob("face_recognition-1.3.0.tar.gz"))
         with tarfile.open(archive) as tar:
             for name in TEST_IMAGES:

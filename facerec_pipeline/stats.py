@@ -104,8 +104,9 @@ def current_detector_config(session: Session, code: str) -> str | None:
     from facerec_pipeline.resources import default_detector_config
 
     default = default_detector_config()
-    if session.scalar(select(Face.id).where(Face.domain == code,
-                                            Face.detector_config == default).limit(1)):  # fmt: skip
+    if session.scalar(
+        select(Face.id).where(Face.domain == code, Face.detector_config == default).limit(1)
+    ):
         return default
     return session.scalar(
         select(Face.detector_config).where(Face.domain == code).order_by(Face.id.desc()).limit(1)
@@ -206,41 +207,66 @@ def domain_skips(session: Session, code: str) -> list[dict[str, Any]]:
     people = session.execute(select(Person.id, Person.full_name).where(Person.domain == code))
     names = {row.id: row.full_name for row in people}
     found: list[dict[str, Any]] = [
-        {"stage": "source", "person": names.get(skip.person_id), "item": skip.item,
-         "reason": skip.reason, "detail": skip.detail}
+        {
+            "stage": "source",
+            "person": names.get(skip.person_id),
+            "item": skip.item,
+            "reason": skip.reason,
+            "detail": skip.detail,
+        }
         for skip in session.scalars(
             select(SourceSkip).where(SourceSkip.domain == code).order_by(SourceSkip.id)
         )
-    ]  # fmt: skip
+    ]
     faces = session.execute(
-        select(Image.person_id, Image.source_url, Face.status, Face.rejection_reason,
-               Face.rejection_detail)
+        select(
+            Image.person_id,
+            Image.source_url,
+            Face.status,
+            Face.rejection_reason,
+            Face.rejection_detail,
+        )
         .join(Image, Image.id == Face.image_id)
         .where(Face.domain == code, Face.rejection_reason.is_not(None))
         .where(Image.removed_at.is_(None))
         .where(Face.detector_config == current_detector_config(session, code))
         .order_by(Face.id)
-    ).all()  # fmt: skip
+    ).all()
     found += [
         # An accepted face with a reason was kept as its person's only face despite the gate.
-        {"stage": "detected_faces", "person": names.get(row.person_id), "item": row.source_url,
-         "reason": row.rejection_reason if row.status == "rejected"
-         else f"kept_despite_{row.rejection_reason}", "detail": row.rejection_detail}
+        {
+            "stage": "detected_faces",
+            "person": names.get(row.person_id),
+            "item": row.source_url,
+            "reason": row.rejection_reason
+            if row.status == "rejected"
+            else f"kept_despite_{row.rejection_reason}",
+            "detail": row.rejection_detail,
+        }
         for row in faces
-    ]  # fmt: skip
+    ]
     prod = session.scalar(select(Gallery.id).where(Gallery.domain == code, Gallery.is_prod))
     quarantined = session.execute(
-        select(Image.person_id, Image.source_url, GalleryFace.identity_reason,
-               GalleryFace.centroid_distance)
+        select(
+            Image.person_id,
+            Image.source_url,
+            GalleryFace.identity_reason,
+            GalleryFace.centroid_distance,
+        )
         .join(Face, Face.id == GalleryFace.face_id)
         .join(Image, Image.id == Face.image_id)
         .where(GalleryFace.gallery_id == prod, GalleryFace.identity_status != "accepted")
-    ).all()  # fmt: skip
+    ).all()
     found += [
-        {"stage": "gallery", "person": names.get(row.person_id), "item": row.source_url,
-         "reason": row.identity_reason,
-         "detail": f"distance {row.centroid_distance:.3f} from the person's other faces"
-         if row.centroid_distance is not None else None}
+        {
+            "stage": "gallery",
+            "person": names.get(row.person_id),
+            "item": row.source_url,
+            "reason": row.identity_reason,
+            "detail": f"distance {row.centroid_distance:.3f} from the person's other faces"
+            if row.centroid_distance is not None
+            else None,
+        }
         for row in quarantined
-    ]  # fmt: skip
+    ]
     return found

@@ -88,8 +88,11 @@ def cli_env(base: Path, models_dir: Path) -> dict[str, str]:
     storage = base / "storage"
     storage.mkdir()
     (storage / "models").symlink_to(models_dir, target_is_directory=True)
-    return {"FACEREC_STORAGE_DIR": str(storage), "DAGSTER_HOME": str(base / "dagster"),
-            "DATABASE_URL": ""}  # fmt: skip
+    return {
+        "FACEREC_STORAGE_DIR": str(storage),
+        "DAGSTER_HOME": str(base / "dagster"),
+        "DATABASE_URL": "",
+    }
 
 
 def make_settings(root: Path, models_dir: Path) -> Settings:

@@ -67,11 +67,14 @@ def sensor_result(settings, instance):
 @pytest.fixture
 def two_domains(settings, tmp_path, photos, composed):
     """Domains `alpha` (Obama, Eileen Collins, Biden) and `beta` (Biden, Collins), built."""
-    alpha = build_folder(tmp_path / "alpha", {
-        "barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
-        "eileen_collins": [composed["astronaut.png"]],
-        "joe_biden": [photos / "biden.jpg"],
-    })  # fmt: skip
+    alpha = build_folder(
+        tmp_path / "alpha",
+        {
+            "barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
+            "eileen_collins": [composed["astronaut.png"]],
+            "joe_biden": [photos / "biden.jpg"],
+        },
+    )
     beta = build_folder(
         tmp_path / "beta",
         {"joe_biden": [photos / "biden.jpg"], "eileen_collins": [composed["astronaut.png"]]},
@@ -127,9 +130,15 @@ def test_the_refresh_sensor_reads_the_registry_without_a_reload(settings, tmp_pa
         assert isinstance(result, dg.SkipReason)  # first sight: no run for past ticks
         cursor = json.loads(context.cursor)
         assert sorted(cursor) == ["alpha", "beta"]
-        a_minute_ago = {code: {**handled, "tick": (datetime.fromisoformat(handled["tick"])
-                                                   - timedelta(minutes=1)).isoformat()}
-                        for code, handled in cursor.items()}  # fmt: skip
+        a_minute_ago = {
+            code: {
+                **handled,
+                "tick": (
+                    datetime.fromisoformat(handled["tick"]) - timedelta(minutes=1)
+                ).isoformat(),
+            }
+            for code, handled in cursor.items()
+        }
         # alpha is not a partition yet (the registry sensor adds it): its tick waits.
         result, context = tick(json.dumps(a_minute_ago))
         assert isinstance(result, dg.SkipReason)
@@ -181,14 +190,16 @@ def test_a_planted_folder_fails_a_check_and_production_keeps_serving(settings, t
     with session_scope(settings.database_url) as session:
         versions = list_versions(session, "alpha")
     assert [(v["version"], v["status"], v["is_prod"]) for v in versions] == [
-        (1, "published", True), (2, "rejected", False),
-    ]  # fmt: skip
+        (1, "published", True),
+        (2, "rejected", False),
+    ]
     assert load_prod_gallery(settings, "alpha").version == 1
     with session_scope(settings.database_url) as session:
         message = failed_checks_message(latest_version(session, "alpha"))
     assert "distinct_identities: " in message and "closest_distance=" in message
-    evaluation = next(e for e in result.get_asset_check_evaluations()
-                      if e.check_name == "distinct_identities")  # fmt: skip
+    evaluation = next(
+        e for e in result.get_asset_check_evaluations() if e.check_name == "distinct_identities"
+    )
     assert "closest_distance" in evaluation.description
 
 
@@ -257,8 +268,12 @@ def test_report_and_run_history(settings, two_domains):
         latest = recent_sessions(session, "alpha")[0]
     assert latest["run_id"] == outcome.run_id and latest["status"] == "succeeded"
     assert set(latest["counts"]) == {
-        "candidates", "raw_images", "detected_faces", "face_embeddings", "gallery",
-    }  # fmt: skip
+        "candidates",
+        "raw_images",
+        "detected_faces",
+        "face_embeddings",
+        "gallery",
+    }
     assert latest["counts"]["detected_faces"]["accepted"] == 4 and latest["finished_at"]
     report = settings.storage_dir / "reports" / "alpha" / "gallery_v0001"
     assert (report / "distances.png").stat().st_size > 1000
@@ -268,14 +283,25 @@ def test_report_and_run_history(settings, two_domains):
 
 def test_backfill_command_reports_each_domain(settings, tmp_path, photos, composed):
     for code in ("gamma", "delta"):
-        add_folder_domain(settings, code, build_folder(tmp_path / code, {
-            "barack_obama": [photos / "obama.jpg"], "eileen_collins": [composed["astronaut.png"]],
-        }))  # fmt: skip
+        add_folder_domain(
+            settings,
+            code,
+            build_folder(
+                tmp_path / code,
+                {
+                    "barack_obama": [photos / "obama.jpg"],
+                    "eileen_collins": [composed["astronaut.png"]],
+                },
+            ),
+        )
     add_folder_domain(
         settings, "empty", build_folder(tmp_path / "empty", {"x": [composed["blank.jpg"]]})
     )
-    env = {"FACEREC_STORAGE_DIR": str(settings.storage_dir), "DATABASE_URL": "",
-           "DAGSTER_HOME": str(tmp_path / "dagster")}  # fmt: skip
+    env = {
+        "FACEREC_STORAGE_DIR": str(settings.storage_dir),
+        "DATABASE_URL": "",
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+    }
     result = CliRunner().invoke(cli, ["backfill", "--domains", "gamma,delta,empty"], env=env)
     assert result.exit_code == 1, result.output
     table = result.output.split("domain    result")[-1]
@@ -328,10 +354,14 @@ def test_retention_keeps_7_daily_4_weekly_12_monthly(tmp_path):
 
 
 def test_gallery_and_history_commands(settings, two_domains, tmp_path):
-    env = {"FACEREC_STORAGE_DIR": str(settings.storage_dir), "DATABASE_URL": "",
-           "DAGSTER_HOME": str(tmp_path / "dagster")}  # fmt: skip
-    listed = json.loads(CliRunner().invoke(cli, ["gallery", "list", "--domain", "alpha", "--json"],
-                                           env=env).stdout)  # fmt: skip
+    env = {
+        "FACEREC_STORAGE_DIR": str(settings.storage_dir),
+        "DATABASE_URL": "",
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+    }
+    listed = json.loads(
+        CliRunner().invoke(cli, ["gallery", "list", "--domain", "alpha", "--json"], env=env).stdout
+    )
     assert [(v["version"], v["is_prod"]) for v in listed] == [(1, True)]
     nothing = CliRunner().invoke(cli, ["gallery", "rollback", "--domain", "alpha"], env=env)
     assert nothing.exit_code == 1 and "no earlier published gallery" in nothing.output
@@ -342,24 +372,32 @@ def test_recognize_embeds_queries_as_the_gallery_was_built(settings, tmp_path, p
     `facerec recognize`, which used to fail with "does not match"."""
     folder = build_folder(
         tmp_path / "gamma",
-        {"barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
-         "eileen_collins": [composed["astronaut.png"]]},
-    )  # fmt: skip
+        {
+            "barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
+            "eileen_collins": [composed["astronaut.png"]],
+        },
+    )
     add_folder_domain(settings, "gamma", folder)
-    resources = {**build_resources(settings),
-                 "face_engine": FaceEngineResource(models_dir=str(settings.models_dir),
-                                                   min_confidence=0.6)}  # fmt: skip
+    resources = {
+        **build_resources(settings),
+        "face_engine": FaceEngineResource(models_dir=str(settings.models_dir), min_confidence=0.6),
+    }
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(domain_partitions.name, ["gamma"])
-        dg.materialize([*ASSETS, *ASSET_CHECKS], partition_key="gamma", instance=instance,
-                       resources=resources)  # fmt: skip
+        dg.materialize(
+            [*ASSETS, *ASSET_CHECKS], partition_key="gamma", instance=instance, resources=resources
+        )
     gallery = load_prod_gallery(settings, "gamma")
     assert stored_engine_config(gallery).coarse_min_score == 0.6
     assert gallery.model_config != EngineConfig().model_key
-    env = {"FACEREC_STORAGE_DIR": str(settings.storage_dir), "DATABASE_URL": "",
-           "DAGSTER_HOME": str(tmp_path / "dagster")}  # fmt: skip
-    answer = CliRunner().invoke(cli, ["recognize", "--domain", "gamma", "--json",
-                                      str(photos / "obama3.jpg")], env=env)  # fmt: skip
+    env = {
+        "FACEREC_STORAGE_DIR": str(settings.storage_dir),
+        "DATABASE_URL": "",
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+    }
+    answer = CliRunner().invoke(
+        cli, ["recognize", "--domain", "gamma", "--json", str(photos / "obama3.jpg")], env=env
+    )
     assert answer.exit_code == 0, answer.output
     (face,) = json.loads(answer.stdout)[0]["faces"]
     assert face["identity"]["normalized_name"] == "barack_obama"

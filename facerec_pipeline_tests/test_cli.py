@@ -26,22 +26,61 @@ def facerec(tmp_path, models_dir):
 
 def test_domain_commands_and_clear_errors(facerec, tmp_path):
     assert facerec("domains", "list").output.startswith("no domains yet")
-    bad = facerec("domains", "add", "Serbia!", "--name", "Serbia", "--source", "folder",
-                  "--path", str(tmp_path))  # fmt: skip
+    bad = facerec(
+        "domains",
+        "add",
+        "Serbia!",
+        "--name",
+        "Serbia",
+        "--source",
+        "folder",
+        "--path",
+        str(tmp_path),
+    )
     assert bad.exit_code == 1 and "invalid domain code" in bad.output
-    missing = facerec("domains", "add", "serbia", "--name", "Serbia", "--source", "folder",
-                      "--path", str(tmp_path / "nope"))  # fmt: skip
+    missing = facerec(
+        "domains",
+        "add",
+        "serbia",
+        "--name",
+        "Serbia",
+        "--source",
+        "folder",
+        "--path",
+        str(tmp_path / "nope"),
+    )
     assert missing.exit_code == 1 and "does not exist" in missing.output
-    added = facerec("domains", "add", "serbia", "--name", "Serbia", "--source", "folder",
-                    "--path", str(tmp_path))  # fmt: skip
+    added = facerec(
+        "domains",
+        "add",
+        "serbia",
+        "--name",
+        "Serbia",
+        "--source",
+        "folder",
+        "--path",
+        str(tmp_path),
+    )
     assert added.exit_code == 0, added.output
-    child = facerec("domains", "add", "novi_sad", "--name", "Novi Sad", "--source", "folder",
-                    "--path", str(tmp_path), "--inherit", "serbia")  # fmt: skip
+    child = facerec(
+        "domains",
+        "add",
+        "novi_sad",
+        "--name",
+        "Novi Sad",
+        "--source",
+        "folder",
+        "--path",
+        str(tmp_path),
+        "--inherit",
+        "serbia",
+    )
     assert child.exit_code == 0, child.output
     listed = json.loads(facerec("domains", "list", "--json").stdout)
     assert [(d["code"], d["inherit_from"]) for d in listed] == [
-        ("novi_sad", ["serbia"]), ("serbia", []),
-    ]  # fmt: skip
+        ("novi_sad", ["serbia"]),
+        ("serbia", []),
+    ]
     shown = json.loads(facerec("domains", "show", "serbia", "--json").stdout)
     assert shown["source"] == "folder" and shown["is_active"] is True
     unknown = facerec("domains", "show", "greece")
@@ -57,12 +96,18 @@ def test_domain_commands_and_clear_errors(facerec, tmp_path):
 def test_run_then_recognize(facerec, tmp_path, photos, composed):
     folder = build_folder(
         tmp_path / "photos",
-        {"barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
-         "eileen_collins": [composed["astronaut.png"]]},
+        {
+            "barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
+            "eileen_collins": [composed["astronaut.png"]],
+        },
         mapping={"barack_obama": {"full_name": "Barack Obama", "wikidata_id": "Q76"}},
-    )  # fmt: skip
-    assert facerec("domains", "add", "demo", "--name", "Demo", "--source", "folder",
-                   "--path", str(folder)).exit_code == 0  # fmt: skip
+    )
+    assert (
+        facerec(
+            "domains", "add", "demo", "--name", "Demo", "--source", "folder", "--path", str(folder)
+        ).exit_code
+        == 0
+    )
     no_gallery = facerec("recognize", "--domain", "demo", str(photos / "obama3.jpg"))
     assert no_gallery.exit_code == 1 and "no production gallery" in no_gallery.output
     ran = facerec("run", "--domain", "demo")
@@ -72,17 +117,37 @@ def test_run_then_recognize(facerec, tmp_path, photos, composed):
     with dg.DagsterInstance.from_config(facerec.env["DAGSTER_HOME"]) as instance:
         (run,) = instance.get_runs()
         assert run.job_name == "domain_pipeline" and run.tags["dagster/partition"] == "demo"
+        stats = instance.get_run_stats(run.run_id)
+    (history,) = json.loads(facerec("history", "--domain", "demo", "--json").stdout)
+    assert history["status"] == "succeeded"
+    # The whole run's wall time, longer than its stages' own sum (set-up, checks, Dagster)
+    assert history["seconds"] == round(stats.end_time - stats.start_time, 1)
+    assert history["seconds"] >= sum(history["timings"].values())
+    table = facerec("history", "--domain", "demo").output
+    assert "raw_images 3 photos" in table and "candidates 2 people" in table
 
-    recognized = facerec("recognize", "--domain", "demo", "--json",
-                         str(photos / "obama3.jpg"), str(photos / "biden.jpg"))  # fmt: skip
+    recognized = facerec(
+        "recognize",
+        "--domain",
+        "demo",
+        "--json",
+        str(photos / "obama3.jpg"),
+        str(photos / "biden.jpg"),
+    )
     assert recognized.exit_code == 0, recognized.output
     obama, biden = json.loads(recognized.stdout)
     assert obama["faces"][0]["identity"]["person"] == "Barack Obama"
     assert set(obama["faces"][0]["box"]) == {"x", "y", "w", "h"}
     assert biden["faces"][0]["identity"] is None
 
-    broken = facerec("recognize", "--domain", "demo", "--json",
-                     str(composed["corrupt.jpg"]), str(photos / "obama3.jpg"))  # fmt: skip
+    broken = facerec(
+        "recognize",
+        "--domain",
+        "demo",
+        "--json",
+        str(composed["corrupt.jpg"]),
+        str(photos / "obama3.jpg"),
+    )
     assert broken.exit_code == 1
     corrupt, good = json.loads(broken.stdout)
     assert corrupt["error"].startswith("unreadable_image") and good["faces"]
@@ -96,8 +161,16 @@ def test_run_then_recognize(facerec, tmp_path, photos, composed):
     probes.mkdir(), strangers.mkdir()
     shutil.copyfile(photos / "obama3.jpg", probes / "Barack_Obama__obama3.jpg")
     shutil.copyfile(composed["biden_mirrored.jpg"], strangers / "biden_mirrored.jpg")
-    scored = facerec("evaluate", "--domain", "demo", "--probes", str(probes),
-                     "--unknown", str(strangers), "--json")  # fmt: skip
+    scored = facerec(
+        "evaluate",
+        "--domain",
+        "demo",
+        "--probes",
+        str(probes),
+        "--unknown",
+        str(strangers),
+        "--json",
+    )
     assert scored.exit_code == 0, scored.output
     figures = json.loads(scored.stdout)
     assert (figures["rank1"], figures["dir"], figures["far"]) == (1.0, 1.0, 0.0)
@@ -113,8 +186,20 @@ def test_run_then_recognize(facerec, tmp_path, photos, composed):
 
 def test_a_failing_run_exits_non_zero_with_the_reason(facerec, tmp_path, composed):
     folder = build_folder(tmp_path / "photos", {"nobody_useful": [composed["blank.jpg"]]})
-    assert facerec("domains", "add", "empty", "--name", "Empty", "--source", "folder",
-                   "--path", str(folder)).exit_code == 0  # fmt: skip
+    assert (
+        facerec(
+            "domains",
+            "add",
+            "empty",
+            "--name",
+            "Empty",
+            "--source",
+            "folder",
+            "--path",
+            str(folder),
+        ).exit_code
+        == 0
+    )
     failed = facerec("run", "--domain", "empty")
     assert failed.exit_code == 1
     assert "FAILED" in failed.output and "no accepted face" in failed.output
@@ -123,18 +208,27 @@ def test_a_failing_run_exits_non_zero_with_the_reason(facerec, tmp_path, compose
     assert stats["production_gallery"] is None
     (skip,) = json.loads(facerec("skips", "--domain", "empty", "--json").stdout)
     assert (skip["stage"], skip["person"], skip["reason"]) == (
-        "detected_faces", "Nobody Useful", "no_face",
-    )  # fmt: skip
+        "detected_faces",
+        "Nobody Useful",
+        "no_face",
+    )
     assert "no_face" in facerec("skips", "--domain", "empty").output
 
 
 def test_settings_changed_then_recheck(facerec, tmp_path, photos):
-    folder = build_folder(tmp_path / "photos", {
-        "barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
-        "joe_biden": [photos / "biden.jpg"],
-    })  # fmt: skip
-    assert facerec("domains", "add", "demo", "--name", "Demo", "--source", "folder",
-                   "--path", str(folder)).exit_code == 0  # fmt: skip
+    folder = build_folder(
+        tmp_path / "photos",
+        {
+            "barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
+            "joe_biden": [photos / "biden.jpg"],
+        },
+    )
+    assert (
+        facerec(
+            "domains", "add", "demo", "--name", "Demo", "--source", "folder", "--path", str(folder)
+        ).exit_code
+        == 0
+    )
     assert facerec("domains", "set", "demo", "--min-faces-per-person", "2").exit_code == 0
     failed = facerec("run", "--domain", "demo")
     assert failed.exit_code == 1 and "check min_faces_per_person: FAILED" in failed.output
@@ -151,9 +245,7 @@ def test_settings_changed_then_recheck(facerec, tmp_path, photos):
     assert passed.exit_code == 0, passed.output
     assert "passed every check and serves" in passed.output
     versions = json.loads(facerec("gallery", "list", "--domain", "demo", "--json").stdout)
-    assert [(v["version"], v["status"], v["is_prod"]) for v in versions] == [
-        (1, "published", True)
-    ]  # fmt: skip
+    assert [(v["version"], v["status"], v["is_prod"]) for v in versions] == [(1, "published", True)]
 
 
 def test_a_face_kept_despite_a_gate_is_listed_by_skips(facerec, tmp_path, photos):
@@ -161,16 +253,22 @@ def test_a_face_kept_despite_a_gate_is_listed_by_skips(facerec, tmp_path, photos
 
     blurred = tmp_path / "biden_blurred.jpg"
     Image.open(photos / "biden.jpg").filter(ImageFilter.GaussianBlur(6)).save(blurred)
-    folder = build_folder(tmp_path / "photos", {
-        "barack_obama": [photos / "obama.jpg"], "joe_biden": [blurred],
-    })  # fmt: skip
-    assert facerec("domains", "add", "demo", "--name", "Demo", "--source", "folder",
-                   "--path", str(folder)).exit_code == 0  # fmt: skip
+    folder = build_folder(
+        tmp_path / "photos",
+        {
+            "barack_obama": [photos / "obama.jpg"],
+            "joe_biden": [blurred],
+        },
+    )
+    assert (
+        facerec(
+            "domains", "add", "demo", "--name", "Demo", "--source", "folder", "--path", str(folder)
+        ).exit_code
+        == 0
+    )
     ran = facerec("run", "--domain", "demo")
     assert ran.exit_code == 0, ran.output
     skips = json.loads(facerec("skips", "--domain", "demo", "--json").stdout)
-    assert [(s["person"], s["reason"]) for s in skips] == [
-        ("Joe Biden", "kept_despite_blurry")
-    ]  # fmt: skip
+    assert [(s["person"], s["reason"]) for s in skips] == [("Joe Biden", "kept_despite_blurry")]
     stats = json.loads(facerec("stats", "--domain", "demo", "--json").stdout)
     assert stats["production_gallery"]["people"] == 2

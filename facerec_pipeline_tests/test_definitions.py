@@ -14,19 +14,32 @@ def test_definitions_snapshot(settings):
     defs = build_definitions(settings)
     graph = defs.resolve_asset_graph()
     assert sorted(key.to_user_string() for key in graph.get_all_asset_keys()) == [
-        "candidates", "detected_faces", "face_embeddings", "gallery", "production_gallery",
+        "candidates",
+        "detected_faces",
+        "face_embeddings",
+        "gallery",
+        "production_gallery",
         "raw_images",
-    ]  # fmt: skip
+    ]
     assert sorted(f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys) == [
-        "gallery:coherent_model", "gallery:distinct_identities", "gallery:loo_accuracy",
-        "gallery:min_faces_per_person", "gallery:no_person_lost", "gallery:no_photo_in_two_people",
-        "gallery:no_quality_drop", "gallery:not_shrunk",
-    ]  # fmt: skip
+        "gallery:coherent_model",
+        "gallery:distinct_identities",
+        "gallery:loo_accuracy",
+        "gallery:min_faces_per_person",
+        "gallery:no_person_lost",
+        "gallery:no_photo_in_two_people",
+        "gallery:no_quality_drop",
+        "gallery:not_shrunk",
+    ]
     assert sorted(job.name for job in defs.jobs) == ["database_backup_job", "domain_pipeline"]
     assert sorted(sensor.name for sensor in defs.sensors) == [
-        "dead_run_recovery", "domain_refresh_sensor", "domain_registry_sensor", "domain_run_failed",
-        "domain_run_succeeded", "retraining_sensor",
-    ]  # fmt: skip
+        "dead_run_recovery",
+        "domain_refresh_sensor",
+        "domain_registry_sensor",
+        "domain_run_failed",
+        "domain_run_succeeded",
+        "retraining_sensor",
+    ]
     assert [schedule.name for schedule in defs.schedules] == ["database_backup_schedule"]
     job = defs.resolve_job_def("domain_pipeline")
     assert job.partitions_def.name == "domain"
@@ -77,15 +90,18 @@ def test_a_run_from_the_materialize_button_closes_its_history(settings, instance
     )
     instance.add_dynamic_partitions("domain", ["serbia"])
     resources = build_resources(settings)
-    result = dg.materialize([candidates], partition_key="serbia", instance=instance,
-                            resources=resources)  # fmt: skip
+    result = dg.materialize(
+        [candidates], partition_key="serbia", instance=instance, resources=resources
+    )
     with session_scope(settings.database_url) as session:
         assert recent_sessions(session, "serbia")[0]["status"] == "running"
     context = dg.build_run_status_sensor_context(
-        sensor_name="domain_run_succeeded", dagster_event=result.get_run_success_event(),
-        dagster_instance=instance, dagster_run=result.dagster_run,
+        sensor_name="domain_run_succeeded",
+        dagster_event=result.get_run_success_event(),
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
         resources={"facerec": resources["facerec"]},
-    )  # fmt: skip
+    )
     domain_run_succeeded(context)
     with session_scope(settings.database_url) as session:
         (row,) = recent_sessions(session, "serbia")

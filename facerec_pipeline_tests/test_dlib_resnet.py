@@ -20,12 +20,15 @@ def test_embeddings_match_deepface_represent(engine, photos, composed):
     deepface = np.array(
         [
             engine._deepface.represent(
-                img_path=crop, model_name="Dlib", detector_backend="skip",
-                enforce_detection=False, align=False,
+                img_path=crop,
+                model_name="Dlib",
+                detector_backend="skip",
+                enforce_detection=False,
+                align=False,
             )[0]["embedding"]
             for crop in crops
         ]
-    )  # fmt: skip
+    )
     assert ours.shape == deepface.shape == (len(paths), 128)
     assert np.abs(ours - deepface).max() < 1e-5
     # One at a time gives what the batch gives.

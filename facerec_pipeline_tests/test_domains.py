@@ -21,9 +21,20 @@ def test_valid_domain_codes(code):
 
 @pytest.mark.parametrize(
     "code",
-    ["", "s", "Serbia", "1serbia", "_serbia", "serbia-north", "../etc", "a b", "x" * 51,
-     "serbia'; DROP TABLE domains; --", "srbija\n"],
-)  # fmt: skip
+    [
+        "",
+        "s",
+        "Serbia",
+        "1serbia",
+        "_serbia",
+        "serbia-north",
+        "../etc",
+        "a b",
+        "x" * 51,
+        "serbia'; DROP TABLE domains; --",
+        "srbija\n",
+    ],
+)
 def test_invalid_domain_codes(code):
     with pytest.raises(InvalidDomainCode, match="invalid domain code"):
         validate_domain_code(code)
@@ -40,8 +51,9 @@ def test_add_list_show_and_inheritance_order(settings, tmp_path):
     with session_scope(settings.database_url) as session:
         for code in ("world", "balkans", "serbia"):
             inherit = {"serbia": ["balkans", "world"], "balkans": ["world"]}.get(code, [])
-            add_domain(session, DomainSpec(code, code.title(), "folder", str(folder),
-                                           inherit_from=inherit))  # fmt: skip
+            add_domain(
+                session, DomainSpec(code, code.title(), "folder", str(folder), inherit_from=inherit)
+            )
     with session_scope(settings.database_url) as session:
         assert [d.code for d in list_domains(session)] == ["balkans", "serbia", "world"]
         assert search_order(session, "serbia") == ["serbia", "balkans", "world"]
@@ -59,14 +71,20 @@ def test_domain_errors_are_clear_and_store_nothing(settings, tmp_path):
         (DomainSpec("serbia", "Serbia", "folder", None), "needs --path"),
         (DomainSpec("serbia", "Serbia", "folder", str(tmp_path / "missing")), "does not exist"),
         (DomainSpec("serbia", "Serbia", "wikidata", countries=["Q403"]), "at least one"),
-        (DomainSpec("serbia", "Serbia", "wikidata", countries=["403"], occupations=["Q33999"]),
-         "not a Wikidata item id"),
-        (DomainSpec("serbia", "Serbia", "folder", str(folder), inherit_from=["nowhere"]),
-         "unknown domain 'nowhere'"),
-        (DomainSpec("serbia", "Serbia", "folder", str(folder), inherit_from=["serbia"]),
-         "cannot inherit from itself"),
+        (
+            DomainSpec("serbia", "Serbia", "wikidata", countries=["403"], occupations=["Q33999"]),
+            "not a Wikidata item id",
+        ),
+        (
+            DomainSpec("serbia", "Serbia", "folder", str(folder), inherit_from=["nowhere"]),
+            "unknown domain 'nowhere'",
+        ),
+        (
+            DomainSpec("serbia", "Serbia", "folder", str(folder), inherit_from=["serbia"]),
+            "cannot inherit from itself",
+        ),
         (DomainSpec("Serbia", "Serbia", "folder", str(folder)), "invalid domain code"),
-    ]  # fmt: skip
+    ]
     for spec, message in bad_specs:
         with pytest.raises((DomainError, InvalidDomainCode), match=message):
             with session_scope(settings.database_url) as session:

@@ -69,8 +69,18 @@ def backed_up_to(result) -> Path:
 
 def add_domain(facerec, code: str, folder: Path, **env) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    added = facerec("domains", "add", code, "--name", code.title(), "--source", "folder",
-                    "--path", str(folder), **env)  # fmt: skip
+    added = facerec(
+        "domains",
+        "add",
+        code,
+        "--name",
+        code.title(),
+        "--source",
+        "folder",
+        "--path",
+        str(folder),
+        **env,
+    )
     assert added.exit_code == 0, added.output
 
 
@@ -99,8 +109,10 @@ def old_database(path: Path, revision: str, code: str) -> Path:
 # --- restore --------------------------------------------------------------------------------------
 def test_restore_of_an_older_backup_upgrades_it_and_keeps_the_replaced_database(facerec, tmp_path):
     add_domain(facerec, "current", tmp_path / "photos")
-    write_prod_pointer(facerec.storage / "recognized_faces_prod" / "current",
-                       {"version": 2, "batches": [], "model_config": "Dlib"})  # fmt: skip
+    write_prod_pointer(
+        facerec.storage / "recognized_faces_prod" / "current",
+        {"version": 2, "batches": [], "model_config": "Dlib"},
+    )
     backup = old_database(tmp_path / "old.db", "0003", "restored")
 
     result = facerec("db", "restore", str(backup), "--yes")
@@ -156,8 +168,11 @@ def test_restore_refuses_a_revision_this_code_does_not_know(facerec, tmp_path):
     newer = old_database(tmp_path / "newer.db", "0003", "future")
     with sqlite3.connect(newer) as db:
         db.execute("UPDATE alembic_version SET version_num = '9999'")
-    one_line_error(facerec("db", "restore", str(newer), "--yes"),
-                   "schema revision this code does not know (9999", "nothing restored")  # fmt: skip
+    one_line_error(
+        facerec("db", "restore", str(newer), "--yes"),
+        "schema revision this code does not know (9999",
+        "nothing restored",
+    )
 
 
 def test_a_damaged_database_says_restore_and_restore_keeps_its_bytes(facerec, tmp_path):
@@ -168,8 +183,11 @@ def test_a_damaged_database_says_restore_and_restore_keeps_its_bytes(facerec, tm
         companion.unlink()
     damaged = os.urandom(8192)
     database.write_bytes(damaged)
-    one_line_error(facerec("domains", "list"), "file is not a database",
-                   "restore a backup with `facerec db restore BACKUP`")  # fmt: skip
+    one_line_error(
+        facerec("domains", "list"),
+        "file is not a database",
+        "restore a backup with `facerec db restore BACKUP`",
+    )
     for _ in range(2):  # twice in a second: the second copy does not replace the first
         restored = facerec("db", "restore", str(backup), "--yes")
         assert restored.exit_code == 0, restored.output
@@ -183,17 +201,27 @@ def test_a_database_url_into_a_missing_directory_creates_nothing(facerec, tmp_pa
     missing = tmp_path / "nonexistent_dir"
     url = f"sqlite:///{missing / 'x.db'}"
     for args in (["domains", "list"], ["db", "upgrade"], ["db", "backup"], ["stats"]):
-        one_line_error(facerec(*args, DATABASE_URL=url), f"DATABASE_URL={url}",
-                       f"the directory {missing} does not exist")  # fmt: skip
+        one_line_error(
+            facerec(*args, DATABASE_URL=url),
+            f"DATABASE_URL={url}",
+            f"the directory {missing} does not exist",
+        )
     assert not missing.exists()
     assert not (facerec.storage / "facerec.db").exists()
 
 
-@pytest.mark.parametrize("url", [
-    "notaurl", "postgresql://", "sqlit:///facerec.db", "sqlite://",
-    f"postgresql://bob:{PASSWORD}@127.0.0.1:1/facerec", f"postgresql//bob:{PASSWORD}@db/facerec",
-    f"sqlite://bob:{PASSWORD}@/facerec.db",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "url",
+    [
+        "notaurl",
+        "postgresql://",
+        "sqlit:///facerec.db",
+        "sqlite://",
+        f"postgresql://bob:{PASSWORD}@127.0.0.1:1/facerec",
+        f"postgresql//bob:{PASSWORD}@db/facerec",
+        f"sqlite://bob:{PASSWORD}@/facerec.db",
+    ],
+)
 def test_a_garbage_database_url_is_a_one_line_error_naming_it(facerec, url):
     for args in (["domains", "list"], ["db", "upgrade"]):
         result = facerec(*args, DATABASE_URL=url)
@@ -220,20 +248,29 @@ def test_a_read_only_data_root_is_a_one_line_error(facerec, tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("not a directory")
     for root in (a_file, a_file / "storage"):
-        one_line_error(facerec("domains", "list", FACEREC_STORAGE_DIR=str(root)),
-                       "FACEREC_STORAGE_DIR", str(root))  # fmt: skip
+        one_line_error(
+            facerec("domains", "list", FACEREC_STORAGE_DIR=str(root)),
+            "FACEREC_STORAGE_DIR",
+            str(root),
+        )
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through chmod 555 (the case of a path "
-                    "under a regular file is tested above)")  # fmt: skip
+@pytest.mark.skipif(
+    os.geteuid() == 0,
+    reason="root writes through chmod 555 (the case of a path "
+    "under a regular file is tested above)",
+)
 def test_a_chmod_555_data_root_is_a_one_line_error(facerec, tmp_path):
     root = tmp_path / "read_only"
     root.mkdir()
     root.chmod(0o555)
     try:
         for storage in (root, root / "storage"):
-            one_line_error(facerec("domains", "list", FACEREC_STORAGE_DIR=str(storage)),
-                           "FACEREC_STORAGE_DIR", str(storage))  # fmt: skip
+            one_line_error(
+                facerec("domains", "list", FACEREC_STORAGE_DIR=str(storage)),
+                "FACEREC_STORAGE_DIR",
+                str(storage),
+            )
     finally:
         root.chmod(0o755)
 
@@ -244,16 +281,20 @@ def test_backups_of_two_databases_do_not_prune_each_other(facerec, tmp_path):
     real_backup = backed_up_to(facerec("db", "backup"))
     wrong_url = f"sqlite:///{tmp_path / 'wrong.db'}"
     assert facerec("db", "upgrade", DATABASE_URL=wrong_url).exit_code == 0
-    wrong_backups = [backed_up_to(facerec("db", "backup", DATABASE_URL=wrong_url))
-                     for _ in range(2)]  # fmt: skip
+    wrong_backups = [
+        backed_up_to(facerec("db", "backup", DATABASE_URL=wrong_url)) for _ in range(2)
+    ]
     assert real_backup.exists() and real_backup.parent != wrong_backups[0].parent
     with sqlite3.connect(real_backup) as db:
         assert db.execute("SELECT code FROM domains").fetchall() == [("real",)]
 
     # The scheduled job writes beside `facerec db backup` of the same database.
     settings = Settings(facerec.storage, f"sqlite:///{facerec.storage / 'facerec.db'}")
-    resources = {"facerec": FacerecStorage(storage_dir=str(settings.storage_dir),
-                                           database_url=settings.database_url)}  # fmt: skip
+    resources = {
+        "facerec": FacerecStorage(
+            storage_dir=str(settings.storage_dir), database_url=settings.database_url
+        )
+    }
     assert database_backup_job.execute_in_process(resources=resources).success
     assert real_backup.exists()
     assert len(list_backups(real_backup.parent)) >= 1
@@ -272,12 +313,18 @@ def test_a_missing_or_foreign_database_is_not_backed_up_and_prunes_nothing(facer
     assert facerec("db", "backup").exit_code == 0
     before = sorted(facerec.storage.glob("backups/**/*"))
     missing = f"sqlite:///{tmp_path / 'missing.db'}"
-    one_line_error(facerec("db", "backup", DATABASE_URL=missing),
-                   f"no database at {tmp_path / 'missing.db'}", "backups untouched")  # fmt: skip
+    one_line_error(
+        facerec("db", "backup", DATABASE_URL=missing),
+        f"no database at {tmp_path / 'missing.db'}",
+        "backups untouched",
+    )
     assert not (tmp_path / "missing.db").exists()
     for path in foreign_files(tmp_path).values():
-        one_line_error(facerec("db", "backup", DATABASE_URL=f"sqlite:///{path}"),
-                       str(path), "nothing backed up, existing backups untouched")  # fmt: skip
+        one_line_error(
+            facerec("db", "backup", DATABASE_URL=f"sqlite:///{path}"),
+            str(path),
+            "nothing backed up, existing backups untouched",
+        )
     assert sorted(facerec.storage.glob("backups/**/*")) == before
 
 
@@ -305,21 +352,37 @@ def test_stats_of_an_empty_domain_code_is_an_error(facerec, tmp_path):
 
 def test_an_invalid_cron_is_rejected_naming_the_option(facerec, tmp_path):
     for cron in ("not a cron", "61 * * * *", "0 3 31 2 *", "* * * * * *"):
-        rejected = facerec("domains", "add", "serbia", "--name", "Serbia", "--source", "folder",
-                           "--path", str(tmp_path), "--cron", cron)  # fmt: skip
+        rejected = facerec(
+            "domains",
+            "add",
+            "serbia",
+            "--name",
+            "Serbia",
+            "--source",
+            "folder",
+            "--path",
+            str(tmp_path),
+            "--cron",
+            cron,
+        )
         one_line_error(rejected, f"--cron {cron!r}")
     assert domain_codes(facerec) == []
 
 
 def test_an_inactive_domain_answers_with_a_note(facerec, tmp_path, photos):
-    folder = build_folder(tmp_path / "photos", {
-        "barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
-        "joe_biden": [photos / "biden.jpg"],
-    })  # fmt: skip
+    folder = build_folder(
+        tmp_path / "photos",
+        {
+            "barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
+            "joe_biden": [photos / "biden.jpg"],
+        },
+    )
     add_domain(facerec, "demo", folder)
     assert facerec("run", "--domain", "demo").exit_code == 0
-    assert "is inactive" not in facerec("recognize", "--domain", "demo",
-                                        str(photos / "obama3.jpg")).output  # fmt: skip
+    assert (
+        "is inactive"
+        not in facerec("recognize", "--domain", "demo", str(photos / "obama3.jpg")).output
+    )
     assert facerec("domains", "deactivate", "demo").exit_code == 0
     answered = facerec("recognize", "--domain", "demo", str(photos / "obama3.jpg"))
     assert answered.exit_code == 0, answered.output

@@ -43,8 +43,13 @@ EXPECTED_SOURCE_SKIPS = {
     "folder:barack_obama/old": ("nested_folder", "barack_obama"),
     "folder:barack_obama/passwd.jpg": ("outside_source_folder", "barack_obama"),
 }
-OBAMA_PHOTOS = ["bomb.png", "obama2.jpg", "obama3.jpg", "obama_partial_face.jpg",
-                "obama_partial_face2.jpg"]  # fmt: skip
+OBAMA_PHOTOS = [
+    "bomb.png",
+    "obama2.jpg",
+    "obama3.jpg",
+    "obama_partial_face.jpg",
+    "obama_partial_face2.jpg",
+]
 
 
 def make_bomb(target: Path, side: int = 20_000) -> Path:
@@ -87,8 +92,13 @@ def source(tmp_path_factory, photos, composed) -> dict[str, Path]:
 
 
 # --- one safe reader ----------------------------------------------------------------------------
-READERS = {"load_rgb": load_rgb, "load_bgr": load_bgr, "open_image": open_image,
-           "read_crop": read_crop, "thumbnail": lambda path: thumbnail(path, THUMB)}  # fmt: skip
+READERS = {
+    "load_rgb": load_rgb,
+    "load_bgr": load_bgr,
+    "open_image": open_image,
+    "read_crop": read_crop,
+    "thumbnail": lambda path: thumbnail(path, THUMB),
+}
 
 
 @pytest.mark.parametrize("reader", READERS)
@@ -96,9 +106,12 @@ def test_every_reader_turns_a_bomb_or_a_corrupt_file_into_a_rejection(
     reader, source, composed, tmp_path
 ):
     warned_range = make_bomb(tmp_path / "100mp.png", 10_000)  # PIL only warns at 100 MP
-    cases = {source["bomb"]: "image_too_large", warned_range: "image_too_large",
-             composed["corrupt.jpg"]: "unreadable_image",
-             composed["truncated.jpg"]: "unreadable_image"}  # fmt: skip
+    cases = {
+        source["bomb"]: "image_too_large",
+        warned_range: "image_too_large",
+        composed["corrupt.jpg"]: "unreadable_image",
+        composed["truncated.jpg"]: "unreadable_image",
+    }
     for path, reason in cases.items():
         with pytest.raises(ImageRejected) as rejected:
             READERS[reader](path)
@@ -114,9 +127,11 @@ def test_every_reader_turns_a_bomb_or_a_corrupt_file_into_a_rejection(
 def test_the_contact_sheet_draws_a_placeholder_for_a_photo_it_cannot_read(
     source, composed, photos, tmp_path
 ):
-    rejected = [SheetItem(source["bomb"], "image_too_large"),
-                SheetItem(composed["corrupt.jpg"], "unreadable_image"),
-                SheetItem(tmp_path / "missing.jpg", "unreadable_image")]  # fmt: skip
+    rejected = [
+        SheetItem(source["bomb"], "image_too_large"),
+        SheetItem(composed["corrupt.jpg"], "unreadable_image"),
+        SheetItem(tmp_path / "missing.jpg", "unreadable_image"),
+    ]
     sheet_png = contact_sheet_png([SheetItem(photos / "obama.jpg", "barack_obama")], rejected)
     files = write_report(tmp_path / "report", "# summary", sheet_png, sheet_png)
     assert files["report"].exists()
@@ -152,7 +167,7 @@ def test_a_name_mapping_linked_from_outside_is_not_read(tmp_path):
     assert scan.people[0].full_name == "Novak Djokovic"
     assert [(s.item, s.reason) for s in scan.skips] == [
         ("folder:name_mapping.json", "outside_source_folder")
-    ]  # fmt: skip
+    ]
 
 
 # --- end to end: `facerec run`, `facerec skips`, `facerec recognize` ----------------------------
@@ -167,8 +182,20 @@ def ran(tmp_path_factory, models_dir, source):
     def facerec(*args):
         return runner.invoke(cli, list(args), env=env, catch_exceptions=False)
 
-    assert facerec("domains", "add", "demo", "--name", "Demo", "--source", "folder",
-                   "--path", str(source["root"])).exit_code == 0  # fmt: skip
+    assert (
+        facerec(
+            "domains",
+            "add",
+            "demo",
+            "--name",
+            "Demo",
+            "--source",
+            "folder",
+            "--path",
+            str(source["root"]),
+        ).exit_code
+        == 0
+    )
     result = facerec("run", "--domain", "demo")
     return {"facerec": facerec, "storage": storage, "result": result}
 
@@ -189,8 +216,10 @@ def test_a_bomb_in_the_folder_still_publishes_a_gallery_with_its_report(ran):
     skips = json.loads(ran["facerec"]("skips", "--domain", "demo", "--json").stdout)
     (bomb,) = [s for s in skips if s["item"] == "folder:barack_obama/bomb.png"]
     assert (bomb["stage"], bomb["person"], bomb["reason"]) == (
-        "detected_faces", "Barack Obama", "image_too_large",
-    )  # fmt: skip
+        "detected_faces",
+        "Barack Obama",
+        "image_too_large",
+    )
 
 
 def test_links_out_of_the_folder_are_never_read_or_copied(ran, photos):
@@ -218,8 +247,9 @@ def test_skips_lists_every_ignored_entry_with_its_reason(ran):
 
 
 def test_recognize_says_why_a_photo_cannot_be_read_once(ran, source, composed):
-    broken = ran["facerec"]("recognize", "--domain", "demo", "--json",
-                            str(source["bomb"]), str(composed["corrupt.jpg"]))  # fmt: skip
+    broken = ran["facerec"](
+        "recognize", "--domain", "demo", "--json", str(source["bomb"]), str(composed["corrupt.jpg"])
+    )
     assert broken.exit_code == 1
     bomb, corrupt = json.loads(broken.stdout)
     assert bomb["error"].startswith("image_too_large: Image size (400000000 pixels)")

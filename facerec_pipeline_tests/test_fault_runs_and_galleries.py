@@ -28,13 +28,17 @@ def root(tmp_path, models_dir, photos, composed):
     CLI in a subprocess like an operator would."""
     env = {**os.environ, **cli_env(tmp_path, models_dir)}
     storage = Path(env["FACEREC_STORAGE_DIR"])
-    folder = build_folder(tmp_path / "photos", {
-        "barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
-        "joe_biden": [photos / "biden.jpg", composed["biden_mirrored.jpg"]],
-    })  # fmt: skip
+    folder = build_folder(
+        tmp_path / "photos",
+        {
+            "barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
+            "joe_biden": [photos / "biden.jpg", composed["biden_mirrored.jpg"]],
+        },
+    )
     root = Root(storage, tmp_path / "dagster", env, folder)
-    added = root.facerec("domains", "add", "demo", "--name", "Demo", "--source", "folder",
-                         "--path", str(folder))  # fmt: skip
+    added = root.facerec(
+        "domains", "add", "demo", "--name", "Demo", "--source", "folder", "--path", str(folder)
+    )
     assert added.returncode == 0, added.stderr
     yield root
     dispose_engines()
@@ -46,16 +50,33 @@ class Root:
         self.url = f"sqlite:///{storage / 'facerec.db'}"
 
     def facerec(self, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "facerec_pipeline.cli.main", *args],
-                              env=self.env, cwd=REPO, capture_output=True, text=True,
-                              timeout=timeout)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "facerec_pipeline.cli.main", *args],
+            env=self.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def killed_at(self, target: str, when: str, match: str, *args: str) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "facerec_pipeline_tests.kill_at", target, when, match, "--",
-             *args],
-            env=self.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "facerec_pipeline_tests.kill_at",
+                target,
+                when,
+                match,
+                "--",
+                *args,
+            ],
+            env=self.env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def count(self, model, *where) -> int:
         with session_scope(self.url) as session:
@@ -120,8 +141,14 @@ def test_a_run_killed_in_any_stage_is_recovered_by_the_next_run(root, photos):
 
 
 def test_a_second_run_of_a_busy_domain_is_refused_and_a_dead_one_is_cleaned_up(root):
-    busy = root.killed_at("facerec_pipeline.candidates.assets:record_stage", "hang",
-                          "candidates", "run", "--domain", "demo")  # fmt: skip
+    busy = root.killed_at(
+        "facerec_pipeline.candidates.assets:record_stage",
+        "hang",
+        "candidates",
+        "run",
+        "--domain",
+        "demo",
+    )
     try:
         assert busy.stdout.readline().strip() == "hanging"
         second = root.facerec("run", "--domain", "demo")
@@ -173,8 +200,7 @@ def test_a_damaged_production_version_never_answers(root, photos):
     shutil.copytree(batch, intact)
     for how in ["overwritten", "truncated", "reordered", "missing"]:
         _damage(batch / "embeddings.npy", how)
-        answer = root.facerec("recognize", "--domain", "demo", "--json",
-                              str(photos / "obama3.jpg"))  # fmt: skip
+        answer = root.facerec("recognize", "--domain", "demo", "--json", str(photos / "obama3.jpg"))
         assert answer.returncode == 0, (how, answer.stderr)
         assert "gallery v2 of 'demo' is damaged" in answer.stderr, how
         assert "embeddings.npy" in answer.stderr and "v1, the newest intact" in answer.stderr
@@ -217,8 +243,12 @@ def test_a_rollback_sticks_until_unpinned_or_new_content(root, photos, composed)
     assert root.facerec("run", "--domain", "demo").returncode == 0  # new content: v3 serves
     versions = _versions(root)
     assert sorted(versions) == [1, 2, 3] and versions[3].is_prod
-    assert json.loads(root.facerec("gallery", "list", "--domain", "demo", "--json").stdout)[0][
-        "pinned"] is False  # fmt: skip
+    assert (
+        json.loads(root.facerec("gallery", "list", "--domain", "demo", "--json").stdout)[0][
+            "pinned"
+        ]
+        is False
+    )
 
 
 def test_batch_numbers_come_from_the_database(root, photos):
@@ -241,17 +271,31 @@ def test_batch_numbers_come_from_the_database(root, photos):
 
 def test_a_run_waiting_for_the_database_pool_says_so_and_goes_on_when_the_holder_dies(root, photos):
     other = build_folder(root.folder.parent / "other", {"barack_obama": [photos / "obama.jpg"]})
-    assert root.facerec("domains", "add", "other", "--name", "Other", "--source", "folder",
-                        "--path", str(other)).returncode == 0  # fmt: skip
-    holder = root.killed_at("facerec_pipeline.candidates.assets:record_stage", "hang",
-                            "candidates", "run", "--domain", "demo")  # fmt: skip
+    assert (
+        root.facerec(
+            "domains", "add", "other", "--name", "Other", "--source", "folder", "--path", str(other)
+        ).returncode
+        == 0
+    )
+    holder = root.killed_at(
+        "facerec_pipeline.candidates.assets:record_stage",
+        "hang",
+        "candidates",
+        "run",
+        "--domain",
+        "demo",
+    )
     waiting = None
     try:
         assert holder.stdout.readline().strip() == "hanging"  # it holds the pool's one slot
         waiting = subprocess.Popen(
             [sys.executable, "-m", "facerec_pipeline.cli.main", "run", "--domain", "other"],
-            env=root.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+            env=root.env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         said = ""
         while "waiting for the database pool" not in said:
             line = waiting.stdout.readline()

@@ -81,8 +81,10 @@ def test_scan_folder_reads_mapping_and_skips_non_photos(tmp_path):
     assert [p.folder for p in people] == ["ana_ivanovic", "novak_djokovic"]
     novak = people[1]
     assert (novak.full_name, novak.wikidata_id, novak.person_key) == (
-        "Novak Đoković", "Q5812", "folder:novak_djokovic",
-    )  # fmt: skip
+        "Novak Đoković",
+        "Q5812",
+        "folder:novak_djokovic",
+    )
     assert [p.name for p in novak.photos] == ["B.PNG", "a.jpg"]
     assert people[0].full_name == "Ana Ivanovic" and people[0].photos == ()
 

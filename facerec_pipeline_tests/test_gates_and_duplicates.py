@@ -72,18 +72,33 @@ def test_a_person_whose_photos_all_fail_soft_gates_keeps_the_largest_face():
     from facerec_pipeline.detected_faces.assets import keep_one_face_per_person
 
     def row(person, status, reason, size, crop="c.png"):
-        return {"person_id": person, "status": status, "rejection_reason": reason,
-                "face_size": size, "crop_path": crop}  # fmt: skip
+        return {
+            "person_id": person,
+            "status": status,
+            "rejection_reason": reason,
+            "face_size": size,
+            "crop_path": crop,
+        }
 
     rows = [
-        row(1, "rejected", "face_too_small", 30), row(1, "rejected", "blurry", 80),
+        row(1, "rejected", "face_too_small", 30),
+        row(1, "rejected", "blurry", 80),
         row(1, "rejected", "no_face", None, None),
-        row(2, "accepted", None, 90), row(2, "rejected", "blurry", 120),
-        row(3, "rejected", "no_face", None, None), row(3, "rejected", "duplicate", None, None),
-    ]  # fmt: skip
+        row(2, "accepted", None, 90),
+        row(2, "rejected", "blurry", 120),
+        row(3, "rejected", "no_face", None, None),
+        row(3, "rejected", "duplicate", None, None),
+    ]
     assert keep_one_face_per_person(rows) == 1
-    assert [r["status"] for r in rows] == ["rejected", "accepted", "rejected", "accepted",
-                                           "rejected", "rejected", "rejected"]  # fmt: skip
+    assert [r["status"] for r in rows] == [
+        "rejected",
+        "accepted",
+        "rejected",
+        "accepted",
+        "rejected",
+        "rejected",
+        "rejected",
+    ]
     assert rows[1]["rejection_reason"] == "blurry"  # the reason stays on record
     rows[3]["status"] = "rejected"  # person 2 lost its good face: judged afresh
     rows[3]["rejection_reason"] = "duplicate"

@@ -96,8 +96,12 @@ def test_many_photos_of_one_person_do_not_draw_strangers_to_them():
     matrix = np.concatenate([many, few])
     starts = np.r_[0, np.arange(60, 140, 2)]
     strangers = l2_normalize(rng.standard_normal((400, 128)))
-    drawn = {share: np.mean(person_distances(1.0 - strangers @ matrix.T, starts, share)
-                            .argmin(axis=1) == 0) for share in (0.0, 0.25)}  # fmt: skip
+    drawn = {
+        share: np.mean(
+            person_distances(1.0 - strangers @ matrix.T, starts, share).argmin(axis=1) == 0
+        )
+        for share in (0.0, 0.25)
+    }
     assert drawn[0.0] > 0.15 and drawn[0.25] < 0.5 * drawn[0.0]
 
 
@@ -107,14 +111,30 @@ def large_gallery(tmp_path_factory):
     crop = root / "crop.png"
     crop.write_bytes(b"\x89PNG\r\n\x1a\n")  # the writer links crops; their content is not read
     matrix, rows = people(2_100, 48)
-    entries = ordered_entries([
-        GalleryEntry(face_id=i, person_id=int(r), person=f"Person {r}",
-                     normalized_name=f"person_{r:05d}", wikidata_id=None,
-                     image_sha256=f"{i:064x}", crop_path=crop, vector=matrix[i])
-        for i, r in enumerate(rows)
-    ])  # fmt: skip
-    batches = write_batches(root / "batched", entries, domain="big", version=1, model_config="m",
-                            created_at=datetime.now(UTC), first_batch=1)  # fmt: skip
+    entries = ordered_entries(
+        [
+            GalleryEntry(
+                face_id=i,
+                person_id=int(r),
+                person=f"Person {r}",
+                normalized_name=f"person_{r:05d}",
+                wikidata_id=None,
+                image_sha256=f"{i:064x}",
+                crop_path=crop,
+                vector=matrix[i],
+            )
+            for i, r in enumerate(rows)
+        ]
+    )
+    batches = write_batches(
+        root / "batched",
+        entries,
+        domain="big",
+        version=1,
+        model_config="m",
+        created_at=datetime.now(UTC),
+        first_batch=1,
+    )
     return root, batches, entries
 
 
@@ -166,9 +186,14 @@ def test_served_search_falls_back_to_exact_when_one_person_owns_every_candidate(
 
     matrix, rows = people(550, 100, spread=0.01)  # 55,000 faces: served through the index
     gallery = LoadedGallery(
-        domain="d", version=1, model_config="m", matrix=matrix.astype(np.float32),
+        domain="d",
+        version=1,
+        model_config="m",
+        matrix=matrix.astype(np.float32),
         people=[{"person": f"p{i}", "normalized_name": f"p{i}"} for i in range(550)],
-        person_rows=rows.astype(np.int32), batch_metadata=[], index=build_ivf(matrix),
-    )  # fmt: skip
+        person_rows=rows.astype(np.int32),
+        batch_metadata=[],
+        index=build_ivf(matrix),
+    )
     ranked = ranked_people(gallery, l2_normalize(matrix[0] + 0.005 * RNG.standard_normal(128)), 1)
     assert ranked[0]["normalized_name"] == "p0" and len(ranked) == 4  # the full cohort

@@ -66,10 +66,19 @@ def built(tmp_path_factory, photos, composed, models_dir):
     enrolled."""
     root = tmp_path_factory.mktemp("pipeline")
     settings = make_settings(root / "storage", models_dir)
-    obama = [photos / n for n in ("obama2.jpg", "32bit.png", "obama_partial_face.jpg",
-                                   "obama_partial_face2.jpg")]  # fmt: skip
-    cases = ["dominant_subject.jpg", "biden_mirrored.jpg", "two_faces.jpg", "blank.jpg",
-             "tiny_face.jpg", "blurry.jpg", "corrupt.jpg"]  # fmt: skip
+    obama = [
+        photos / n
+        for n in ("obama2.jpg", "32bit.png", "obama_partial_face.jpg", "obama_partial_face2.jpg")
+    ]
+    cases = [
+        "dominant_subject.jpg",
+        "biden_mirrored.jpg",
+        "two_faces.jpg",
+        "blank.jpg",
+        "tiny_face.jpg",
+        "blurry.jpg",
+        "corrupt.jpg",
+    ]
     folder = build_folder(
         root / "photos",
         {
@@ -106,15 +115,25 @@ def test_planted_photo_is_quarantined_not_deleted(built):
         "SELECT i.source_url, g.identity_status, g.identity_reason FROM gallery_faces g "
         "JOIN faces f ON f.id = g.face_id JOIN images i ON i.id = f.image_id",
     )
-    decisions = {r.source_url.split("/")[-1]: (r.identity_status, r.identity_reason)
-                 for r in frame.itertuples()}  # fmt: skip
+    decisions = {
+        r.source_url.split("/")[-1]: (r.identity_status, r.identity_reason)
+        for r in frame.itertuples()
+    }
     assert decisions["biden_mirrored.jpg"] == ("quarantined", "inconsistent_identity")
     accepted = [name for name, (status, _) in decisions.items() if status == "accepted"]
     assert sorted(accepted) == sorted(
-        ["dominant_subject.jpg", "obama_partial_face.jpg", "obama_partial_face2.jpg",
-         "astronaut.png", next(n for n in ("32bit.png", "obama2.jpg")
-                               if outcomes(built["settings"])[n].rejection_reason is None)]
-    )  # fmt: skip
+        [
+            "dominant_subject.jpg",
+            "obama_partial_face.jpg",
+            "obama_partial_face2.jpg",
+            "astronaut.png",
+            next(
+                n
+                for n in ("32bit.png", "obama2.jpg")
+                if outcomes(built["settings"])[n].rejection_reason is None
+            ),
+        ]
+    )
 
 
 def test_skips_list_every_left_out_photo_with_its_reason(built):
@@ -132,8 +151,9 @@ def test_gallery_files_pointer_and_rows(built):
     meta = json.loads((batch / "batch_metadata.json").read_text())
     assert meta["gallery_version"] == 1 and meta["model_config"] == EngineConfig().model_key
     assert {p["normalized_name"]: p["faces"] for p in meta["people"]} == {
-        "barack_obama": 4, "eileen_collins": 1,
-    }  # fmt: skip
+        "barack_obama": 4,
+        "eileen_collins": 1,
+    }
     assert len(list((batch / "barack_obama").iterdir())) == 4
     pointer = json.loads((settings.prod_dir("demo") / "gallery.json").read_text())
     assert pointer["version"] == 1 and pointer["batches"] == [
@@ -157,8 +177,12 @@ def test_gallery_files_pointer_and_rows(built):
 def test_lineage_names_run_code_version_and_inputs(built):
     lineage = query(built["settings"], "SELECT * FROM asset_lineage ORDER BY id")
     assert list(lineage["asset_key"]) == [
-        "candidates", "raw_images", "detected_faces", "face_embeddings", "gallery",
-    ]  # fmt: skip
+        "candidates",
+        "raw_images",
+        "detected_faces",
+        "face_embeddings",
+        "gallery",
+    ]
     assert set(lineage["run_id"]) == {built["result"].run_id}
     declared = {
         a.key.to_user_string(): a.code_versions_by_key[a.key]
@@ -168,8 +192,11 @@ def test_lineage_names_run_code_version_and_inputs(built):
     assert dict(zip(lineage["asset_key"], lineage["code_version"], strict=True)) == declared
     gallery_inputs = json.loads(lineage["inputs"].iloc[-1])
     assert {i["asset_key"] for i in gallery_inputs} == {
-        "candidates", "raw_images", "detected_faces", "face_embeddings",
-    }  # fmt: skip
+        "candidates",
+        "raw_images",
+        "detected_faces",
+        "face_embeddings",
+    }
     by_key = dict(zip(lineage["asset_key"], lineage["id"], strict=True))
     assert all(i["lineage_id"] == by_key[i["asset_key"]] for i in gallery_inputs)
     assert metadata(built["result"], "detected_faces")["rejections_by_reason"]["duplicate"] == 1
@@ -228,11 +255,14 @@ def test_a_new_face_configuration_rebuilds_the_domain_in_one_run_without_mixing(
 ):
     """A domain built with DeepFace's crop, then re-run with dlib's chips (the default): one
     run re-judges and re-embeds every photo, and the new version holds only the new faces."""
-    folder = build_folder(tmp_path / "photos", {
-        "barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
-        "eileen_collins": [composed["astronaut.png"]],
-        "joe_biden": [photos / "biden.jpg"],
-    })  # fmt: skip
+    folder = build_folder(
+        tmp_path / "photos",
+        {
+            "barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
+            "eileen_collins": [composed["astronaut.png"]],
+            "joe_biden": [photos / "biden.jpg"],
+        },
+    )
     add_folder_domain(settings, "switch", folder)
     old = {
         **build_resources(settings),
@@ -241,8 +271,12 @@ def test_a_new_face_configuration_rebuilds_the_domain_in_one_run_without_mixing(
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(domain_partitions.name, ["switch"])
         for resources in (old, build_resources(settings)):
-            result = dg.materialize([*ASSETS, *ASSET_CHECKS], partition_key="switch",
-                                    resources=resources, instance=instance)  # fmt: skip
+            result = dg.materialize(
+                [*ASSETS, *ASSET_CHECKS],
+                partition_key="switch",
+                resources=resources,
+                instance=instance,
+            )
             assert result.success
     galleries = query(settings, "SELECT version, model_config, face_count FROM galleries")
     assert galleries["face_count"].tolist() == [4, 4]

@@ -25,8 +25,10 @@ def test_rank1_dir_far_and_wrong_names_are_counted_apart():
     figures = figures_of(results)
     assert (figures["rank1"], figures["dir"], figures["wrong_name_rate"]) == (0.5, 0.25, 0.25)
     assert (figures["far"], figures["no_face_probes"], figures["no_face_unknown"]) == (
-        0.25, 1, 1,
-    )  # fmt: skip
+        0.25,
+        1,
+        1,
+    )
     curve = {point["far_limit"]: point for point in figures["curve"]}
     assert curve[0.1] == {"far": 0.0, "dir": 0.25, "far_limit": 0.1}  # below the stranger
     assert curve[0.5]["dir"] == 0.5 and curve[0.5]["far"] == 0.5

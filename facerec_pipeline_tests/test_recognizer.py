@@ -79,8 +79,10 @@ def test_the_ivf_index_finds_the_same_nearest_rows_as_exact_search():
     matrix = l2_normalize(RNG.standard_normal((20_000, 128))).astype(np.float32)
     index = build_ivf(matrix)
     queries = l2_normalize(matrix[:200] + 0.02 * RNG.standard_normal((200, 128)))
-    hits = [nearest_rows(matrix, index, q, 1)[1][0] == nearest_rows(matrix, None, q, 1)[1][0]
-            for q in queries]  # fmt: skip
+    hits = [
+        nearest_rows(matrix, index, q, 1)[1][0] == nearest_rows(matrix, None, q, 1)[1][0]
+        for q in queries
+    ]
     assert np.mean(hits) >= 0.99
     distances, rows = nearest_rows(matrix, index, queries[0], 5)
     assert rows[0] == 0 and np.all(np.diff(distances) >= -1e-6)

@@ -56,8 +56,11 @@ def test_sparql_failures_are_errors_not_empty_results():
 
 @responses.activate
 def test_wikidata_client_caches_occupation_subclasses(tmp_path):
-    responses.get(SPARQL, json=fixture_json("sparql_subclasses.json"),
-                  content_type="application/sparql-results+json")  # fmt: skip
+    responses.get(
+        SPARQL,
+        json=fixture_json("sparql_subclasses.json"),
+        content_type="application/sparql-results+json",
+    )
     client = WikidataClient(session(), SPARQL, tmp_path)
     assert client.occupation_with_subclasses("Q82955") == ["Q30461", "Q82955"]
     assert client.occupation_with_subclasses("Q82955") == ["Q30461", "Q82955"]
@@ -67,8 +70,11 @@ def test_wikidata_client_caches_occupation_subclasses(tmp_path):
 
 @responses.activate
 def test_wikidata_client_raises_on_the_cut_off_answer(tmp_path):
-    responses.get(SPARQL, body=fixture_text("sparql_truncated_timeout.txt"),
-                  content_type="application/sparql-results+json")  # fmt: skip
+    responses.get(
+        SPARQL,
+        body=fixture_text("sparql_truncated_timeout.txt"),
+        content_type="application/sparql-results+json",
+    )
     with pytest.raises(QueryTimeout):
         WikidataClient(session(), SPARQL, tmp_path).query("SELECT ?x WHERE {}")
 
@@ -88,12 +94,17 @@ def test_commons_pages_keep_licence_and_attribution_fields():
 @pytest.mark.parametrize(
     ("name", "copyrighted", "refusal"),
     [
-        ("CC BY-SA 4.0", True, None), ("CC0", True, None), ("Public domain", None, None),
-        ("CC BY 2.0", True, None), ("CC BY-NC 4.0", True, "license_not_free"),
-        ("CC BY-ND 2.0", True, "license_not_free"), ("Fair use", True, "license_not_free"),
-        (None, None, "license_unknown"), ("All rights reserved", False, None),
+        ("CC BY-SA 4.0", True, None),
+        ("CC0", True, None),
+        ("Public domain", None, None),
+        ("CC BY 2.0", True, None),
+        ("CC BY-NC 4.0", True, "license_not_free"),
+        ("CC BY-ND 2.0", True, "license_not_free"),
+        ("Fair use", True, "license_not_free"),
+        (None, None, "license_unknown"),
+        ("All rights reserved", False, None),
     ],
-)  # fmt: skip
+)
 def test_licence_policy(name, copyrighted, refusal):
     pages = fixture_json("commons_imageinfo.json")["query"]["pages"]
     file = parse_page(pages[2])
@@ -140,8 +151,11 @@ def test_serpapi_results_and_budget():
 
 @responses.activate
 def test_unresolvable_subclasses_fall_back_to_the_occupation_uncached(tmp_path):
-    responses.get(SPARQL, json=fixture_json("sparql_candidates.json"),
-                  content_type="application/sparql-results+json")  # fmt: skip
+    responses.get(
+        SPARQL,
+        json=fixture_json("sparql_candidates.json"),
+        content_type="application/sparql-results+json",
+    )
     client = WikidataClient(session(), SPARQL, tmp_path)
     assert client.occupation_with_subclasses("Q33999") == ["Q33999"]  # rows without ?occupation
     responses.replace(responses.GET, SPARQL, status=400, body="bad query")
@@ -154,18 +168,30 @@ def test_unresolvable_subclasses_fall_back_to_the_occupation_uncached(tmp_path):
 def test_contact_is_required_only_for_wikimedia_hosts():
     from facerec_pipeline.web.sources import WebSources
 
-    stand_in = WebSources("http://127.0.0.1:9/sparql", "http://127.0.0.1:9/w/api.php",
-                          "http://127.0.0.1:9/serp", user_agent="checker/0.1")  # fmt: skip
+    stand_in = WebSources(
+        "http://127.0.0.1:9/sparql",
+        "http://127.0.0.1:9/w/api.php",
+        "http://127.0.0.1:9/serp",
+        user_agent="checker/0.1",
+    )
     assert stand_in.session().user_agent.startswith("checker/0.1 ")
-    real = WebSources("https://query.wikidata.org/sparql", "https://commons.wikimedia.org/w/api.php",
-                      "https://serpapi.com/search.json", user_agent="checker/0.1")  # fmt: skip
+    real = WebSources(
+        "https://query.wikidata.org/sparql",
+        "https://commons.wikimedia.org/w/api.php",
+        "https://serpapi.com/search.json",
+        user_agent="checker/0.1",
+    )
     with pytest.raises(UserAgentRefused, match="no contact"):
         real.session()
     with pytest.raises(UserAgentRefused, match="FACEREC_USER_AGENT"):
         WebSources(real.sparql_url, real.commons_api_url, real.serp_api_url).session()
     with pytest.raises(UserAgentRefused, match="generic"):
-        WebSources(stand_in.sparql_url, stand_in.commons_api_url, stand_in.serp_api_url,
-                   user_agent="python-requests/2.31").session()  # fmt: skip
+        WebSources(
+            stand_in.sparql_url,
+            stand_in.commons_api_url,
+            stand_in.serp_api_url,
+            user_agent="python-requests/2.31",
+        ).session()
 
 
 @responses.activate

@@ -19,10 +19,13 @@ from facerec_pipeline_tests.wikimedia_fixtures import fixture_json, fixture_text
 
 AGENT = "facerec-e2e/1.0 (https://example.org/contact; ops@example.org)"
 UPLOADS = {
-    "obama.jpg": "obama.jpg", "obama2.jpg": "obama2.jpg",
-    "obama_partial.jpg": "obama_partial_face.jpg", "obama_partial2.jpg": "obama_partial_face2.jpg",
-    "biden.jpg": "biden.jpg", "nonfree.jpg": "obama3.jpg",
-}  # fmt: skip
+    "obama.jpg": "obama.jpg",
+    "obama2.jpg": "obama2.jpg",
+    "obama_partial.jpg": "obama_partial_face.jpg",
+    "obama_partial2.jpg": "obama_partial_face2.jpg",
+    "biden.jpg": "biden.jpg",
+    "nonfree.jpg": "obama3.jpg",
+}
 
 
 class StandIn:
@@ -45,17 +48,21 @@ class StandIn:
         else:
             payload = fixture_json("sparql_candidates.json")
             payload["results"]["bindings"] = [
-                row for row in payload["results"]["bindings"]
+                row
+                for row in payload["results"]["bindings"]
                 if row["person"]["value"].rsplit("/", 1)[-1] not in self.dropped
-            ]  # fmt: skip
+            ]
         return Response(json.dumps(payload), content_type="application/sparql-results+json")
 
     def commons(self, request):
         self.calls["commons"] += 1
         self.agents.add(request.headers.get("User-Agent", ""))
         if self.calls["commons"] == 1:
-            return Response(fixture_text("commons_maxlag.json"), headers={"Retry-After": "1"},
-                            content_type="application/json; charset=utf-8")  # fmt: skip
+            return Response(
+                fixture_text("commons_maxlag.json"),
+                headers={"Retry-After": "1"},
+                content_type="application/json; charset=utf-8",
+            )
         args = request.args
         if args.get("generator") == "categorymembers":
             page = 2 if "gcmcontinue" in args else 1
@@ -98,10 +105,18 @@ def test_wikidata_domain_builds_a_gallery_and_records_every_skip(
     stand_in, settings, photos, models_dir
 ):
     with session_scope(settings.database_url) as session:
-        add_domain(session, DomainSpec(
-            code="presidents", display_name="Presidents", source="wikidata",
-            countries=["Q30"], occupations=["Q82955"], local_language="sr", images_per_person=4,
-        ))  # fmt: skip
+        add_domain(
+            session,
+            DomainSpec(
+                code="presidents",
+                display_name="Presidents",
+                source="wikidata",
+                countries=["Q30"],
+                occupations=["Q82955"],
+                local_language="sr",
+                images_per_person=4,
+            ),
+        )
     with dg.instance_for_test() as instance:
         result = materialize(settings, instance, "presidents")
 
@@ -117,20 +132,28 @@ def test_wikidata_domain_builds_a_gallery_and_records_every_skip(
         images = query(settings, "SELECT * FROM images ORDER BY id")
         obama = images[images["person_id"] == people["id"][0]]
         assert sorted(Counter(obama["source"]).items()) == [
-            ("wikimedia_category", 2), ("wikimedia_p18", 2),
-        ]  # fmt: skip
+            ("wikimedia_category", 2),
+            ("wikimedia_p18", 2),
+        ]
         first = obama.iloc[0]
         assert (first["license_short_name"], first["page_id"], first["artist"]) == (
-            "Public domain", 10001, "Pete Souza",
-        )  # fmt: skip
+            "Public domain",
+            10001,
+            "Pete Souza",
+        )
         assert first["description_url"].endswith("File:Obama_portrait_crop.jpg")
         assert first["source_url"].endswith("/upload/thumb/obama.jpg")
         assert first["restrictions"] == "personality" and first["retrieved_at"] is not None
 
-        skips = query(settings, "SELECT p.wikidata_id, s.reason, s.item FROM source_skips s "
-                                "JOIN people p ON p.id = s.person_id")  # fmt: skip
-        recorded = {(row.wikidata_id, row.reason, row.item if isinstance(row.item, str) else None)
-                    for row in skips.itertuples()}  # fmt: skip
+        skips = query(
+            settings,
+            "SELECT p.wikidata_id, s.reason, s.item FROM source_skips s "
+            "JOIN people p ON p.id = s.person_id",
+        )
+        recorded = {
+            (row.wikidata_id, row.reason, row.item if isinstance(row.item, str) else None)
+            for row in skips.itertuples()
+        }
         assert recorded == {
             ("Q76", "not_an_image", "File:Obama signature.pdf"),
             ("Q76", "license_not_free", "File:Obama press photo.jpg"),
@@ -149,8 +172,10 @@ def test_wikidata_domain_builds_a_gallery_and_records_every_skip(
         with session_scope(settings.database_url) as session:
             wanted = retrain_request(session, get_domain(session, "presidents"), "2026-11-23")
         assert (wanted.kind, wanted.pending, wanted.run_key) == (
-            "redownload", 4, "redownload:presidents:2026-11-23",
-        )  # fmt: skip
+            "redownload",
+            4,
+            "redownload:presidents:2026-11-23",
+        )
         meta = result.asset_materializations_for_node("raw_images")[0].metadata
         assert meta["people_below_target"].value == 4 and meta["serp_calls"].value == 0
 

@@ -25,8 +25,18 @@ NAME = re.compile(r"^facerec-(\d{8}T\d{6}Z)\.db$")
 STAMP = "%Y%m%dT%H%M%SZ"
 SOURCE_NOTE = "database.txt"  # in each database's folder: the path of the database it backs up
 # Tables every known schema revision has (those of 0001).
-CORE_TABLES = ("domains", "domain_datasets", "people", "images", "faces", "face_embeddings",
-               "galleries", "gallery_faces", "training_sessions", "asset_lineage")  # fmt: skip
+CORE_TABLES = (
+    "domains",
+    "domain_datasets",
+    "people",
+    "images",
+    "faces",
+    "face_embeddings",
+    "galleries",
+    "gallery_faces",
+    "training_sessions",
+    "asset_lineage",
+)
 
 
 class BackupError(RuntimeError):
@@ -183,8 +193,11 @@ def backups_to_keep(
     day = now.date()
     newest_per(lambda s: s.date(), daily, lambda s: (day - s.date()).days < daily)
     newest_per(lambda s: s.isocalendar()[:2], weekly, lambda s: (day - s.date()).days < 7 * weekly)
-    newest_per(lambda s: (s.year, s.month), monthly,
-               lambda s: (day.year - s.year) * 12 + day.month - s.month < monthly)  # fmt: skip
+    newest_per(
+        lambda s: (s.year, s.month),
+        monthly,
+        lambda s: (day.year - s.year) * 12 + day.month - s.month < monthly,
+    )
     return keep
 
 
@@ -272,8 +285,10 @@ def restore_database(database_url: str, backup: Path, backups_dir: Path) -> Path
             f"{refused}; nothing restored, the database is unchanged"
         ) from refused
     if not target.absolute().parent.is_dir():
-        raise BackupError(f"no directory {target.absolute().parent} for the database; nothing "
-                          "restored (fix DATABASE_URL or FACEREC_STORAGE_DIR)")  # fmt: skip
+        raise BackupError(
+            f"no directory {target.absolute().parent} for the database; nothing "
+            "restored (fix DATABASE_URL or FACEREC_STORAGE_DIR)"
+        )
     dispose_engines()
     safety = None
     if target.exists():

@@ -20,9 +20,17 @@ from facerec_pipeline.run_history import record_stage
 from facerec_pipeline.web.polite_http import HttpProblem, UserAgentRefused
 
 CANDIDATE_COLUMNS = [
-    "domain", "person_key", "full_name", "normalized_name", "wikidata_id", "description",
-    "sitelinks", "primary_image_url", "commons_category", "source_ref",
-]  # fmt: skip
+    "domain",
+    "person_key",
+    "full_name",
+    "normalized_name",
+    "wikidata_id",
+    "description",
+    "sitelinks",
+    "primary_image_url",
+    "commons_category",
+    "source_ref",
+]
 NETWORK_RETRY = dg.RetryPolicy(
     max_retries=2, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
@@ -82,18 +90,25 @@ def wikidata_row(code: str, person: WikidataPerson) -> dict:
 
 
 def wikidata_people(
-    context: dg.AssetExecutionContext, code: str, domain: Domain, facerec: FacerecStorage,
-    web: WebSourcesResource, known: list[dict],
-) -> list[dict]:  # fmt: skip
+    context: dg.AssetExecutionContext,
+    code: str,
+    domain: Domain,
+    facerec: FacerecStorage,
+    web: WebSourcesResource,
+    known: list[dict],
+) -> list[dict]:
     """The query's people, plus those who dropped out of it since (kept, not deleted)."""
     sources = web.sources()
     try:
         http = sources.session()
         client = sources.wikidata(http, facerec.settings.cache_dir / "wikidata")
         found = client.candidates(
-            domain.countries, domain.occupations, domain.min_sitelinks, domain.max_people,
+            domain.countries,
+            domain.occupations,
+            domain.min_sitelinks,
+            domain.max_people,
             domain.local_language,
-        )  # fmt: skip
+        )
     except UserAgentRefused as error:
         raise dg.Failure(str(error), allow_retries=False) from error
     except HttpProblem as error:

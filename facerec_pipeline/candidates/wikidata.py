@@ -48,9 +48,12 @@ def subclass_query(occupation: str) -> str:
 
 
 def candidates_query(
-    countries: list[str], occupations: list[str], min_sitelinks: int, limit: int,
+    countries: list[str],
+    occupations: list[str],
+    min_sitelinks: int,
+    limit: int,
     local_language: str | None,
-) -> str:  # fmt: skip
+) -> str:
     local = ""
     if local_language:
         if not LANGUAGE.fullmatch(local_language):
@@ -188,9 +191,13 @@ class WikidataClient:
         return resolved
 
     def candidates(
-        self, countries: list[str], occupations: list[str], min_sitelinks: int, limit: int,
+        self,
+        countries: list[str],
+        occupations: list[str],
+        min_sitelinks: int,
+        limit: int,
         local_language: str | None,
-    ) -> list[WikidataPerson]:  # fmt: skip
+    ) -> list[WikidataPerson]:
         expanded = sorted({q for o in occupations for q in self.occupation_with_subclasses(o)})
         sparql = candidates_query(countries, expanded, min_sitelinks, limit, local_language)
         return parse_candidates(self.query(sparql))[:limit]

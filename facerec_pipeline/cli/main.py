@@ -31,9 +31,15 @@ from facerec_pipeline.face_engine.weights import ModelWeightsMissing, install_we
 from facerec_pipeline.settings import InvalidDomainCode, Settings, SettingsError
 
 USER_ERRORS = (
-    DomainError, InvalidDomainCode, ModelWeightsMissing, SettingsError, DatabaseUnavailable,
-    LookupError, ValueError, RuntimeError,
-)  # fmt: skip
+    DomainError,
+    InvalidDomainCode,
+    ModelWeightsMissing,
+    SettingsError,
+    DatabaseUnavailable,
+    LookupError,
+    ValueError,
+    RuntimeError,
+)
 REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
 
@@ -173,8 +179,9 @@ def db_restore(backup: str, yes: bool) -> None:
             f"{refused}; nothing restored, the database is unchanged"
         ) from refused
     if not yes:
-        click.confirm(f"Replace {settings.database_label} with {backup} (schema {revision})?",
-                      abort=True)  # fmt: skip
+        click.confirm(
+            f"Replace {settings.database_label} with {backup} (schema {revision})?", abort=True
+        )
     safety = restore_database(settings.database_url, Path(backup), settings.backups_dir)
     click.echo(f"restored {backup}" + (f"; the previous database is in {safety}" if safety else ""))
     head = head_revision(settings.database_url)
@@ -268,7 +275,7 @@ def domains_list(as_json: bool) -> None:
                     ",".join(r["inherit_from"]),
                 ]
                 for r in rows
-            ],  # fmt: skip
+            ],
             headers=["code", "name", "source", "active", "inherits"],
         )
     )
@@ -372,8 +379,14 @@ def backfill(codes: str) -> None:
         register_partition(settings, code)
         click.echo(f"== {code}")
         outcome = run_domain(settings, code, echo=click.echo)
-        outcomes.append([code, "ok" if outcome.success else "FAILED", outcome.run_id,
-                         "; ".join(outcome.failures)[:120]])  # fmt: skip
+        outcomes.append(
+            [
+                code,
+                "ok" if outcome.success else "FAILED",
+                outcome.run_id,
+                "; ".join(outcome.failures)[:120],
+            ]
+        )
     click.echo(tabulate(outcomes, headers=["domain", "result", "run", "failure"]))
     if any(row[1] != "ok" for row in outcomes):
         sys.exit(1)
@@ -396,23 +409,49 @@ def gallery_list(code: str, as_json: bool) -> None:
     if as_json:
         echo_json(versions)
         return
-    click.echo(tabulate(
-        [[v["version"], v["status"] + (" (prod)" if v["is_prod"] else "")
-          + (" (pinned)" if v["pinned"] else ""), v["people"],
-          v["faces"], v["quarantined"], v["loo_top1_accuracy"],
-          _operating_point_text(v["operating_point"]), ",".join(v["failed_checks"]),
-          v["published_at"] or ""] for v in versions],
-        headers=["version", "status", "people", "faces", "quarantined", "loo acc.",
-                 "operating point", "failed checks", "published"],
-    ) if versions else f"domain {code!r} has no gallery yet")  # fmt: skip
+    click.echo(
+        tabulate(
+            [
+                [
+                    v["version"],
+                    v["status"]
+                    + (" (prod)" if v["is_prod"] else "")
+                    + (" (pinned)" if v["pinned"] else ""),
+                    v["people"],
+                    v["faces"],
+                    v["quarantined"],
+                    v["loo_top1_accuracy"],
+                    _operating_point_text(v["operating_point"]),
+                    ",".join(v["failed_checks"]),
+                    v["published_at"] or "",
+                ]
+                for v in versions
+            ],
+            headers=[
+                "version",
+                "status",
+                "people",
+                "faces",
+                "quarantined",
+                "loo acc.",
+                "operating point",
+                "failed checks",
+                "published",
+            ],
+        )
+        if versions
+        else f"domain {code!r} has no gallery yet"
+    )
 
 
 def _operating_point_text(point: dict | None) -> str:
     if not point:
         return "none (built before open-set recognition)"
     limit = "<= " if point.get("far_upper_bound") is not None else ""  # a bound, not a quantile
-    return (f"score <= {point['threshold']:.4f} for FAR {limit}{point['target_far']:.1%}, "
-            f"expected DIR {point.get('expected_dir')}")  # fmt: skip
+    return (
+        f"score <= {point['threshold']:.4f} for FAR {limit}{point['target_far']:.1%}, "
+        f"expected DIR {point.get('expected_dir')}"
+    )
 
 
 @gallery.command("rollback")
@@ -427,8 +466,10 @@ def gallery_rollback(code: str, version: int | None) -> None:
     settings = settings_ready()
     with session_scope(settings.database_url) as session:
         target = rollback(session, settings, code, version)
-    click.echo(f"domain {code!r} now serves gallery v{target.version}, pinned: later runs keep "
-               f"it until `facerec gallery unpin --domain {code}` or new content")  # fmt: skip
+    click.echo(
+        f"domain {code!r} now serves gallery v{target.version}, pinned: later runs keep "
+        f"it until `facerec gallery unpin --domain {code}` or new content"
+    )
 
 
 @gallery.command("unpin")
@@ -442,9 +483,16 @@ def gallery_unpin(code: str) -> None:
     settings = settings_ready()
     with session_scope(settings.database_url) as session:
         pinned = unpin(session, code)
-    click.echo(f"domain {code!r}: " + (f"v{pinned} is no longer pinned; the next run (or "
-               f"`facerec gallery recheck --domain {code}`) serves the newest version that "
-               "passes its checks" if pinned else "no version was pinned"))  # fmt: skip
+    click.echo(
+        f"domain {code!r}: "
+        + (
+            f"v{pinned} is no longer pinned; the next run (or "
+            f"`facerec gallery recheck --domain {code}`) serves the newest version that "
+            "passes its checks"
+            if pinned
+            else "no version was pinned"
+        )
+    )
 
 
 @gallery.command("recheck")
@@ -479,8 +527,10 @@ def gallery_recheck(code: str) -> None:
             )
         domain = get_domain(session, code)
         if pin_holds(domain, version):
-            click.echo(f"gallery v{version.version} of {code!r} passed every check but does not "
-                       f"serve: {pin_message(domain)}")  # fmt: skip
+            click.echo(
+                f"gallery v{version.version} of {code!r} passed every check but does not "
+                f"serve: {pin_message(domain)}"
+            )
             return
         if not version.is_prod:
             promote(session, settings, version)
@@ -489,9 +539,11 @@ def gallery_recheck(code: str) -> None:
         wanted = get_domain(session, code).target_far
         calibrated_for = (version.operating_point or {}).get("target_far")
         if calibrated_for != wanted:
-            click.echo(f"note: v{version.version} is calibrated for a target FAR of "
-                       f"{calibrated_for}, the domain now asks for {wanted}: "
-                       f"`facerec run --domain {code}` builds a version for it")  # fmt: skip
+            click.echo(
+                f"note: v{version.version} is calibrated for a target FAR of "
+                f"{calibrated_for}, the domain now asks for {wanted}: "
+                f"`facerec run --domain {code}` builds a version for it"
+            )
 
 
 @cli.command("history")
@@ -502,29 +554,55 @@ def gallery_recheck(code: str) -> None:
 def history(code: str, limit: int, as_json: bool) -> None:
     """The domain's recent runs: status, counts per stage, rejections, cost, durations. Runs
     whose process died are marked failed first (their pool slots freed)."""
-    from facerec_pipeline.run_history import recent_sessions
+    from facerec_pipeline.run_history import recent_sessions, stage_summary
     from facerec_pipeline.run_recovery import recover_dead_runs
 
     settings = settings_ready()
     ensure_dagster_home(settings)
     from dagster import DagsterInstance
 
-    for line in recover_dead_runs(DagsterInstance.get(), settings):
+    instance = DagsterInstance.get()
+    for line in recover_dead_runs(instance, settings):
         click.echo(f"recovered: {line}", err=True)
     rows = read_db(
         lambda session: get_domain(session, code) and recent_sessions(session, code, limit)
     )
+    for row in rows:  # the whole run, as Dagster timed it; stages alone miss its set-up
+        row["seconds"] = run_seconds(instance, row["run_id"])
     if as_json:
         echo_json(rows)
         return
-    click.echo(tabulate(
-        [[r["started_at"][:19], r["status"], r["run_id"][:8],
-          ", ".join(f"{k}:{sum(v for v in c.values() if isinstance(v, int))}"
-                    for k, c in r["counts"].items()),
-          sum(r["rejects_by_reason"].values()), r["estimated_serp_cost"],
-          round(sum(r["timings"].values()), 1), (r["error"] or "")[:60]] for r in rows],
-        headers=["started", "status", "run", "counts", "rejects", "serp $", "seconds", "error"],
-    ) if rows else f"no runs of {code!r} yet")  # fmt: skip
+    click.echo(
+        tabulate(
+            [
+                [
+                    r["started_at"][:19],
+                    r["status"],
+                    r["run_id"][:8],
+                    stage_summary(r["counts"]),
+                    sum(r["rejects_by_reason"].values()),
+                    r["estimated_serp_cost"],
+                    r["seconds"],
+                    (r["error"] or "")[:60],
+                ]
+                for r in rows
+            ],
+            headers=["started", "status", "run", "counts", "rejects", "serp $", "seconds", "error"],
+        )
+        if rows
+        else f"no runs of {code!r} yet"
+    )
+
+
+def run_seconds(instance, run_id: str) -> float | None:
+    """Wall-clock seconds of a Dagster run, so far when it is still going (None when the
+    instance does not know it, e.g. history restored from another machine)."""
+    import time
+
+    stats = instance.get_run_stats(run_id)
+    if not stats.start_time:
+        return None
+    return round((stats.end_time or time.time()) - stats.start_time, 1)
 
 
 # --- recognize ----------------------------------------------------------------------------------
@@ -578,7 +656,7 @@ def recognize(code: str, top_k: int, as_json: bool, images: tuple[str, ...]) -> 
                 click.echo(
                     tabulate(
                         table, headers=["face", "box", "identity", "distance", "score", "nearest"]
-                    )  # fmt: skip
+                    )
                 )
     if failed:
         sys.exit(1)
@@ -621,16 +699,19 @@ def evaluate(code: str, probes_dir: str, unknown_dir: str | None, as_json: bool)
             click.echo(f"evaluated {done}/{total} photos", err=True)
 
     figures, _ = evaluate_probes(recognizer, probes, unknown, progress)
-    figures = record_evaluation(settings, recognizer.galleries[0], figures, probes_dir,
-                                unknown_dir)  # fmt: skip
+    figures = record_evaluation(settings, recognizer.galleries[0], figures, probes_dir, unknown_dir)
     if as_json:
         echo_json(figures)
         return
     rows = [[key, value] for key, value in figures.items() if key not in ("curve",)]
     click.echo(tabulate(rows))
     if figures.get("curve"):
-        click.echo(tabulate([[p["far_limit"], p["far"], p["dir"]] for p in figures["curve"]],
-                            headers=["FAR at most", "FAR", "DIR"]))  # fmt: skip
+        click.echo(
+            tabulate(
+                [[p["far_limit"], p["far"], p["dir"]] for p in figures["curve"]],
+                headers=["FAR at most", "FAR", "DIR"],
+            )
+        )
 
 
 def _recognizer(settings: Settings, code: str, top_k: int):
@@ -641,9 +722,11 @@ def _recognizer(settings: Settings, code: str, top_k: int):
         order = search_order(session, code)
         inactive = [domain.code for domain in list_domains(session) if not domain.is_active]
     for each in (each for each in order if each in inactive):
-        click.echo(f"note: domain {each!r} is inactive: its gallery is no longer rebuilt and may "
-                   f"be stale (`facerec domains activate {each}` to build it again)",
-                   err=True)  # fmt: skip
+        click.echo(
+            f"note: domain {each!r} is inactive: its gallery is no longer rebuilt and may "
+            f"be stale (`facerec domains activate {each}` to build it again)",
+            err=True,
+        )
     # Queries are embedded as the gallery's faces were (its batches record how); a gallery too
     # old to say gets the pipeline's own face engine configuration.
     default = FaceEngineResource(models_dir=str(settings.models_dir)).engine_config
@@ -720,11 +803,19 @@ def skips(code: str, as_json: bool) -> None:
     else:
         click.echo(
             tabulate(
-                [[r["stage"], r["person"], r["item"] or "", r["reason"], (r["detail"] or "")[:80]]
-                 for r in rows],
+                [
+                    [
+                        r["stage"],
+                        r["person"],
+                        r["item"] or "",
+                        r["reason"],
+                        (r["detail"] or "")[:80],
+                    ]
+                    for r in rows
+                ],
                 headers=["stage", "person", "item", "reason", "detail"],
             )
-        )  # fmt: skip
+        )
 
 
 # --- sample -------------------------------------------------------------------------------------
@@ -742,9 +833,10 @@ def sample() -> None:
         if not exists:
             add_domain(
                 session,
-                DomainSpec(code="sample", display_name="Sample", source="folder",
-                           source_path=str(people)),
-            )  # fmt: skip
+                DomainSpec(
+                    code="sample", display_name="Sample", source="folder", source_path=str(people)
+                ),
+            )
     register_partition(settings, "sample")
     click.echo(f"sample photos in {people} (held out: {holdout}); domain 'sample' ready")
 

@@ -18,10 +18,26 @@ from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
 from facerec_pipeline.run_history import record_stage
 
 FACE_COLUMNS = [
-    "image_id", "domain", "person_id", "image_sha256", "detector_config", "status",
-    "rejection_reason", "rejection_detail", "faces_found", "background_faces", "box_x", "box_y",
-    "box_w", "box_h", "confidence", "blur_score", "face_size", "crop_path", "crop_sha256",
-]  # fmt: skip
+    "image_id",
+    "domain",
+    "person_id",
+    "image_sha256",
+    "detector_config",
+    "status",
+    "rejection_reason",
+    "rejection_detail",
+    "faces_found",
+    "background_faces",
+    "box_x",
+    "box_y",
+    "box_w",
+    "box_h",
+    "confidence",
+    "blur_score",
+    "face_size",
+    "crop_path",
+    "crop_sha256",
+]
 PROGRESS_EVERY = 25
 
 
@@ -44,8 +60,14 @@ def outcome_row(base: dict, outcome: PhotoOutcome, crops: tuple[Path, Path], rel
     }
     face = outcome.face
     if face is not None:
-        row.update(box_x=face.x, box_y=face.y, box_w=face.w, box_h=face.h,
-                   confidence=face.confidence, face_size=face.size)  # fmt: skip
+        row.update(
+            box_x=face.x,
+            box_y=face.y,
+            box_w=face.w,
+            box_h=face.h,
+            confidence=face.confidence,
+            face_size=face.size,
+        )
     if face is not None and (outcome.status == "accepted" or outcome.rejection_reason in SOFT):
         crop = crops[0] if outcome.status == "accepted" else crops[1]
         row["crop_sha256"] = save_crop(face.crop_bgr, crop)
@@ -185,8 +207,18 @@ def detected_faces(
         }
     )
     with facerec.session() as session:
-        record_stage(session, code, context.run_id, "detected_faces",
-                     {"accepted": accepted, "rejected": int(sum(reasons.values())),
-                      "judged": computed, "reused": reused},
-                     time.monotonic() - started, dict(reasons))  # fmt: skip
+        record_stage(
+            session,
+            code,
+            context.run_id,
+            "detected_faces",
+            {
+                "accepted": accepted,
+                "rejected": int(sum(reasons.values())),
+                "judged": computed,
+                "reused": reused,
+            },
+            time.monotonic() - started,
+            dict(reasons),
+        )
     return frame

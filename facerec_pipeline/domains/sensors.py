@@ -34,10 +34,12 @@ def domain_registry_sensor(
     )
     # One first run per domain ever (the run key), however often this sensor restarts.
     first_runs = [
-        dg.RunRequest(partition_key=code, run_key=f"first-run:{code}",
-                      tags={"facerec/trigger": "first_run"})
-        for code in active if code not in built
-    ]  # fmt: skip
+        dg.RunRequest(
+            partition_key=code, run_key=f"first-run:{code}", tags={"facerec/trigger": "first_run"}
+        )
+        for code in active
+        if code not in built
+    ]
     if not new and not first_runs:
         return dg.SkipReason(f"all {len(active)} active domains are registered and built")
     return dg.SensorResult(

@@ -16,9 +16,15 @@ from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
 from facerec_pipeline.run_history import record_stage
 
 EMBEDDING_COLUMNS = [
-    "image_sha256", "model_config", "model_name", "detector_backend", "normalization",
-    "library_version", "dim", "embedding",
-]  # fmt: skip
+    "image_sha256",
+    "model_config",
+    "model_name",
+    "detector_backend",
+    "normalization",
+    "library_version",
+    "dim",
+    "embedding",
+]
 EMBED_PROGRESS = 50
 
 
@@ -92,7 +98,12 @@ def face_embeddings(
         }
     )
     with facerec.session() as session:
-        record_stage(session, code, context.run_id, "face_embeddings",
-                     {"faces": len(frame), "embedded": len(missing), "reused": len(existing)},
-                     time.monotonic() - started)  # fmt: skip
+        record_stage(
+            session,
+            code,
+            context.run_id,
+            "face_embeddings",
+            {"faces": len(frame), "embedded": len(missing), "reused": len(existing)},
+            time.monotonic() - started,
+        )
     return frame

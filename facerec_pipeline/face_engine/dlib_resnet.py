@@ -127,8 +127,17 @@ def _read_pool(reader: _Reader) -> tuple[int, int, int]:
 
 def _records(data: bytes) -> list[tuple[str, object]]:
     """Layer records in forward order, found by their version strings."""
-    names = (b"input_rgb_image_sized", b"con_4", b"affine_", b"relu_", b"max_pool_2",
-             b"avg_pool_2", b"add_prev_", b"fc_2", b"loss_metric_2")  # fmt: skip
+    names = (
+        b"input_rgb_image_sized",
+        b"con_4",
+        b"affine_",
+        b"relu_",
+        b"max_pool_2",
+        b"avg_pool_2",
+        b"add_prev_",
+        b"fc_2",
+        b"loss_metric_2",
+    )
     found = []
     for name in names:
         marker = bytes([1, len(name)]) + name

@@ -260,10 +260,14 @@ class FaceEngine:
             chip = dlib.get_face_chip(image_rgb, shape, CHIP_SIZE, CHIP_PADDING)
             faces.append(
                 DetectedFace(
-                    x=x, y=y, w=w, h=h, confidence=float(area.confidence or 0.0),
+                    x=x,
+                    y=y,
+                    w=w,
+                    h=h,
+                    confidence=float(area.confidence or 0.0),
                     crop_bgr=np.ascontiguousarray(chip[:, :, ::-1]),
                 )
-            )  # fmt: skip
+            )
         faces.sort(key=lambda face: face.area, reverse=True)
         return faces
 

@@ -51,9 +51,14 @@ from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
 from facerec_pipeline.run_history import record_stage
 
 GALLERY_FACE_COLUMNS = [
-    "gallery_id", "domain", "face_id", "person_id", "identity_status", "identity_reason",
+    "gallery_id",
+    "domain",
+    "face_id",
+    "person_id",
+    "identity_status",
+    "identity_reason",
     "centroid_distance",
-]  # fmt: skip
+]
 
 
 def gallery_candidates(
@@ -93,9 +98,17 @@ def identity_filter(frame: pd.DataFrame, vectors: np.ndarray, threshold: float) 
 
 
 def build_report(
-    settings, code: str, version: int, frame: pd.DataFrame, vectors: np.ndarray, keep: np.ndarray,
-    detected_faces: pd.DataFrame, raw_images: pd.DataFrame, figures: dict, point: OperatingPoint,
-) -> dict:  # fmt: skip
+    settings,
+    code: str,
+    version: int,
+    frame: pd.DataFrame,
+    vectors: np.ndarray,
+    keep: np.ndarray,
+    detected_faces: pd.DataFrame,
+    raw_images: pd.DataFrame,
+    figures: dict,
+    point: OperatingPoint,
+) -> dict:
     rejected = detected_faces[detected_faces["status"] == "rejected"]
     rejections = dict(Counter(rejected["rejection_reason"]))
     quarantined = frame[~keep]
@@ -106,34 +119,39 @@ def build_report(
     found = nearest_neighbours(vectors[keep], kept_labels)
     plot = distance_plot_png(found.same, found.other, kept_labels, rejections)
     paths = dict(zip(raw_images["id"], raw_images["file_path"], strict=True))
-    accepted_items = [SheetItem(settings.absolute(p), n)
-                      for p, n in zip(frame["crop_path"][keep], frame["normalized_name"][keep],
-                                      strict=True)]  # fmt: skip
-    rejected_items = [SheetItem(settings.absolute(p), "identity")
-                      for p in quarantined["crop_path"]]  # fmt: skip
-    rejected_items += [SheetItem(settings.absolute(paths[i]), r)
-                       for i, r in zip(rejected["image_id"], rejected["rejection_reason"],
-                                       strict=True) if i in paths]  # fmt: skip
+    accepted_items = [
+        SheetItem(settings.absolute(p), n)
+        for p, n in zip(frame["crop_path"][keep], frame["normalized_name"][keep], strict=True)
+    ]
+    rejected_items = [SheetItem(settings.absolute(p), "identity") for p in quarantined["crop_path"]]
+    rejected_items += [
+        SheetItem(settings.absolute(paths[i]), r)
+        for i, r in zip(rejected["image_id"], rejected["rejection_reason"], strict=True)
+        if i in paths
+    ]
     sheet = contact_sheet_png(accepted_items, rejected_items)
     people = frame[keep].groupby("full_name").size().sort_values(ascending=False)
-    summary = "\n".join([
-        f"# Gallery {code} v{version}",
-        f"- people: {people.size}, faces: {int(keep.sum())}, quarantined: {int((~keep).sum())}",
-        f"- photos rejected by validation: {len(rejected)} "
-        f"({', '.join(f'{k} {v}' for k, v in sorted(rejections.items())) or 'none'})",
-        f"- leave-one-out top-1 accuracy: {figures.get('loo_top1_accuracy', 'n/a')} "
-        f"over {figures.get('loo_probes', 0)} faces",
-        f"- nearest same-person distance mean/max: {figures.get('genuine_distance_mean')}"
-        f"/{figures.get('genuine_distance_max')}; nearest other-person min/mean: "
-        f"{figures.get('impostor_distance_min')}/{figures.get('impostor_distance_mean')}",
-        f"- operating point: a name is given when the score is <= {point.threshold} "
-        f"(calibrated for at most {point.target_far:.1%} false accepts on "
-        f"{point.stranger_trials} simulated strangers: a share of {point.expected_far} named, "
-        f"upper bound {point.far_upper_bound}); expected DIR {point.expected_dir}, rank-1 "
-        f"{point.expected_rank1} over {point.enrolled_trials} faces. {point.rule}",
-    ])  # fmt: skip
-    files = write_report(settings.storage_dir / "reports" / code / f"gallery_v{version:04d}",
-                         summary, plot, sheet)  # fmt: skip
+    summary = "\n".join(
+        [
+            f"# Gallery {code} v{version}",
+            f"- people: {people.size}, faces: {int(keep.sum())}, quarantined: {int((~keep).sum())}",
+            f"- photos rejected by validation: {len(rejected)} "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(rejections.items())) or 'none'})",
+            f"- leave-one-out top-1 accuracy: {figures.get('loo_top1_accuracy', 'n/a')} "
+            f"over {figures.get('loo_probes', 0)} faces",
+            f"- nearest same-person distance mean/max: {figures.get('genuine_distance_mean')}"
+            f"/{figures.get('genuine_distance_max')}; nearest other-person min/mean: "
+            f"{figures.get('impostor_distance_min')}/{figures.get('impostor_distance_mean')}",
+            f"- operating point: a name is given when the score is <= {point.threshold} "
+            f"(calibrated for at most {point.target_far:.1%} false accepts on "
+            f"{point.stranger_trials} simulated strangers: a share of {point.expected_far} named, "
+            f"upper bound {point.far_upper_bound}); expected DIR {point.expected_dir}, rank-1 "
+            f"{point.expected_rank1} over {point.enrolled_trials} faces. {point.rule}",
+        ]
+    )
+    files = write_report(
+        settings.storage_dir / "reports" / code / f"gallery_v{version:04d}", summary, plot, sheet
+    )
     return {
         "report": dg.MetadataValue.md(
             f"{summary}\n\n{inline_png(plot, 'distances')}\n\n{inline_png(sheet, 'contact sheet')}"
@@ -177,20 +195,22 @@ def gallery(
     )
     frame = identity_filter(frame, vectors, face_engine.identity_distance)
     keep = (frame["identity_status"] == "accepted").to_numpy()
-    entries = ordered_entries([
-        GalleryEntry(
-            face_id=int(row.face_id),
-            person_id=int(row.person_id),
-            person=row.full_name,
-            normalized_name=row.normalized_name,
-            wikidata_id=row.wikidata_id if isinstance(row.wikidata_id, str) else None,
-            image_sha256=row.image_sha256,
-            crop_path=settings.absolute(row.crop_path),
-            vector=vectors[position],
-        )
-        for position, row in enumerate(frame.itertuples())
-        if keep[position]
-    ])  # fmt: skip
+    entries = ordered_entries(
+        [
+            GalleryEntry(
+                face_id=int(row.face_id),
+                person_id=int(row.person_id),
+                person=row.full_name,
+                normalized_name=row.normalized_name,
+                wikidata_id=row.wikidata_id if isinstance(row.wikidata_id, str) else None,
+                image_sha256=row.image_sha256,
+                crop_path=settings.absolute(row.crop_path),
+                vector=vectors[position],
+            )
+            for position, row in enumerate(frame.itertuples())
+            if keep[position]
+        ]
+    )
     if not entries:
         raise dg.Failure(f"every face of domain {code!r} was quarantined", allow_retries=False)
     with facerec.session() as session:
@@ -207,46 +227,86 @@ def gallery(
             matrix = np.stack([entry.vector for entry in entries])
             labels = [entry.normalized_name for entry in entries]
             figures = evaluate(matrix, labels)
-            point = calibrate(matrix, np.unique(labels, return_inverse=True)[1], target_far,
-                              fallback_threshold=config.threshold)  # fmt: skip
+            point = calibrate(
+                matrix,
+                np.unique(labels, return_inverse=True)[1],
+                target_far,
+                fallback_threshold=config.threshold,
+            )
             version = (
                 session.scalar(select(func.max(Gallery.version)).where(Gallery.domain == code)) or 0
             ) + 1
             now = datetime.now(UTC)
-            known_batches = session.scalars(select(Gallery.batch_paths)
-                                            .where(Gallery.domain == code)).all()  # fmt: skip
-            batches = write_batches(settings.batched_dir(code), entries, domain=code,
-                                    version=version, model_config=config.model_key,
-                                    created_at=now,
-                                    first_batch=next_batch_number(known_batches),
-                                    run_id=context.run_id,
-                                    engine_config=asdict(config))  # fmt: skip
-            checksums = file_checksums(settings.storage_dir, served_paths(
-                batches, index_path(settings.batched_dir(code), version)))  # fmt: skip
+            known_batches = session.scalars(
+                select(Gallery.batch_paths).where(Gallery.domain == code)
+            ).all()
+            batches = write_batches(
+                settings.batched_dir(code),
+                entries,
+                domain=code,
+                version=version,
+                model_config=config.model_key,
+                created_at=now,
+                first_batch=next_batch_number(known_batches),
+                run_id=context.run_id,
+                engine_config=asdict(config),
+            )
+            checksums = file_checksums(
+                settings.storage_dir,
+                served_paths(batches, index_path(settings.batched_dir(code), version)),
+            )
             target = Gallery(
-                domain=code, version=version, content_sha256=digest,
-                model_config=config.model_key, dim=int(vectors.shape[1]),
+                domain=code,
+                version=version,
+                content_sha256=digest,
+                model_config=config.model_key,
+                dim=int(vectors.shape[1]),
                 batch_paths=[settings.relative(path) for path in batches],
-                person_count=len({e.person_id for e in entries}), face_count=len(entries),
-                quarantined_count=int((~keep).sum()), evaluation=figures, run_id=context.run_id,
-                created_at=now, status="candidate", checks={},
-                operating_point=point.to_dict(), file_checksums=checksums,
-            )  # fmt: skip
+                person_count=len({e.person_id for e in entries}),
+                face_count=len(entries),
+                quarantined_count=int((~keep).sum()),
+                evaluation=figures,
+                run_id=context.run_id,
+                created_at=now,
+                status="candidate",
+                checks={},
+                operating_point=point.to_dict(),
+                file_checksums=checksums,
+            )
             session.add(target)
             session.flush()
             built = True
         gallery_id, version, status = target.id, target.version, target.status
-        record_stage(session, code, context.run_id, "gallery",
-                     {"version": version, "faces": len(entries), "quarantined": int((~keep).sum())},
-                     time.monotonic() - started,
-                     dict(Counter(frame.loc[~keep, "identity_reason"])))  # fmt: skip
+        record_stage(
+            session,
+            code,
+            context.run_id,
+            "gallery",
+            {"version": version, "faces": len(entries), "quarantined": int((~keep).sum())},
+            time.monotonic() - started,
+            dict(Counter(frame.loc[~keep, "identity_reason"])),
+        )
     context.log.info(
         f"gallery[{code}]: version {version} ({'built' if built else f'unchanged, {status}'}): "
         f"{len({e.person_id for e in entries})} people, {len(entries)} faces, "
         f"{int((~keep).sum())} quarantined"
     )
-    report = build_report(settings, code, version, frame, vectors, keep, detected_faces,
-                          raw_images, figures, point) if built else {}  # fmt: skip
+    report = (
+        build_report(
+            settings,
+            code,
+            version,
+            frame,
+            vectors,
+            keep,
+            detected_faces,
+            raw_images,
+            figures,
+            point,
+        )
+        if built
+        else {}
+    )
     context.add_output_metadata(
         {
             "gallery_version": version,
@@ -289,11 +349,15 @@ def gallery_promotion_checks(
             passed=bool(passed),
             description=verdict[:2000],
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"gallery_version": version, **{
-                key: dg.MetadataValue.json(value) if isinstance(value, (dict, list)) else value
-                for key, value in figures.items() if value is not None
-            }},
-        )  # fmt: skip
+            metadata={
+                "gallery_version": version,
+                **{
+                    key: dg.MetadataValue.json(value) if isinstance(value, (dict, list)) else value
+                    for key, value in figures.items()
+                    if value is not None
+                },
+            },
+        )
 
 
 @dg.asset(
@@ -341,7 +405,10 @@ def production_gallery(
         + ("published" if promoted else f"keeps serving: {note}" if note else "already serving")
     )
     return dg.MaterializeResult(
-        metadata={"gallery_version": version, "published_this_run": promoted,
-                  "pinned": note or "no",
-                  "pointer": dg.MetadataValue.path(str(settings.prod_dir(code) / "gallery.json"))}
-    )  # fmt: skip
+        metadata={
+            "gallery_version": version,
+            "published_this_run": promoted,
+            "pinned": note or "no",
+            "pointer": dg.MetadataValue.path(str(settings.prod_dir(code) / "gallery.json")),
+        }
+    )

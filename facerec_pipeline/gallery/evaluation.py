@@ -37,8 +37,9 @@ def nearest_neighbours(
         same.append(np.where(is_same, distances, np.inf).min(axis=1))
         other.append(np.where(is_same, np.inf, distances).min(axis=1))
     empty = np.zeros(0)
-    return Neighbours(probes, np.concatenate(same) if same else empty,
-                      np.concatenate(other) if other else empty)  # fmt: skip
+    return Neighbours(
+        probes, np.concatenate(same) if same else empty, np.concatenate(other) if other else empty
+    )
 
 
 def evaluate(vectors: np.ndarray, labels: list[str], max_probes: int = MAX_PROBES) -> dict:

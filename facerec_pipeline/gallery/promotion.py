@@ -66,8 +66,14 @@ def promote(session: Session, settings: Settings, gallery: Gallery) -> None:
             "recognition (no calibrated operating point, another model configuration) and "
             f"cannot serve; `facerec run --domain {gallery.domain}` builds a version that can"
         )
-    load_batches(settings.storage_dir, gallery.domain, gallery.version, gallery.model_config,
-                 gallery.batch_paths, checksums=gallery.file_checksums)  # fmt: skip
+    load_batches(
+        settings.storage_dir,
+        gallery.domain,
+        gallery.version,
+        gallery.model_config,
+        gallery.batch_paths,
+        checksums=gallery.file_checksums,
+    )
     now = datetime.now(UTC)
     session.execute(update(Gallery).where(Gallery.domain == gallery.domain).values(is_prod=False))
     gallery.is_prod = True
@@ -102,8 +108,10 @@ def reconcile_prod_pointers(
         if serving is None:
             if pointer is not None:
                 moved = move_aside(prod_dir / POINTER_FILE)
-                changes.append(f"{domain.code}: no version serves in the database; the pointer "
-                               f"to v{pointer['version']} was moved to {moved}")  # fmt: skip
+                changes.append(
+                    f"{domain.code}: no version serves in the database; the pointer "
+                    f"to v{pointer['version']} was moved to {moved}"
+                )
         elif pointer is None or pointer != pointer_of(serving):
             write_prod_pointer(prod_dir, pointer_of(serving))
             was = f"v{pointer['version']}" if pointer else "nothing"
@@ -112,8 +120,9 @@ def reconcile_prod_pointers(
     for pointer_file in [] if only else sorted(prod_root.glob(f"*/{POINTER_FILE}")):
         if pointer_file.parent.name not in known:
             moved = move_aside(pointer_file)
-            changes.append(f"{pointer_file.parent.name}: not in the database; its pointer was "
-                           f"moved to {moved}")  # fmt: skip
+            changes.append(
+                f"{pointer_file.parent.name}: not in the database; its pointer was moved to {moved}"
+            )
     return changes
 
 
@@ -150,9 +159,15 @@ def unpin(session: Session, domain_code: str) -> int | None:
 
 
 CHECK_NAMES = [
-    "coherent_model", "no_photo_in_two_people", "min_faces_per_person", "distinct_identities",
-    "loo_accuracy", "not_shrunk", "no_person_lost", "no_quality_drop",
-]  # fmt: skip
+    "coherent_model",
+    "no_photo_in_two_people",
+    "min_faces_per_person",
+    "distinct_identities",
+    "loo_accuracy",
+    "not_shrunk",
+    "no_person_lost",
+    "no_quality_drop",
+]
 
 
 def run_checks(
@@ -170,33 +185,52 @@ def run_checks(
     other = current is not None and current.id != candidate.id
     previous_people: set[str] = set()
     if other:
-        previous_people = set(session.scalars(
-            select(Person.normalized_name).join(GalleryFace, GalleryFace.person_id == Person.id)
-            .where(GalleryFace.gallery_id == current.id, GalleryFace.identity_status == "accepted")
-        ))  # fmt: skip
-    still_present = set(session.scalars(
-        select(Person.normalized_name).where(Person.domain == domain, Person.removed_at.is_(None))
-    ))  # fmt: skip
+        previous_people = set(
+            session.scalars(
+                select(Person.normalized_name)
+                .join(GalleryFace, GalleryFace.person_id == Person.id)
+                .where(
+                    GalleryFace.gallery_id == current.id, GalleryFace.identity_status == "accepted"
+                )
+            )
+        )
+    still_present = set(
+        session.scalars(
+            select(Person.normalized_name).where(
+                Person.domain == domain, Person.removed_at.is_(None)
+            )
+        )
+    )
     loaded = load_batches(
-        settings.storage_dir, domain, candidate.version, candidate.model_config,
-        candidate.batch_paths, with_faces=True, checksums=candidate.file_checksums,
-    )  # fmt: skip
+        settings.storage_dir,
+        domain,
+        candidate.version,
+        candidate.model_config,
+        candidate.batch_paths,
+        with_faces=True,
+        checksums=candidate.file_checksums,
+    )
     outcomes = {
         "coherent_model": checks.coherent_model(loaded),
         "no_photo_in_two_people": checks.no_photo_in_two_people(loaded),
         "min_faces_per_person": checks.faces_per_person(loaded, settings_row.min_faces_per_person),
         "distinct_identities": checks.distinct_identities(loaded, distinct_min_distance),
         "loo_accuracy": checks.leave_one_out_accuracy(loaded, settings_row.min_loo_accuracy),
-        "not_shrunk": checks.not_shrunk(candidate.face_count,
-                                        current.face_count if other else None,
-                                        settings_row.max_gallery_shrink),
+        "not_shrunk": checks.not_shrunk(
+            candidate.face_count,
+            current.face_count if other else None,
+            settings_row.max_gallery_shrink,
+        ),
         "no_person_lost": checks.no_person_lost(loaded, previous_people, still_present),
-        "no_quality_drop": checks.no_quality_drop(candidate.operating_point,
-                                                  current.operating_point if other else None,
-                                                  settings_row.max_quality_drop),
-    }  # fmt: skip
-    candidate.checks = {name: {"passed": bool(passed), **figures}
-                        for name, (passed, figures) in outcomes.items()}  # fmt: skip
+        "no_quality_drop": checks.no_quality_drop(
+            candidate.operating_point,
+            current.operating_point if other else None,
+            settings_row.max_quality_drop,
+        ),
+    }
+    candidate.checks = {
+        name: {"passed": bool(passed), **figures} for name, (passed, figures) in outcomes.items()
+    }
     if candidate.status != "published":
         candidate.status = "candidate" if all(p for p, _ in outcomes.values()) else "rejected"
     session.flush()
@@ -207,11 +241,16 @@ def failed_checks_message(gallery: Gallery) -> str:
     """Each failed check with its figures, for an operator to act on."""
     results = gallery.checks or {}
     missing = sorted(set(CHECK_NAMES) - set(results))
-    lines = [f"{name}: {figures_text(result)}" for name, result in sorted(results.items())
-             if not result.get("passed")]  # fmt: skip
+    lines = [
+        f"{name}: {figures_text(result)}"
+        for name, result in sorted(results.items())
+        if not result.get("passed")
+    ]
     if missing:
-        lines.append(f"not run yet: {', '.join(missing)} (run `facerec gallery recheck --domain "
-                     f"{gallery.domain}`)")  # fmt: skip
+        lines.append(
+            f"not run yet: {', '.join(missing)} (run `facerec gallery recheck --domain "
+            f"{gallery.domain}`)"
+        )
     return "; ".join(lines)
 
 

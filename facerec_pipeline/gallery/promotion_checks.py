@@ -38,8 +38,11 @@ def no_photo_in_two_people(gallery: LoadedGallery) -> Outcome:
 def faces_per_person(gallery: LoadedGallery, minimum: int) -> Outcome:
     counts = Counter(labels(gallery))
     short = {person: n for person, n in sorted(counts.items()) if n < minimum}
-    return not short, {"minimum": minimum, "people_below_minimum": short,
-                       "fewest": min(counts.values()) if counts else 0}  # fmt: skip
+    return not short, {
+        "minimum": minimum,
+        "people_below_minimum": short,
+        "fewest": min(counts.values()) if counts else 0,
+    }
 
 
 def distinct_identities(gallery: LoadedGallery, min_distance: float) -> Outcome:
@@ -67,11 +70,16 @@ def distinct_identities(gallery: LoadedGallery, min_distance: float) -> Outcome:
                 closest = (distance, begin + row, int(other))
         for row, other in zip(*np.nonzero(distances < min_distance), strict=True):
             if begin + row < other:
-                too_close.append([names[begin + row], names[other],
-                                  round(float(distances[row, other]), 4)])  # fmt: skip
-    figures = {"min_distance": min_distance, "closest_pair": [names[closest[1]], names[closest[2]]],
-               "closest_distance": round(closest[0], 4), "too_close": too_close[:50],
-               "too_close_count": len(too_close)}  # fmt: skip
+                too_close.append(
+                    [names[begin + row], names[other], round(float(distances[row, other]), 4)]
+                )
+    figures = {
+        "min_distance": min_distance,
+        "closest_pair": [names[closest[1]], names[closest[2]]],
+        "closest_distance": round(closest[0], 4),
+        "too_close": too_close[:50],
+        "too_close_count": len(too_close),
+    }
     return not too_close, figures
 
 
@@ -108,8 +116,12 @@ def not_shrunk(face_count: int, previous_face_count: int | None, max_shrink: flo
     if not previous_face_count:
         return True, {"previous_faces": previous_face_count, "faces": face_count}
     shrink = 1.0 - face_count / previous_face_count
-    return shrink <= max_shrink, {"previous_faces": previous_face_count, "faces": face_count,
-                                  "shrink": round(shrink, 4), "max_shrink": max_shrink}  # fmt: skip
+    return shrink <= max_shrink, {
+        "previous_faces": previous_face_count,
+        "faces": face_count,
+        "shrink": round(shrink, 4),
+        "max_shrink": max_shrink,
+    }
 
 
 def no_person_lost(gallery: LoadedGallery, previous: set[str], still_present: set[str]) -> Outcome:

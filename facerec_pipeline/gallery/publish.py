@@ -34,8 +34,13 @@ from facerec_pipeline.recognition.search_index import ANN_MIN_FACES
 
 BATCH_MAX_PEOPLE = 500
 POINTER_FILE = "gallery.json"
-SERVED_FILES = ("embeddings.npy", "person_rows.npy", "people.json", "faces.json",
-                "batch_metadata.json")  # fmt: skip
+SERVED_FILES = (
+    "embeddings.npy",
+    "person_rows.npy",
+    "people.json",
+    "faces.json",
+    "batch_metadata.json",
+)
 BATCH_NAME = re.compile(r"batch_(\d+)$")
 
 
@@ -84,8 +89,11 @@ def file_checksums(storage_dir: Path, paths: list[Path]) -> dict[str, str]:
     """sha256 per file, keyed by the path relative to the storage root (absolute outside it)."""
 
     def key(path: Path) -> str:
-        return path.relative_to(storage_dir).as_posix() if path.is_relative_to(storage_dir) \
-            else str(path)  # fmt: skip
+        return (
+            path.relative_to(storage_dir).as_posix()
+            if path.is_relative_to(storage_dir)
+            else str(path)
+        )
 
     return {key(path): sha256_file(path) for path in paths}
 
@@ -118,9 +126,14 @@ def verify_version(
 
 
 def load_batches(
-    storage_dir: Path, domain: str, version: int, model_config: str, batch_paths: list[str],
-    with_faces: bool = False, checksums: dict[str, str] | None = None,
-) -> LoadedGallery:  # fmt: skip
+    storage_dir: Path,
+    domain: str,
+    version: int,
+    model_config: str,
+    batch_paths: list[str],
+    with_faces: bool = False,
+    checksums: dict[str, str] | None = None,
+) -> LoadedGallery:
     """A version's matrix and who each row is (from people.json + person_rows.npy, fast);
     `with_faces` also reads faces.json (photo hashes and crops per row). With `checksums`, every
     served file is checked first. Raises GalleryDamaged for missing, altered or inconsistent
@@ -137,9 +150,13 @@ def load_batches(
 
 
 def _load_batches(
-    storage_dir: Path, domain: str, version: int, model_config: str, batch_paths: list[str],
+    storage_dir: Path,
+    domain: str,
+    version: int,
+    model_config: str,
+    batch_paths: list[str],
     with_faces: bool,
-) -> LoadedGallery:  # fmt: skip
+) -> LoadedGallery:
     if not batch_paths:
         raise ValueError("the version names no batch")
     matrices, people, rows, faces, metadata = [], [], [], [], []
@@ -156,8 +173,9 @@ def _load_batches(
                 len(batch_rows)
                 and not 0 <= batch_rows.min() <= batch_rows.max() < len(batch_people)
             ):
-                raise ValueError(f"{batch_dir}: person_rows.npy does not match embeddings.npy "
-                                 "and people.json")  # fmt: skip
+                raise ValueError(
+                    f"{batch_dir}: person_rows.npy does not match embeddings.npy and people.json"
+                )
             rows.append(batch_rows + len(people))
             people.extend(batch_people)
         else:  # batches written before people.json existed
@@ -167,8 +185,10 @@ def _load_batches(
                 np.asarray([order.index(f["normalized_name"]) for f in batch_faces]) + len(people)
             )
             first = {f["normalized_name"]: f for f in reversed(batch_faces)}
-            people.extend({key: first[name].get(key) for key in ("person", "normalized_name",
-                           "wikidata_id")} for name in order)  # fmt: skip
+            people.extend(
+                {key: first[name].get(key) for key in ("person", "normalized_name", "wikidata_id")}
+                for name in order
+            )
         if with_faces:
             faces.extend(batch_faces or json.loads((batch_dir / "faces.json").read_text()))
     index = None
@@ -218,8 +238,12 @@ def content_hash(entries: list[GalleryEntry], model_config: str) -> str:
 
 def next_batch_number(batch_paths: list[list[str]]) -> int:
     """The number after every batch the database knows (`batch_paths` of each version)."""
-    numbers = [int(match.group(1)) for paths in batch_paths for path in paths
-               if (match := BATCH_NAME.search(Path(path).name))]  # fmt: skip
+    numbers = [
+        int(match.group(1))
+        for paths in batch_paths
+        for path in paths
+        if (match := BATCH_NAME.search(Path(path).name))
+    ]
     return max(numbers, default=0) + 1
 
 
@@ -297,10 +321,13 @@ def write_batches(
         matrix = np.stack([entry.vector for entry in batch_entries]).astype(np.float32)
         np.save(partial / "embeddings.npy", matrix)
         batch_people_json = [
-            {"person": by_person[n][0].person, "normalized_name": n,
-             "wikidata_id": by_person[n][0].wikidata_id}
+            {
+                "person": by_person[n][0].person,
+                "normalized_name": n,
+                "wikidata_id": by_person[n][0].wikidata_id,
+            }
             for n in batch_people
-        ]  # fmt: skip
+        ]
         position = {name: i for i, name in enumerate(batch_people)}
         rows = np.asarray([position[e.normalized_name] for e in batch_entries], dtype=np.int32)
         np.save(partial / "person_rows.npy", rows)

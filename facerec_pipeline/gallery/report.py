@@ -30,8 +30,11 @@ SAME, OTHER, REJECTED = (31, 119, 180), (255, 127, 14), (214, 39, 40)
 
 
 def distance_plot_png(
-    genuine: np.ndarray, impostor: np.ndarray, labels: list[str], rejections: dict[str, int],
-) -> bytes:  # fmt: skip
+    genuine: np.ndarray,
+    impostor: np.ndarray,
+    labels: list[str],
+    rejections: dict[str, int],
+) -> bytes:
     """Three panels drawn with PIL (no plotting library to import on every version): each
     face's nearest same-person and nearest other-person distance, faces per person (top 20),
     rejections."""
@@ -135,8 +138,11 @@ def inline_png(data: bytes, alt: str) -> str:
 
 def write_report(target: Path, summary: str, plot: bytes, sheet: bytes) -> dict[str, Path]:
     target.mkdir(parents=True, exist_ok=True)
-    files = {"report": target / "report.md", "plot": target / "distances.png",
-             "contact_sheet": target / "contact_sheet.png"}  # fmt: skip
+    files = {
+        "report": target / "report.md",
+        "plot": target / "distances.png",
+        "contact_sheet": target / "contact_sheet.png",
+    }
     files["plot"].write_bytes(plot)
     files["contact_sheet"].write_bytes(sheet)
     files["report"].write_text(

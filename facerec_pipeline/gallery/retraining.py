@@ -15,8 +15,14 @@ from facerec_pipeline.db.models import Domain, Face, GalleryFace, Image
 from facerec_pipeline.gallery.promotion import prod_version
 from facerec_pipeline.stats import domain_sourcing
 
-INGEST = ["candidates", "raw_images", "detected_faces", "face_embeddings", "gallery",
-          "production_gallery"]  # fmt: skip
+INGEST = [
+    "candidates",
+    "raw_images",
+    "detected_faces",
+    "face_embeddings",
+    "gallery",
+    "production_gallery",
+]
 EMBED = ["face_embeddings", "gallery", "production_gallery"]
 REDOWNLOAD = INGEST[1:]
 
@@ -58,10 +64,14 @@ def new_accepted_faces(session: Session, code: str, gallery_id: int) -> list[int
         session.scalars(
             select(Face.id)
             .join(Image, Image.id == Face.image_id)
-            .where(Face.domain == code, Face.status == "accepted", Image.removed_at.is_(None),
-                   Face.id.not_in(in_gallery))
+            .where(
+                Face.domain == code,
+                Face.status == "accepted",
+                Image.removed_at.is_(None),
+                Face.id.not_in(in_gallery),
+            )
         )
-    )  # fmt: skip
+    )
 
 
 def retrain_request(session: Session, domain: Domain, today: str) -> RetrainRequest | None:

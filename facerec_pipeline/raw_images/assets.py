@@ -35,9 +35,13 @@ PROGRESS_EVERY = 10
 
 
 def folder_image_rows(
-    code: str, scan: FolderScan, people: pd.DataFrame, training_dir: Path, relative,
+    code: str,
+    scan: FolderScan,
+    people: pd.DataFrame,
+    training_dir: Path,
+    relative,
     inspections: InspectionCache,
-) -> list[dict]:  # fmt: skip
+) -> list[dict]:
     """Only the photos the scan kept are read and copied: a link out of the source folder
     never is."""
     photos_by_folder = {person.folder: person.photos for person in scan.people}
@@ -67,9 +71,13 @@ def folder_image_rows(
 
 
 def wikimedia_image_rows(
-    context: dg.AssetExecutionContext, code: str, domain, people: pd.DataFrame,
-    facerec: FacerecStorage, web: WebSourcesResource,
-) -> tuple[list[dict], dict]:  # fmt: skip
+    context: dg.AssetExecutionContext,
+    code: str,
+    domain,
+    people: pd.DataFrame,
+    facerec: FacerecStorage,
+    web: WebSourcesResource,
+) -> tuple[list[dict], dict]:
     """Photos already stored (kept as they are) plus what the sources give for people below
     their target. Skips and paid search calls are recorded for the run; paid search stops at
     the domain's budget for the calendar month, earlier runs of the month counted."""
@@ -140,16 +148,22 @@ def folder_skips(scan: FolderScan, people: pd.DataFrame) -> list[tuple[int | Non
     """The scan's left-out entries, each with its person (None at the root of the folder)."""
     person_ids = {str(person.source_ref): int(person.id) for person in people.itertuples()}
     return [
-        (person_ids.get(skip.folder) if skip.folder else None,
-         Skip("folder", skip.reason, skip.item, skip.detail))
+        (
+            person_ids.get(skip.folder) if skip.folder else None,
+            Skip("folder", skip.reason, skip.item, skip.detail),
+        )
         for skip in scan.skips
-    ]  # fmt: skip
+    ]
 
 
 def record_fetch(
-    facerec: FacerecStorage, code: str, run_id: str, person_ids: list[int],
-    skips: list[tuple[int | None, Skip]], calls: list[dict],
-) -> None:  # fmt: skip
+    facerec: FacerecStorage,
+    code: str,
+    run_id: str,
+    person_ids: list[int],
+    skips: list[tuple[int | None, Skip]],
+    calls: list[dict],
+) -> None:
     """Replace the skips of the people fetched, and those of no person (a folder source's
     stray entries); log paid search calls and their cost."""
     with facerec.session() as session:
@@ -164,10 +178,17 @@ def record_fetch(
                 )
             )
         session.add_all(
-            SourceSkip(domain=code, person_id=person_id, source=skip.source, item=skip.item,
-                       reason=skip.reason, detail=skip.detail, run_id=run_id)
+            SourceSkip(
+                domain=code,
+                person_id=person_id,
+                source=skip.source,
+                item=skip.item,
+                reason=skip.reason,
+                detail=skip.detail,
+                run_id=run_id,
+            )
             for person_id, skip in skips
-        )  # fmt: skip
+        )
         session.add_all(SerpCall(domain=code, run_id=run_id, **call) for call in calls)
 
 
@@ -202,8 +223,11 @@ def raw_images(
         inspections.save()
         skips = folder_skips(scan, candidates)
         record_fetch(facerec, code, context.run_id, [int(i) for i in candidates["id"]], skips, [])
-        figures = {"files_read": len(rows) - inspections.hits, "files_unchanged": inspections.hits,
-                   "skips_by_reason": dict(Counter(skip.reason for _, skip in skips))}  # fmt: skip
+        figures = {
+            "files_read": len(rows) - inspections.hits,
+            "files_unchanged": inspections.hits,
+            "skips_by_reason": dict(Counter(skip.reason for _, skip in skips)),
+        }
     else:
         rows, figures = wikimedia_image_rows(
             context, code, domain, candidates, facerec, web_sources
@@ -235,11 +259,19 @@ def raw_images(
         }
     )
     with facerec.session() as session:
-        record_stage(session, code, context.run_id, "raw_images",
-                     {"photos": len(frame), "people_without_photos": people_without_photos,
-                      "people_below_target": sourcing["people_below_target"]},
-                     time.monotonic() - started,
-                     {f"ingest:{k}": v for k, v in rejected.items()}
-                     | {f"source:{k}": v for k, v in figures.get("skips_by_reason", {}).items()},
-                     serp_cost=figures.get("serp_cost", 0.0))  # fmt: skip
+        record_stage(
+            session,
+            code,
+            context.run_id,
+            "raw_images",
+            {
+                "photos": len(frame),
+                "people_without_photos": people_without_photos,
+                "people_below_target": sourcing["people_below_target"],
+            },
+            time.monotonic() - started,
+            {f"ingest:{k}": v for k, v in rejected.items()}
+            | {f"source:{k}": v for k, v in figures.get("skips_by_reason", {}).items()},
+            serp_cost=figures.get("serp_cost", 0.0),
+        )
     return frame

@@ -174,8 +174,11 @@ class InspectionCache:
             facts = ImageFacts(**entry["facts"])
         else:
             facts = inspect_image(photo)
-        self._seen[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                           "facts": asdict(facts)}  # fmt: skip
+        self._seen[key] = {
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "facts": asdict(facts),
+        }
         return facts
 
     def save(self) -> None:

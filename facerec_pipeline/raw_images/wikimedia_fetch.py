@@ -122,8 +122,10 @@ class PhotoFetcher:
             if person.p18_files:
                 found, missing = self.commons.files(person.p18_files)
                 files += [("wikimedia_p18", f) for f in found]
-                result.skips += [Skip("wikimedia_p18", "missing_file", f"File:{m}",
-                                      "Commons has no such file") for m in missing]  # fmt: skip
+                result.skips += [
+                    Skip("wikimedia_p18", "missing_file", f"File:{m}", "Commons has no such file")
+                    for m in missing
+                ]
             if person.commons_category and person.have + len(files) < self.target:
                 wanted = 3 * self.target  # categories mix in signatures, posters, groups
                 category = self.commons.category_files(person.commons_category, wanted)
@@ -138,17 +140,22 @@ class PhotoFetcher:
                 continue
             refusal = license_refusal(file, self.license_policy)
             if refusal:
-                result.skips.append(Skip(source, refusal, file.title,
-                                         f"licence {file.license_short_name!r}"))  # fmt: skip
+                result.skips.append(
+                    Skip(source, refusal, file.title, f"licence {file.license_short_name!r}")
+                )
                 continue
             if file.download_url not in person.known_urls:
                 offers.append(Offer(source, file.download_url, commons_provenance(file)))
         return offers
 
     def _download(
-        self, domain: str, person: PersonToFetch, offers: list[Offer], have: int,
+        self,
+        domain: str,
+        person: PersonToFetch,
+        offers: list[Offer],
+        have: int,
         result: PersonFetch,
-    ) -> int:  # fmt: skip
+    ) -> int:
         """Download offers (two at a time) until the target is reached; returns photos gained."""
         gained = 0
         position = 0
@@ -214,9 +221,14 @@ class PhotoFetcher:
             result.skips.append(Skip("serp", "fetch_failed", None, str(problem)))
         if self.budget is not None:
             self.budget.charge(search.cost_per_call)
-        result.serp_calls.append({"provider": search.provider, "query": query,
-                                  "result_count": len(hits),
-                                  "estimated_cost": search.cost_per_call})  # fmt: skip
+        result.serp_calls.append(
+            {
+                "provider": search.provider,
+                "query": query,
+                "result_count": len(hits),
+                "estimated_cost": search.cost_per_call,
+            }
+        )
         offers = [
             Offer(
                 "serp",
@@ -226,7 +238,7 @@ class PhotoFetcher:
                     "license_short_name": "unknown (paid image search)",
                     "credit": hit.source,
                 },
-            )  # fmt: skip
+            )
             for hit in hits
             if hit.image_url not in person.known_urls
         ]

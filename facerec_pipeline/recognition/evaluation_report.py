@@ -18,9 +18,12 @@ from facerec_pipeline.settings import Settings
 
 
 def record_evaluation(
-    settings: Settings, gallery: LoadedGallery, figures: dict[str, Any], probes_dir: str,
+    settings: Settings,
+    gallery: LoadedGallery,
+    figures: dict[str, Any],
+    probes_dir: str,
     unknown_dir: str | None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     now = datetime.now(UTC)
     point = gallery.operating_point
     figures = {
@@ -46,11 +49,16 @@ def record_evaluation(
             )
         )
         if gallery_id is not None:
-            session.add(GalleryEvaluation(
-                gallery_id=gallery_id, domain=gallery.domain, probes_dir=str(probes_dir),
-                unknown_dir=str(unknown_dir) if unknown_dir else None, figures=figures,
-                created_at=now,
-            ))  # fmt: skip
+            session.add(
+                GalleryEvaluation(
+                    gallery_id=gallery_id,
+                    domain=gallery.domain,
+                    probes_dir=str(probes_dir),
+                    unknown_dir=str(unknown_dir) if unknown_dir else None,
+                    figures=figures,
+                    created_at=now,
+                )
+            )
     _observe(settings, gallery, figures, plot)
     return figures
 

@@ -179,8 +179,18 @@ def calibrate(
     starts = person_starts(person_rows)
     rows = np.asarray(person_rows)
     if len(starts) < 2:
-        return OperatingPoint(fallback_threshold, target_far, None, None, None, 0, 0, RULE,
-                              calibrated=False, nearest_share=NEAREST_SHARE)  # fmt: skip
+        return OperatingPoint(
+            fallback_threshold,
+            target_far,
+            None,
+            None,
+            None,
+            0,
+            0,
+            RULE,
+            calibrated=False,
+            nearest_share=NEAREST_SHARE,
+        )
     probes = sample_probes(len(matrix), max_probes, seed)
     stranger, enrolled_correct, enrolled_score = [], [], []
     step = max(1, CHUNK_CELLS // len(matrix))
@@ -215,7 +225,8 @@ def calibrate(
         target_far=target_far,
         expected_far=round(named / len(stranger_scores), 4),
         expected_dir=round(float((correct & (scores <= threshold)).mean()), 4)
-        if has_enrolled else None,
+        if has_enrolled
+        else None,
         expected_rank1=round(float(correct.mean()), 4) if has_enrolled else None,
         stranger_trials=len(stranger_scores),
         enrolled_trials=len(correct),
@@ -223,13 +234,17 @@ def calibrate(
         calibrated=resolved,
         nearest_share=NEAREST_SHARE,
         far_upper_bound=round(far_upper_bound(named, len(stranger_scores)), 4),
-    )  # fmt: skip
+    )
 
 
 def rank_people(
-    matrix: np.ndarray, starts: np.ndarray, query: np.ndarray, count: int, candidate_rows=None,
+    matrix: np.ndarray,
+    starts: np.ndarray,
+    query: np.ndarray,
+    count: int,
+    candidate_rows=None,
     share: float = NEAREST_SHARE,
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+) -> tuple[np.ndarray, np.ndarray]:
     """The `count` nearest people to one query: (person indexes, distances), nearest first.
     `candidate_rows` (from an approximate index) limits the search to the people they belong
     to; each of those people is then measured on all of their faces. `share`: the operating

@@ -66,9 +66,11 @@ def recognize_probe(recognizer: Recognizer, path: Path, truth: str | None) -> Pr
 
 
 def evaluate_probes(
-    recognizer: Recognizer, probes: list[Path], unknown: list[Path],
+    recognizer: Recognizer,
+    probes: list[Path],
+    unknown: list[Path],
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[dict[str, Any], list[ProbeResult]]:  # fmt: skip
+) -> tuple[dict[str, Any], list[ProbeResult]]:
     truths = [probe_truth(path) for path in probes]  # fail on a bad name before any work
     jobs = list(zip(probes, truths, strict=True)) + [(path, None) for path in unknown]
     results = []
@@ -130,6 +132,11 @@ def dir_far_curve(results: list[ProbeResult]) -> list[dict[str, float]]:
             if np.isfinite(limit)
             else float(np.mean(np.isfinite(strangers)))
         )
-        curve.append({"far": round(actual, 4), "dir": round(float((right & accepted).mean()), 4),
-                      "far_limit": far})  # fmt: skip
+        curve.append(
+            {
+                "far": round(actual, 4),
+                "dir": round(float((right & accepted).mean()), 4),
+                "far_limit": far,
+            }
+        )
     return curve

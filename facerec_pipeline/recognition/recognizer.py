@@ -53,9 +53,13 @@ def load_prod_gallery(settings: Settings, domain: str) -> LoadedGallery:
             f"--domain {domain}` to build and publish a new version"
         )
     gallery = load_batches(
-        settings.storage_dir, domain, int(pointer["version"]), pointer["model_config"],
-        pointer["batches"], checksums=pointer.get("file_checksums"),
-    )  # fmt: skip
+        settings.storage_dir,
+        domain,
+        int(pointer["version"]),
+        pointer["model_config"],
+        pointer["batches"],
+        checksums=pointer.get("file_checksums"),
+    )
     gallery.operating_point = OperatingPoint.from_dict(pointer["operating_point"])
     return gallery
 
@@ -75,20 +79,31 @@ def load_serving_gallery(settings: Settings, domain: str) -> tuple[LoadedGallery
         with session_scope(settings.database_url) as session:
             earlier = session.scalars(
                 select(Gallery)
-                .where(Gallery.domain == domain, Gallery.status == "published",
-                       Gallery.operating_point.is_not(None))
+                .where(
+                    Gallery.domain == domain,
+                    Gallery.status == "published",
+                    Gallery.operating_point.is_not(None),
+                )
                 .order_by(Gallery.is_prod.desc(), Gallery.version.desc())
-            ).all()  # fmt: skip
+            ).all()
         for version in earlier:
             try:
-                gallery = load_batches(settings.storage_dir, domain, version.version,
-                                       version.model_config, version.batch_paths,
-                                       checksums=version.file_checksums)  # fmt: skip
+                gallery = load_batches(
+                    settings.storage_dir,
+                    domain,
+                    version.version,
+                    version.model_config,
+                    version.batch_paths,
+                    checksums=version.file_checksums,
+                )
             except GalleryDamaged:
                 continue
             gallery.operating_point = OperatingPoint.from_dict(version.operating_point)
-            which = "the version the database says serves" if version.is_prod else \
-                "the newest intact published version"  # fmt: skip
+            which = (
+                "the version the database says serves"
+                if version.is_prod
+                else "the newest intact published version"
+            )
             return gallery, f"{damaged} Meanwhile v{version.version}, {which}, answers."
         raise
 
@@ -146,9 +161,12 @@ def decide(gallery: LoadedGallery, ranked: list[dict[str, Any]]) -> dict[str, An
 
 class Recognizer:
     def __init__(
-        self, galleries: list[LoadedGallery], engine: FaceEngine, top_k: int = 5,
+        self,
+        galleries: list[LoadedGallery],
+        engine: FaceEngine,
+        top_k: int = 5,
         settings: Settings | None = None,
-    ):  # fmt: skip
+    ):
         if not galleries:
             raise NoGallery("no gallery to search")
         self.settings = settings  # given: galleries reload when a new version is published
@@ -166,9 +184,13 @@ class Recognizer:
 
     @classmethod
     def for_domains(
-        cls, settings: Settings, domains: list[str], engine: FaceEngine | None = None,
-        top_k: int = 5, default_config: EngineConfig | None = None,
-    ) -> Recognizer:  # fmt: skip
+        cls,
+        settings: Settings,
+        domains: list[str],
+        engine: FaceEngine | None = None,
+        top_k: int = 5,
+        default_config: EngineConfig | None = None,
+    ) -> Recognizer:
         """The first domain's production gallery (required), then those of the domains it
         inherits that can serve (`skipped` says why each other one cannot). Without an
         `engine`, one is made with the configuration the first gallery was built with
@@ -203,10 +225,12 @@ class Recognizer:
                 pointer = read_prod_pointer(self.settings.prod_dir(gallery.domain))
                 if pointer is not None and int(pointer["version"]) != gallery.version:
                     if pointer["model_config"] != self.engine.config.model_key:
-                        note = (f"v{pointer['version']} of {gallery.domain!r} was built with "
-                                f"another face configuration ({pointer['model_config']}): "
-                                f"restart the recognizer to serve it. Meanwhile "
-                                f"v{gallery.version} answers.")  # fmt: skip
+                        note = (
+                            f"v{pointer['version']} of {gallery.domain!r} was built with "
+                            f"another face configuration ({pointer['model_config']}): "
+                            f"restart the recognizer to serve it. Meanwhile "
+                            f"v{gallery.version} answers."
+                        )
                         self.notes = [*[n for n in self.notes if n != note], note]
                         continue
                     self.galleries[position] = load_prod_gallery(self.settings, gallery.domain)

@@ -140,9 +140,13 @@ class PoliteSession:
         return random.uniform(ceiling / 2, ceiling)
 
     def request(
-        self, url: str, params: dict[str, Any] | None = None, *, stream: bool = False,
+        self,
+        url: str,
+        params: dict[str, Any] | None = None,
+        *,
+        stream: bool = False,
         headers: dict[str, str] | None = None,
-    ) -> requests.Response:  # fmt: skip
+    ) -> requests.Response:
         """GET with the retry rules; returns a 2xx response or raises HttpProblem."""
         last = ""
         for attempt in range(1, self.retry.max_attempts + 1):
@@ -167,8 +171,10 @@ class PoliteSession:
                 if wait > self.retry.max_retry_after:
                     raise RetriesExhausted(
                         f"{url}: HTTP {status} asks to wait {wait:.0f}s (more than "
-                        f"{self.retry.max_retry_after:.0f}s)", url, status,
-                    )  # fmt: skip
+                        f"{self.retry.max_retry_after:.0f}s)",
+                        url,
+                        status,
+                    )
                 last = f"HTTP {status}"
                 self._wait(wait)
                 continue
@@ -182,9 +188,13 @@ class PoliteSession:
         )
 
     def get_json(
-        self, url: str, params: dict[str, Any], *, accept: str = "application/json",
+        self,
+        url: str,
+        params: dict[str, Any],
+        *,
+        accept: str = "application/json",
         check: Callable[[str, str], None] | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> dict[str, Any]:
         """Serial API GET, parsed strictly. `check(text, content_type)` may raise BadResponse.
         MediaWiki's maxlag answer (HTTP 200 with error code maxlag) waits and retries."""
         with self._api_lock:
@@ -197,8 +207,10 @@ class PoliteSession:
                 if "json" not in content_type:
                     raise BadResponse(
                         f"{url}: expected JSON, got {content_type or 'no content type'}: "
-                        f"{text[:120]!r}", url, response.status_code,
-                    )  # fmt: skip
+                        f"{text[:120]!r}",
+                        url,
+                        response.status_code,
+                    )
                 try:
                     payload = json.loads(text)
                 except json.JSONDecodeError as error:
