@@ -18,18 +18,29 @@ def _close(facerec: FacerecStorage, run: dg.DagsterRun, succeeded: bool, error: 
 
 
 @dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.SUCCESS, default_status=dg.DefaultSensorStatus.RUNNING
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Closes the run history row (training_sessions) of a domain run that succeeded, "
+    "whichever job ran it.",
 )
 def domain_run_succeeded(context: dg.RunStatusSensorContext, facerec: FacerecStorage) -> None:
     _close(facerec, context.dagster_run, True, None)
 
 
-@dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.run_failure_sensor(
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Closes the run history row of a domain run that failed, with its error.",
+)
 def domain_run_failed(context: dg.RunFailureSensorContext, facerec: FacerecStorage) -> None:
     _close(facerec, context.dagster_run, False, context.failure_event.message)
 
 
-@dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every minute: runs whose process died are marked failed, their facerec_db "
+    "pool slots freed, their history closed and their half-written files removed.",
+)
 def dead_run_recovery(
     context: dg.SensorEvaluationContext, facerec: FacerecStorage
 ) -> dg.SkipReason:

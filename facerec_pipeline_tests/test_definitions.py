@@ -46,6 +46,21 @@ def test_definitions_snapshot(settings):
     assert sorted(defs.resources) == ["face_engine", "facerec", "stage_tables", "web_sources"]
 
 
+def test_everything_the_ui_lists_has_a_description(settings):
+    defs = build_definitions(settings)
+    graph = defs.resolve_asset_graph()
+    bare = [
+        key.to_user_string() for key in graph.get_all_asset_keys() if not graph.get(key).description
+    ]
+    bare += [
+        key.name for key in graph.asset_check_keys if not graph.get_check_spec(key).description
+    ]
+    bare += [
+        each.name for each in [*defs.sensors, *defs.schedules, *defs.jobs] if not each.description
+    ]
+    assert bare == []
+
+
 def test_dagster_cli_validates_the_code_location(settings):
     completed = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],

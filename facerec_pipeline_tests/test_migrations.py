@@ -27,3 +27,16 @@ def test_an_older_database_is_upgraded_with_its_data_kept(tmp_path):
         assert db.execute("SELECT code FROM domains").fetchall() == [("serbia",)]
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     assert upgrade(url) == (head_revision(url), head_revision(url))  # nothing left to do
+    # 0006: the columns nothing wrote are gone, and the way back restores them, data kept.
+    columns = {
+        table: {c["name"] for c in inspect(get_engine(url)).get_columns(table)}
+        for table in ("domains", "people")
+    }
+    assert "stats" not in columns["domains"] and "images_by_source" not in columns["people"]
+    with get_engine(url).begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")
+    assert "stats" in {c["name"] for c in inspect(get_engine(url)).get_columns("domains")}
+    assert upgrade(url) == ("0005", head_revision(url))
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        assert db.execute("SELECT code FROM domains").fetchall() == [("serbia",)]

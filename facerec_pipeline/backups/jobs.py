@@ -28,4 +28,5 @@ database_backup_schedule = dg.ScheduleDefinition(
     cron_schedule="30 2 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Backs up the facerec database every day at 02:30 UTC (database_backup_job).",
 )

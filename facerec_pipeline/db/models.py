@@ -68,7 +68,6 @@ class Domain(Timestamps, Base):
     serp_budget: Mapped[float] = mapped_column(Float, default=0.0)
     refresh_cron: Mapped[str] = mapped_column(String(100), default="0 3 * * 1")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Automation and the checks that gate promotion.
     retrain_min_new_faces: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     min_faces_per_person: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
@@ -119,7 +118,6 @@ class Person(Timestamps, Base):
     # Where the source keeps this person's photos (folder source: the folder name).
     source_ref: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default="pending")
-    images_by_source: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     # Set when the person is no longer offered by the source; the row and its history stay.
     removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -230,7 +228,7 @@ class Gallery(Base):
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     is_prod: Mapped[bool] = mapped_column(Boolean, default=False)
     # candidate (built, not yet checked) | published | rejected (a blocking check failed)
-    status: Mapped[str] = mapped_column(String(20), default="candidate", server_default="published")
+    status: Mapped[str] = mapped_column(String(20), default="candidate", server_default="candidate")
     checks: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     # The open-set decision rule calibrated on this version (recognition/open_set.py).
     operating_point: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -117,6 +117,9 @@ def detected_faces(
     raw_images: pd.DataFrame,
     candidates: pd.DataFrame,
 ) -> pd.DataFrame:
+    """Faces found in each photo (table `faces`), accepted or rejected by the quality gates
+    (size, confidence, blur, dominance, duplicates) with the reason; a person whose photos all
+    fail a soft gate keeps their largest face. Photos judged before are not judged again."""
     started = time.monotonic()
     code = context.partition_key
     settings = facerec.settings

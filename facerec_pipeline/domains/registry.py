@@ -118,7 +118,6 @@ def add_domain(session: Session, spec: DomainSpec) -> Domain:
         serp_budget=spec.serp_budget,
         refresh_cron=spec.refresh_cron,
         is_active=True,
-        stats={},
     )
     session.add(domain)
     for priority, parent in enumerate(spec.inherit_from, start=1):

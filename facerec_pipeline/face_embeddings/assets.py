@@ -52,6 +52,9 @@ def face_embeddings(
     face_engine: FaceEngineResource,
     detected_faces: pd.DataFrame,
 ) -> pd.DataFrame:
+    """One embedding per accepted face under the current face configuration (table
+    `face_embeddings`, keyed by the model configuration, so unlike embeddings never mix).
+    Faces already embedded under it are reused."""
     started = time.monotonic()
     code = context.partition_key
     settings = facerec.settings

@@ -18,6 +18,7 @@ from facerec_pipeline.face_engine.engine import l2_normalize
 from facerec_pipeline.gallery.evaluation import evaluate, nearest_neighbours
 from facerec_pipeline.gallery.identity import consistency_decisions
 from facerec_pipeline.gallery.promotion import (
+    CHECK_DESCRIPTIONS,
     CHECK_NAMES,
     failed_checks_message,
     figures_text,
@@ -327,7 +328,10 @@ def gallery(
 
 
 @dg.multi_asset_check(
-    specs=[dg.AssetCheckSpec(name, asset=gallery, blocking=True) for name in CHECK_NAMES],
+    specs=[
+        dg.AssetCheckSpec(name, asset=gallery, blocking=True, description=description)
+        for name, description in CHECK_DESCRIPTIONS.items()
+    ],
     can_subset=False,
 )
 def gallery_promotion_checks(

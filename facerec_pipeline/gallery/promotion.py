@@ -158,16 +158,22 @@ def unpin(session: Session, domain_code: str) -> int | None:
     return pinned
 
 
-CHECK_NAMES = [
-    "coherent_model",
-    "no_photo_in_two_people",
-    "min_faces_per_person",
-    "distinct_identities",
-    "loo_accuracy",
-    "not_shrunk",
-    "no_person_lost",
-    "no_quality_drop",
-]
+CHECK_DESCRIPTIONS = {
+    "coherent_model": "Every embedding of the version comes from one face configuration.",
+    "no_photo_in_two_people": "No photo gives a face to two different people.",
+    "min_faces_per_person": "Every person has at least the domain's min_faces_per_person faces.",
+    "distinct_identities": "No two people's mean faces are so close they look like one person "
+    "(a person split under two names, a folder filled with someone else's photos).",
+    "loo_accuracy": "Leave-one-out: each face's nearest other face is of its own person at least "
+    "min_loo_accuracy of the time.",
+    "not_shrunk": "The version has not lost more than max_gallery_shrink of the serving "
+    "version's faces.",
+    "no_person_lost": "Everyone the serving version holds, and whom the domain still lists, is "
+    "in this version.",
+    "no_quality_drop": "The expected DIR and rank-1 are not more than max_quality_drop below the "
+    "serving version's (DIR only at the same target FAR and rule).",
+}
+CHECK_NAMES = list(CHECK_DESCRIPTIONS)
 
 
 def run_checks(
