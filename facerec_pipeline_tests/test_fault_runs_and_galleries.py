@@ -233,16 +233,23 @@ def test_a_rollback_sticks_until_unpinned_or_new_content(root, photos, composed)
     assert _versions(root)[1].is_prod and not _versions(root)[2].is_prod
     listed = json.loads(root.facerec("gallery", "list", "--domain", "demo", "--json").stdout)
     assert [v["pinned"] for v in listed] == [True, False]
+    # A recalibration (a new target FAR, or a new decision rule after an upgrade) builds v3
+    # from v2's very faces: not new content, the pin holds.
+    assert root.facerec("domains", "set", "demo", "--target-far", "0.02").returncode == 0
+    recalibrated = root.facerec("run", "--domain", "demo")
+    assert recalibrated.returncode == 0, recalibrated.stderr
+    versions = _versions(root)
+    assert sorted(versions) == [1, 2, 3] and versions[1].is_prod and not versions[3].is_prod
 
     assert "no longer pinned" in root.facerec("gallery", "unpin", "--domain", "demo").stdout
     assert root.facerec("run", "--domain", "demo").returncode == 0
-    assert _versions(root)[2].is_prod
+    assert _versions(root)[3].is_prod
 
     root.facerec("gallery", "rollback", "--domain", "demo", "--to", "1")
     shutil.copyfile(composed["dominant_subject.jpg"], root.folder / "barack_obama" / "dom.jpg")
-    assert root.facerec("run", "--domain", "demo").returncode == 0  # new content: v3 serves
+    assert root.facerec("run", "--domain", "demo").returncode == 0  # new faces: v4 serves
     versions = _versions(root)
-    assert sorted(versions) == [1, 2, 3] and versions[3].is_prod
+    assert sorted(versions) == [1, 2, 3, 4] and versions[4].is_prod
     assert (
         json.loads(root.facerec("gallery", "list", "--domain", "demo", "--json").stdout)[0][
             "pinned"

@@ -526,7 +526,7 @@ def gallery_recheck(code: str) -> None:
                 f"{failed_checks_message(version)}.{serving}"
             )
         domain = get_domain(session, code)
-        if pin_holds(domain, version):
+        if pin_holds(session, domain, version):
             click.echo(
                 f"gallery v{version.version} of {code!r} passed every check but does not "
                 f"serve: {pin_message(domain)}"

@@ -395,11 +395,11 @@ def production_gallery(
                 allow_retries=False,
             )
         domain = get_domain(session, code)
-        pinned = pin_holds(domain, candidate)
+        pinned = pin_holds(session, domain, candidate)
         promoted = not candidate.is_prod and not pinned
         if promoted:
             promote(session, settings, candidate)
-            domain.pinned_version = domain.pinned_at = None  # new content ends a rollback's pin
+            domain.pinned_version = domain.pinned_at = None  # new faces end a rollback's pin
         for change in reconcile_prod_pointers(session, settings, only=code):
             context.log.warning(f"production_gallery[{code}]: pointer rewritten: {change}")
         version = current.version if pinned and current else candidate.version

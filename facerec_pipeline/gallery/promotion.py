@@ -126,16 +126,36 @@ def reconcile_prod_pointers(
     return changes
 
 
-def pin_holds(domain: Domain, candidate: Gallery) -> bool:
-    """A rollback pinned the domain to a version and `candidate` was built before the pin (it
-    is the version rolled back from, or older): production keeps the pinned version."""
+def pin_holds(session: Session, domain: Domain, candidate: Gallery) -> bool:
+    """A rollback pinned the domain to a version and `candidate` brings no new content:
+    it was built before the pin (the version rolled back from, or older), or after it from the
+    very faces of a version built before it (a recalibration: a new target FAR, a new decision
+    rule after an upgrade). Production then keeps the pinned version."""
     if domain.pinned_version is None or candidate.version == domain.pinned_version:
         return False
     pinned_at = domain.pinned_at
     created = candidate.created_at
-    if pinned_at is None or created is None:
+    if pinned_at is None or created is None or _aware(created) <= _aware(pinned_at):
         return True
-    return _aware(created) <= _aware(pinned_at)
+    earlier = session.scalars(
+        select(Gallery.id).where(
+            Gallery.domain == domain.code,
+            Gallery.id != candidate.id,
+            Gallery.created_at <= pinned_at,
+        )
+    ).all()
+    faces = _accepted_faces(session, candidate.id)
+    return any(_accepted_faces(session, gallery_id) == faces for gallery_id in earlier)
+
+
+def _accepted_faces(session: Session, gallery_id: int) -> frozenset[int]:
+    return frozenset(
+        session.scalars(
+            select(GalleryFace.face_id).where(
+                GalleryFace.gallery_id == gallery_id, GalleryFace.identity_status == "accepted"
+            )
+        )
+    )
 
 
 def _aware(moment: datetime) -> datetime:
