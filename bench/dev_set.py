@@ -44,7 +44,7 @@ from facerec_pipeline.recognition.open_set import (
     person_starts,
     score_people,
 )
-from facerec_pipeline.resources import FaceEngineResource
+from facerec_pipeline.resources import FaceEngineResource, default_engine_config
 
 REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- dev-set:begin -->", "<!-- dev-set:end -->"
@@ -84,8 +84,10 @@ def build_and_score(dev: Path, work: Path) -> dict:
         build_seconds = time.perf_counter() - start
     if not outcome.success:
         raise RuntimeError(f"the dev-set run failed: {outcome.failures}")
-    engine = FaceEngine(EngineConfig(), settings.models_dir)
-    recognizer = Recognizer.for_domains(settings, ["lfw_dev"], engine)
+    # the recognizer `facerec evaluate` builds: queries embedded as the gallery records
+    recognizer = Recognizer.for_domains(
+        settings, ["lfw_dev"], default_config=default_engine_config()
+    )
     gallery = recognizer.galleries[0]
     figures, _ = evaluate_probes(recognizer, photos_in(dev / "probes"), photos_in(dev / "unknown"))
     with dg.DagsterInstance.get() as instance:

@@ -111,6 +111,11 @@ class FaceEngineResource(dg.ConfigurableResource):
         return _engine(self.engine_config, self.models_dir)
 
 
+def default_engine_config() -> EngineConfig:
+    """The face engine configuration `facerec run` uses (the resource's defaults)."""
+    return FaceEngineResource(models_dir="").engine_config
+
+
 def default_detector_config() -> str:
     """The face configuration `facerec run` uses (the resource's defaults)."""
     return FaceEngineResource(models_dir="").detector_config

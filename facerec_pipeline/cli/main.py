@@ -501,7 +501,6 @@ def gallery_unpin(code: str) -> None:
 def gallery_recheck(code: str) -> None:
     """Run the promotion checks of the newest version again with the domain's current settings;
     publish it if they all pass now."""
-    from facerec_pipeline.face_engine.engine import EngineConfig
     from facerec_pipeline.gallery.promotion import (
         failed_checks_message,
         pin_holds,
@@ -509,11 +508,12 @@ def gallery_recheck(code: str) -> None:
         promote,
         run_checks,
     )
+    from facerec_pipeline.resources import default_engine_config
 
     settings = settings_ready()
     with session_scope(settings.database_url) as session:
         version, outcomes = run_checks(
-            session, settings, code, EngineConfig().distinct_min_distance
+            session, settings, code, default_engine_config().distinct_min_distance
         )
         for name, (passed, _) in outcomes.items():
             click.echo(f"  check {name}: {'passed' if passed else 'FAILED'}")
@@ -716,7 +716,7 @@ def evaluate(code: str, probes_dir: str, unknown_dir: str | None, as_json: bool)
 
 def _recognizer(settings: Settings, code: str, top_k: int):
     from facerec_pipeline.recognition.recognizer import Recognizer
-    from facerec_pipeline.resources import FaceEngineResource
+    from facerec_pipeline.resources import default_engine_config
 
     with session_scope(settings.database_url) as session:
         order = search_order(session, code)
@@ -729,8 +729,9 @@ def _recognizer(settings: Settings, code: str, top_k: int):
         )
     # Queries are embedded as the gallery's faces were (its batches record how); a gallery too
     # old to say gets the pipeline's own face engine configuration.
-    default = FaceEngineResource(models_dir=str(settings.models_dir)).engine_config
-    recognizer = Recognizer.for_domains(settings, order, top_k=top_k, default_config=default)
+    recognizer = Recognizer.for_domains(
+        settings, order, top_k=top_k, default_config=default_engine_config()
+    )
     for reason in recognizer.skipped:
         click.echo(f"note: an inherited domain is not searched: {reason}", err=True)
     return recognizer

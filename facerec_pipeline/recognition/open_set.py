@@ -180,14 +180,14 @@ def calibrate(
     rows = np.asarray(person_rows)
     if len(starts) < 2:
         return OperatingPoint(
-            fallback_threshold,
-            target_far,
-            None,
-            None,
-            None,
-            0,
-            0,
-            RULE,
+            threshold=fallback_threshold,
+            target_far=target_far,
+            expected_far=None,
+            expected_dir=None,
+            expected_rank1=None,
+            stranger_trials=0,
+            enrolled_trials=0,
+            rule=RULE,
             calibrated=False,
             nearest_share=NEAREST_SHARE,
         )
