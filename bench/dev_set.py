@@ -32,18 +32,18 @@ from pathlib import Path
 
 import numpy as np
 
-from facerec_pipeline.detected_faces.assets import keep_one_face_per_person
-from facerec_pipeline.detected_faces.duplicates import PhotoRef, find_duplicates
-from facerec_pipeline.detected_faces.quality_gates import GateConfig, judge_faces
-from facerec_pipeline.face_engine.engine import DetectedFace, EngineConfig, FaceEngine, l2_normalize
-from facerec_pipeline.face_engine.weights import install_weights
-from facerec_pipeline.gallery.identity import consistency_decisions
-from facerec_pipeline.recognition.open_set import (
+from facerec_pipeline.core.faces.engine import DetectedFace, EngineConfig, FaceEngine, l2_normalize
+from facerec_pipeline.core.faces.quality_gates import GateConfig, judge_faces
+from facerec_pipeline.core.faces.weights import install_weights
+from facerec_pipeline.core.gallery.identity import consistency_decisions
+from facerec_pipeline.core.gallery.open_set import (
     calibrate,
     person_distances,
     person_starts,
     score_people,
 )
+from facerec_pipeline.core.images.duplicates import PhotoRef, find_duplicates
+from facerec_pipeline.detected_faces.assets import keep_one_face_per_person
 from facerec_pipeline.resources import FaceEngineResource, default_engine_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,12 +55,12 @@ FACES_KEPT = 3  # faces per photo detected and embedded for the replay (largest 
 def build_and_score(dev: Path, work: Path) -> dict:
     import dagster as dg
 
+    from facerec_pipeline.core.evaluation.probe_evaluation import evaluate_probes, photos_in
+    from facerec_pipeline.core.recognition.recognizer import Recognizer
     from facerec_pipeline.db.engine import session_scope
     from facerec_pipeline.db.migrate import upgrade
     from facerec_pipeline.domains.registry import DomainSpec, add_domain
     from facerec_pipeline.pipeline_run import run_domain
-    from facerec_pipeline.recognition.probe_evaluation import evaluate_probes, photos_in
-    from facerec_pipeline.recognition.recognizer import Recognizer
     from facerec_pipeline.settings import Settings
 
     settings = Settings(work / "storage", f"sqlite:///{work / 'storage' / 'facerec.db'}")
@@ -204,7 +204,7 @@ def _start(models_dir: str) -> None:
 def _detect_and_embed(path: str) -> tuple[str, str | None, list[EmbeddedFace]]:
     from PIL import Image
 
-    from facerec_pipeline.raw_images.image_files import difference_hash, load_rgb
+    from facerec_pipeline.core.images.image_files import difference_hash, load_rgb
 
     engine = _engine["engine"]
     with Image.open(path) as image:

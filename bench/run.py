@@ -17,17 +17,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from facerec_pipeline.detected_faces.quality_gates import GateConfig
-from facerec_pipeline.detected_faces.validation import (
+from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine, l2_normalize
+from facerec_pipeline.core.faces.quality_gates import GateConfig
+from facerec_pipeline.core.faces.validation import (
     close_worker_pools,
     embed_crops,
     save_crop,
     validate_photos,
 )
-from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine, l2_normalize
-from facerec_pipeline.face_engine.weights import install_weights
-from facerec_pipeline.gallery.publish import load_batches
-from facerec_pipeline.recognition.search_index import ANN_MIN_FACES, build_ivf
+from facerec_pipeline.core.faces.weights import install_weights
+from facerec_pipeline.core.gallery.publish import load_batches
+from facerec_pipeline.core.gallery.search_index import ANN_MIN_FACES, build_ivf
 from facerec_pipeline.sample import astronaut_png, fetch_test_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -253,8 +253,8 @@ def search(
     from deepface.modules import recognition
     from deepface.modules.filestore import build_file_store
 
-    from facerec_pipeline.recognition.open_set import rank_people
-    from facerec_pipeline.recognition.recognizer import Recognizer
+    from facerec_pipeline.core.gallery.open_set import rank_people
+    from facerec_pipeline.core.recognition.recognizer import Recognizer
 
     rng = np.random.default_rng(0)
     probe_vectors = [
@@ -364,8 +364,8 @@ def search(
 def served_gallery(matrix: np.ndarray, labels: list[str], model_config: str, index=None):
     """The structure the recognizer serves (rows grouped by person, a calibrated operating
     point, the faiss index when given), for timing the product's own search."""
-    from facerec_pipeline.gallery.publish import LoadedGallery
-    from facerec_pipeline.recognition.open_set import calibrate
+    from facerec_pipeline.core.gallery.open_set import calibrate
+    from facerec_pipeline.core.gallery.publish import LoadedGallery
 
     names = list(dict.fromkeys(labels))
     position = {name: i for i, name in enumerate(names)}
@@ -389,7 +389,7 @@ def served_gallery(matrix: np.ndarray, labels: list[str], model_config: str, ind
 def cold_start(size: int, dim: int, work: Path) -> dict:
     """Load a version of `size` faces written by the pipeline's own batch writer (10 faces a
     person, so batches of 500 people and, from 50,000 faces, the faiss index)."""
-    from facerec_pipeline.gallery.publish import (
+    from facerec_pipeline.core.gallery.publish import (
         GalleryEntry,
         file_checksums,
         index_path,
@@ -442,7 +442,7 @@ def cold_start(size: int, dim: int, work: Path) -> dict:
 def end_to_end(engine: FaceEngine, photos: list[Path], gallery, runs: int = 10) -> dict:
     """Recognizer.recognize_image (read, detect, embed, the open-set decision), per photo of 1
     to 2.2 megapixels (warm engine)."""
-    from facerec_pipeline.recognition.recognizer import Recognizer
+    from facerec_pipeline.core.recognition.recognizer import Recognizer
 
     recognizer = Recognizer([gallery], engine, top_k=5)
     typical = [p for p in photos if 1.0 <= _megapixels(p) <= 2.2]

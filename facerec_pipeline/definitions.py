@@ -20,7 +20,7 @@ from facerec_pipeline.run_history_sensors import (
     domain_run_succeeded,
 )
 from facerec_pipeline.settings import Settings
-from facerec_pipeline.web.sources import env_config
+from facerec_pipeline.sources.web import env_config
 
 ASSETS = [candidates, raw_images, detected_faces, face_embeddings, gallery, production_gallery]
 ASSET_CHECKS = [gallery_promotion_checks]

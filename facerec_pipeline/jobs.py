@@ -1,6 +1,6 @@
 import dagster as dg
 
-from facerec_pipeline.domains.partitions import domain_partitions
+from facerec_pipeline.partitions import domain_partitions
 
 DOMAIN_PIPELINE_JOB = "domain_pipeline"
 

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from facerec_pipeline.core.faces.validation import close_worker_pools
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.definitions import build_definitions
-from facerec_pipeline.detected_faces.validation import close_worker_pools
-from facerec_pipeline.domains.partitions import domain_partitions
 from facerec_pipeline.jobs import DOMAIN_PIPELINE_JOB
+from facerec_pipeline.partitions import domain_partitions
 from facerec_pipeline.run_history import finish
 from facerec_pipeline.run_recovery import (
     recover_dead_runs,

@@ -11,12 +11,12 @@ import dagster as dg
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine
+from facerec_pipeline.core.faces.quality_gates import GateConfig
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.db.migrate import upgrade
-from facerec_pipeline.detected_faces.quality_gates import GateConfig
-from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine
 from facerec_pipeline.settings import Settings
-from facerec_pipeline.web.sources import SERP_API_KEY_ENV, WebSources
+from facerec_pipeline.sources.web import SERP_API_KEY_ENV, WebSources
 
 
 class FacerecStorage(dg.ConfigurableResource):

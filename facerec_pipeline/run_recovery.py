@@ -31,8 +31,8 @@ from sqlalchemy import select
 
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.db.models import Domain, Gallery, TrainingSession
-from facerec_pipeline.domains.partitions import DATABASE_POOL
 from facerec_pipeline.jobs import DOMAIN_PIPELINE_JOB
+from facerec_pipeline.policy import DATABASE_POOL
 from facerec_pipeline.settings import Settings
 
 HOST_TAG = "facerec/host"

@@ -12,11 +12,11 @@ import dagster as dg
 import pytest
 from PIL import Image, ImageFilter
 
+from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine
+from facerec_pipeline.core.faces.weights import install_weights
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.db.migrate import upgrade
 from facerec_pipeline.domains.registry import DomainSpec, add_domain
-from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine
-from facerec_pipeline.face_engine.weights import install_weights
 from facerec_pipeline.sample import astronaut_png, fetch_test_images
 from facerec_pipeline.settings import Settings
 

@@ -18,12 +18,16 @@ from facerec_pipeline.backups.database_backup import (
     restore_database,
 )
 from facerec_pipeline.cli.main import cli
+from facerec_pipeline.core.faces.engine import EngineConfig
+from facerec_pipeline.core.recognition.recognizer import (
+    Recognizer,
+    load_prod_gallery,
+    stored_engine_config,
+)
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.definitions import ASSET_CHECKS, ASSETS, build_definitions, build_resources
-from facerec_pipeline.domains.partitions import domain_partitions
 from facerec_pipeline.domains.refresh import domain_refresh_sensor, due_refreshes
 from facerec_pipeline.domains.registry import get_domain, list_domains, set_active
-from facerec_pipeline.face_engine.engine import EngineConfig
 from facerec_pipeline.gallery.promotion import (
     GalleryError,
     failed_checks_message,
@@ -34,12 +38,8 @@ from facerec_pipeline.gallery.promotion import (
     run_checks,
 )
 from facerec_pipeline.gallery.sensors import retraining_sensor
+from facerec_pipeline.partitions import domain_partitions
 from facerec_pipeline.pipeline_run import run_domain
-from facerec_pipeline.recognition.recognizer import (
-    Recognizer,
-    load_prod_gallery,
-    stored_engine_config,
-)
 from facerec_pipeline.resources import FaceEngineResource
 from facerec_pipeline.run_history import recent_sessions
 from facerec_pipeline.settings import Settings

@@ -36,3 +36,17 @@ def test_no_formatter_escapes():
         if any(escape in line for escape in ESCAPES)
     ]
     assert escapes == []
+
+
+def test_import_layers_hold():
+    """The contracts in pyproject.toml ([tool.importlinter]): the core imports no Dagster and
+    only points downward, the stages stand on it, and no package imports one that imports it
+    back."""
+    linted = subprocess.run(
+        [sys.executable, "-c", "import sys, importlinter.cli as c; sys.exit(c.lint_imports())"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert linted.returncode == 0, linted.stdout + linted.stderr

@@ -5,10 +5,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from facerec_pipeline.face_engine.dlib_resnet import DlibFaceResNet, WeightsFormatError
-from facerec_pipeline.face_engine.engine import CHIP_PADDING, CHIP_SIZE, FaceEngine
-from facerec_pipeline.face_engine.weights import DLIB_LANDMARKS, DLIB_RESNET, weights_dir
-from facerec_pipeline.raw_images.image_files import load_rgb
+from facerec_pipeline.core.faces.dlib_resnet import DlibFaceResNet, WeightsFormatError
+from facerec_pipeline.core.faces.engine import CHIP_PADDING, CHIP_SIZE, FaceEngine
+from facerec_pipeline.core.faces.weights import DLIB_LANDMARKS, DLIB_RESNET, weights_dir
+from facerec_pipeline.core.images.image_files import load_rgb
 
 
 def test_embeddings_match_deepface_represent(engine, photos, composed):

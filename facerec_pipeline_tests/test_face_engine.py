@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facerec_pipeline.detected_faces.quality_gates import GateConfig
-from facerec_pipeline.detected_faces.validation import validate_photo
-from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine, l2_normalize
-from facerec_pipeline.face_engine.weights import ModelWeightsMissing, install_weights
-from facerec_pipeline.raw_images.image_files import load_rgb
+from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine, l2_normalize
+from facerec_pipeline.core.faces.quality_gates import GateConfig
+from facerec_pipeline.core.faces.validation import validate_photo
+from facerec_pipeline.core.faces.weights import ModelWeightsMissing, install_weights
+from facerec_pipeline.core.images.image_files import load_rgb
 
 
 def embed(engine, path):
@@ -103,7 +103,7 @@ def test_embeddings_are_deterministic(engine, photos):
 def test_parallel_validation_and_embedding_match_the_serial_results(
     engine, photos, composed, tmp_path
 ):
-    from facerec_pipeline.detected_faces.validation import (
+    from facerec_pipeline.core.faces.validation import (
         MIN_PHOTOS_PER_WORKER,
         embed_crops,
         save_crop,
@@ -134,8 +134,8 @@ def test_parallel_validation_and_embedding_match_the_serial_results(
 def test_saved_copy_of_dlibs_detector_finds_what_dlib_finds(engine, photos, tmp_path):
     import dlib
 
-    from facerec_pipeline.face_engine.engine import FRONTAL_DETECTOR_COPY
-    from facerec_pipeline.face_engine.weights import weights_dir
+    from facerec_pipeline.core.faces.engine import FRONTAL_DETECTOR_COPY
+    from facerec_pipeline.core.faces.weights import weights_dir
 
     models = tmp_path / "models"
     install_weights(models)

@@ -20,9 +20,9 @@ from facerec_pipeline.backups.database_backup import (
 )
 from facerec_pipeline.backups.jobs import database_backup_job
 from facerec_pipeline.cli.main import cli
+from facerec_pipeline.core.gallery.publish import write_prod_pointer
 from facerec_pipeline.db.engine import dispose_engines, get_engine
 from facerec_pipeline.db.migrate import alembic_config, head_revision
-from facerec_pipeline.gallery.publish import write_prod_pointer
 from facerec_pipeline.resources import FacerecStorage
 from facerec_pipeline.settings import Settings, masked_url
 from facerec_pipeline_tests.conftest import build_folder, cli_env

@@ -13,11 +13,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from facerec_pipeline.candidates.folder_source import scan_folder, scan_source
 from facerec_pipeline.cli.main import cli
-from facerec_pipeline.detected_faces.validation import read_crop
-from facerec_pipeline.gallery.report import THUMB, SheetItem, contact_sheet_png, write_report
-from facerec_pipeline.raw_images.image_files import (
+from facerec_pipeline.core.faces.validation import read_crop
+from facerec_pipeline.core.gallery.report import THUMB, SheetItem, contact_sheet_png, write_report
+from facerec_pipeline.core.images.image_files import (
     ImageRejected,
     inspect_image,
     load_bgr,
@@ -25,6 +24,7 @@ from facerec_pipeline.raw_images.image_files import (
     open_image,
     thumbnail,
 )
+from facerec_pipeline.sources.folder import scan_folder, scan_source
 from facerec_pipeline_tests.conftest import cli_env
 
 # Never a photo's content: found anywhere under storage/, a link out of the folder was read.

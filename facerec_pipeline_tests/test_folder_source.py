@@ -3,12 +3,12 @@ import json
 import pytest
 
 from facerec_pipeline.candidates.assets import assign_normalized_names
-from facerec_pipeline.candidates.folder_source import FolderSourceError, scan_folder
-from facerec_pipeline.candidates.names import (
+from facerec_pipeline.core.names import (
     display_name_from_folder,
     normalize_name,
     unique_normalized_name,
 )
+from facerec_pipeline.sources.folder import FolderSourceError, scan_folder
 
 
 @pytest.mark.parametrize(

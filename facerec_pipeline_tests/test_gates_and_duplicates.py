@@ -2,8 +2,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from facerec_pipeline.detected_faces.duplicates import PhotoRef, find_duplicates
-from facerec_pipeline.detected_faces.quality_gates import GateConfig, blur_score, judge_faces
+from facerec_pipeline.core.faces.quality_gates import GateConfig, blur_score, judge_faces
+from facerec_pipeline.core.images.duplicates import PhotoRef, find_duplicates
 
 RNG = np.random.default_rng(7)
 SHARP = RNG.integers(0, 255, (120, 120, 3), dtype=np.uint8)

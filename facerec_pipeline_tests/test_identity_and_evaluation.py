@@ -1,8 +1,8 @@
 import numpy as np
 
-from facerec_pipeline.face_engine.engine import l2_normalize
-from facerec_pipeline.gallery.evaluation import evaluate
-from facerec_pipeline.gallery.identity import consistency_decisions
+from facerec_pipeline.core.faces.engine import l2_normalize
+from facerec_pipeline.core.gallery.identity import consistency_decisions
+from facerec_pipeline.core.gallery.self_evaluation import evaluate
 
 RNG = np.random.default_rng(11)
 

@@ -4,8 +4,8 @@ import shutil
 import pytest
 from PIL import Image
 
-from facerec_pipeline.raw_images import image_files
-from facerec_pipeline.raw_images.image_files import (
+from facerec_pipeline.core.images import image_files
+from facerec_pipeline.core.images.image_files import (
     ImageRejected,
     InspectionCache,
     difference_hash,

@@ -6,17 +6,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from facerec_pipeline.face_engine.engine import l2_normalize
-from facerec_pipeline.gallery import promotion_checks
-from facerec_pipeline.gallery.evaluation import evaluate
-from facerec_pipeline.gallery.publish import (
-    BATCH_MAX_PEOPLE,
-    GalleryEntry,
-    load_batches,
-    ordered_entries,
-    write_batches,
-)
-from facerec_pipeline.recognition.open_set import (
+from facerec_pipeline.core.faces.engine import l2_normalize
+from facerec_pipeline.core.gallery.open_set import (
     calibrate,
     decision_scores,
     far_upper_bound,
@@ -25,6 +16,15 @@ from facerec_pipeline.recognition.open_set import (
     rank_people,
     strangers_allowed,
 )
+from facerec_pipeline.core.gallery.publish import (
+    BATCH_MAX_PEOPLE,
+    GalleryEntry,
+    load_batches,
+    ordered_entries,
+    write_batches,
+)
+from facerec_pipeline.core.gallery.self_evaluation import evaluate
+from facerec_pipeline.gallery import promotion_checks
 
 RNG = np.random.default_rng(5)
 
@@ -160,7 +160,7 @@ def test_the_writer_and_loader_handle_thousands_of_people_with_a_faiss_index(lar
 def test_search_through_the_index_names_the_same_people_as_exact_search(large_gallery):
     root, batches, entries = large_gallery
     loaded = load_batches(root, "big", 1, "m", [str(b) for b in batches])
-    from facerec_pipeline.recognition.search_index import nearest_rows
+    from facerec_pipeline.core.gallery.search_index import nearest_rows
 
     agree = 0
     for row in range(0, 100_800, 5_000):
@@ -180,9 +180,9 @@ def test_calibration_of_a_large_gallery_samples_its_probes(large_gallery):
 
 
 def test_served_search_falls_back_to_exact_when_one_person_owns_every_candidate():
-    from facerec_pipeline.gallery.publish import LoadedGallery
-    from facerec_pipeline.recognition.recognizer import ranked_people
-    from facerec_pipeline.recognition.search_index import build_ivf
+    from facerec_pipeline.core.gallery.publish import LoadedGallery
+    from facerec_pipeline.core.gallery.search_index import build_ivf
+    from facerec_pipeline.core.recognition.recognizer import ranked_people
 
     matrix, rows = people(550, 100, spread=0.01)  # 55,000 faces: served through the index
     gallery = LoadedGallery(

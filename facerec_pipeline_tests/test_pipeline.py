@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
+from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine
+from facerec_pipeline.core.recognition.recognizer import Recognizer, load_prod_gallery
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.definitions import ASSET_CHECKS, ASSETS, build_resources
-from facerec_pipeline.domains.partitions import domain_partitions
-from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine
-from facerec_pipeline.recognition.recognizer import Recognizer, load_prod_gallery
+from facerec_pipeline.partitions import domain_partitions
 from facerec_pipeline.resources import FaceEngineResource
 from facerec_pipeline.stats import domain_skips
 from facerec_pipeline_tests.conftest import add_folder_domain, build_folder, make_settings

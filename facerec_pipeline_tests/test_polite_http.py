@@ -5,7 +5,7 @@ import hashlib
 import pytest
 import responses
 
-from facerec_pipeline.web.polite_http import (
+from facerec_pipeline.sources.polite_http import (
     BadResponse,
     FinalHttpError,
     NotAnImage,

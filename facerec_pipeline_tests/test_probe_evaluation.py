@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from facerec_pipeline.recognition.probe_evaluation import ProbeResult, figures_of, probe_truth
+from facerec_pipeline.core.evaluation.probe_evaluation import ProbeResult, figures_of, probe_truth
 
 
 def result(truth, nearest, named, score):

@@ -3,9 +3,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from facerec_pipeline.face_engine.engine import EngineConfig, l2_normalize
-from facerec_pipeline.recognition.open_set import LEGACY_RULE, OperatingPoint, calibrate
-from facerec_pipeline.recognition.recognizer import LoadedGallery, Recognizer, ranked_people
+from facerec_pipeline.core.faces.engine import EngineConfig, l2_normalize
+from facerec_pipeline.core.gallery.open_set import LEGACY_RULE, OperatingPoint, calibrate
+from facerec_pipeline.core.recognition.recognizer import LoadedGallery, Recognizer, ranked_people
 
 RNG = np.random.default_rng(3)
 CONFIG = EngineConfig()
@@ -74,7 +74,7 @@ def test_galleries_of_another_model_are_refused():
 
 
 def test_the_ivf_index_finds_the_same_nearest_rows_as_exact_search():
-    from facerec_pipeline.recognition.search_index import build_ivf, nearest_rows
+    from facerec_pipeline.core.gallery.search_index import build_ivf, nearest_rows
 
     matrix = l2_normalize(RNG.standard_normal((20_000, 128))).astype(np.float32)
     index = build_ivf(matrix)

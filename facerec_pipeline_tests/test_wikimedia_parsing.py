@@ -3,16 +3,16 @@
 import pytest
 import responses
 
-from facerec_pipeline.candidates.wikidata import (
+from facerec_pipeline.sources.commons import CommonsClient, license_refusal, parse_page
+from facerec_pipeline.sources.paid_search import Budget, parse_serpapi_images
+from facerec_pipeline.sources.polite_http import BadResponse, PoliteSession, UserAgentRefused
+from facerec_pipeline.sources.wikidata import (
     QueryTimeout,
     WikidataClient,
     candidates_query,
     check_sparql_answer,
     parse_candidates,
 )
-from facerec_pipeline.raw_images.commons import CommonsClient, license_refusal, parse_page
-from facerec_pipeline.raw_images.paid_search import Budget, parse_serpapi_images
-from facerec_pipeline.web.polite_http import BadResponse, PoliteSession, UserAgentRefused
 from facerec_pipeline_tests.wikimedia_fixtures import fixture_json, fixture_text
 
 AGENT = "facerec-test/1.0 (ops@example.org)"
@@ -166,7 +166,7 @@ def test_unresolvable_subclasses_fall_back_to_the_occupation_uncached(tmp_path):
 
 
 def test_contact_is_required_only_for_wikimedia_hosts():
-    from facerec_pipeline.web.sources import WebSources
+    from facerec_pipeline.sources.web import WebSources
 
     stand_in = WebSources(
         "http://127.0.0.1:9/sparql",
@@ -201,7 +201,7 @@ def test_the_paid_search_key_reaches_the_search_but_never_the_definitions(settin
 
     from facerec_pipeline.definitions import build_definitions
     from facerec_pipeline.resources import WebSourcesResource
-    from facerec_pipeline.web.sources import env_config
+    from facerec_pipeline.sources.web import env_config
 
     secret = "sk-live-0123456789abcdef"
     monkeypatch.setenv("FACEREC_SERP_API_KEY", secret)

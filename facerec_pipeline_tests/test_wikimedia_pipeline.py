@@ -8,11 +8,11 @@ import dagster as dg
 import pytest
 from werkzeug import Response
 
+from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine
+from facerec_pipeline.core.recognition.recognizer import Recognizer, load_prod_gallery
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.domains.registry import DomainSpec, add_domain, get_domain
-from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine
 from facerec_pipeline.gallery.retraining import retrain_request
-from facerec_pipeline.recognition.recognizer import Recognizer, load_prod_gallery
 from facerec_pipeline.stats import domain_stats
 from facerec_pipeline_tests.test_pipeline import materialize, query
 from facerec_pipeline_tests.wikimedia_fixtures import fixture_json, fixture_text

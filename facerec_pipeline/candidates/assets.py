@@ -9,15 +9,15 @@ import dagster as dg
 import pandas as pd
 from sqlalchemy import select
 
-from facerec_pipeline.candidates.folder_source import FolderSourceError, scan_folder
-from facerec_pipeline.candidates.names import normalize_name, unique_normalized_name
-from facerec_pipeline.candidates.wikidata import WikidataPerson
+from facerec_pipeline.core.names import normalize_name, unique_normalized_name
 from facerec_pipeline.db.models import Domain, Person
-from facerec_pipeline.domains.partitions import stage_asset
 from facerec_pipeline.domains.registry import get_domain
+from facerec_pipeline.policy import stage_asset
 from facerec_pipeline.resources import FacerecStorage, WebSourcesResource
 from facerec_pipeline.run_history import record_stage
-from facerec_pipeline.web.polite_http import HttpProblem, UserAgentRefused
+from facerec_pipeline.sources.folder import FolderSourceError, scan_folder
+from facerec_pipeline.sources.polite_http import HttpProblem, UserAgentRefused
+from facerec_pipeline.sources.wikidata import WikidataPerson
 
 CANDIDATE_COLUMNS = [
     "domain",
@@ -31,9 +31,6 @@ CANDIDATE_COLUMNS = [
     "commons_category",
     "source_ref",
 ]
-NETWORK_RETRY = dg.RetryPolicy(
-    max_retries=2, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
-)
 FILE_PATH_URL = "http://commons.wikimedia.org/wiki/Special:FilePath/"
 
 
@@ -132,7 +129,7 @@ def wikidata_people(
 @stage_asset(
     code_version="2",
     group_name="ingestion",
-    retry_policy=NETWORK_RETRY,
+    reaches_network=True,
 )
 def candidates(
     context: dg.AssetExecutionContext, facerec: FacerecStorage, web_sources: WebSourcesResource

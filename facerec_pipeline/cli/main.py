@@ -15,6 +15,7 @@ import click
 from sqlalchemy.engine import make_url
 from tabulate import tabulate
 
+from facerec_pipeline.core.faces.weights import ModelWeightsMissing, install_weights
 from facerec_pipeline.db.engine import DatabaseDamaged, DatabaseUnavailable, session_scope
 from facerec_pipeline.db.migrate import upgrade
 from facerec_pipeline.domains.registry import (
@@ -27,7 +28,6 @@ from facerec_pipeline.domains.registry import (
     search_order,
     set_active,
 )
-from facerec_pipeline.face_engine.weights import ModelWeightsMissing, install_weights
 from facerec_pipeline.settings import InvalidDomainCode, Settings, SettingsError
 
 USER_ERRORS = (
@@ -111,7 +111,7 @@ def ensure_dagster_home(settings: Settings) -> Path:
 def register_partition(settings: Settings, code: str) -> None:
     from dagster import DagsterInstance
 
-    from facerec_pipeline.domains.partitions import domain_partitions
+    from facerec_pipeline.partitions import domain_partitions
 
     ensure_dagster_home(settings)
     instance = DagsterInstance.get()
@@ -614,7 +614,7 @@ def run_seconds(instance, run_id: str) -> float | None:
 @user_errors
 def recognize(code: str, top_k: int, as_json: bool, images: tuple[str, ...]) -> None:
     """Name the faces in IMAGES using the domain's production gallery (then inherited ones)."""
-    from facerec_pipeline.raw_images.image_files import ImageRejected
+    from facerec_pipeline.core.images.image_files import ImageRejected
 
     settings = settings_ready()
     recognizer = _recognizer(settings, code, top_k)
@@ -686,8 +686,8 @@ def evaluate(code: str, probes_dir: str, unknown_dir: str | None, as_json: bool)
     """Score the domain's production recognizer on labelled probes: closed-set rank-1, DIR and
     FAR at its own decision rule, the DIR-against-FAR curve and time per photo. The figures are
     stored with the gallery version and shown on the `gallery` asset in the UI."""
-    from facerec_pipeline.recognition.evaluation_report import record_evaluation
-    from facerec_pipeline.recognition.probe_evaluation import evaluate_probes, photos_in
+    from facerec_pipeline.core.evaluation.probe_evaluation import evaluate_probes, photos_in
+    from facerec_pipeline.gallery.evaluation_report import record_evaluation
 
     settings = settings_ready()
     probes = photos_in(Path(probes_dir))
@@ -715,7 +715,7 @@ def evaluate(code: str, probes_dir: str, unknown_dir: str | None, as_json: bool)
 
 
 def _recognizer(settings: Settings, code: str, top_k: int):
-    from facerec_pipeline.recognition.recognizer import Recognizer
+    from facerec_pipeline.core.recognition.recognizer import Recognizer
     from facerec_pipeline.resources import default_engine_config
 
     with session_scope(settings.database_url) as session:
@@ -744,8 +744,8 @@ def _recognizer(settings: Settings, code: str, top_k: int):
 @user_errors
 def stats(code: str | None, as_json: bool) -> None:
     """Counts, rejections by reason and the production gallery, per domain."""
+    from facerec_pipeline.sources.web import env_config
     from facerec_pipeline.stats import domain_stats
-    from facerec_pipeline.web.sources import env_config
 
     cost = env_config()["serp_cost_per_call"]
 

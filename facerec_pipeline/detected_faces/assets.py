@@ -11,9 +11,9 @@ import dagster as dg
 import pandas as pd
 from sqlalchemy import text
 
-from facerec_pipeline.detected_faces.duplicates import PhotoRef, find_duplicates
-from facerec_pipeline.detected_faces.validation import PhotoOutcome, save_crop, validate_photos
-from facerec_pipeline.domains.partitions import stage_asset
+from facerec_pipeline.core.faces.validation import PhotoOutcome, save_crop, validate_photos
+from facerec_pipeline.core.images.duplicates import PhotoRef, find_duplicates
+from facerec_pipeline.policy import stage_asset
 from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
 from facerec_pipeline.run_history import record_stage
 

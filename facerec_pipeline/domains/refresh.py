@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from croniter import croniter
 
-from facerec_pipeline.domains.partitions import domain_partitions
 from facerec_pipeline.domains.registry import list_domains, valid_cron
 from facerec_pipeline.jobs import domain_pipeline_job
+from facerec_pipeline.partitions import domain_partitions
 from facerec_pipeline.resources import FacerecStorage
 
 log = logging.getLogger(__name__)

@@ -5,9 +5,9 @@ import dagster as dg
 from sqlalchemy import select
 
 from facerec_pipeline.db.models import Gallery
-from facerec_pipeline.domains.partitions import domain_partitions
 from facerec_pipeline.domains.registry import list_domains
 from facerec_pipeline.jobs import domain_pipeline_job
+from facerec_pipeline.partitions import domain_partitions
 from facerec_pipeline.resources import FacerecStorage
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
+from facerec_pipeline.core.faces.engine import deepface_version
+from facerec_pipeline.core.faces.validation import embed_crops
 from facerec_pipeline.db.models import FaceEmbedding
-from facerec_pipeline.detected_faces.validation import embed_crops
-from facerec_pipeline.domains.partitions import stage_asset
-from facerec_pipeline.face_engine.engine import deepface_version
+from facerec_pipeline.policy import stage_asset
 from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
 from facerec_pipeline.run_history import record_stage
 

@@ -11,12 +11,29 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 
+from facerec_pipeline.core.faces.engine import l2_normalize
+from facerec_pipeline.core.gallery.identity import consistency_decisions
+from facerec_pipeline.core.gallery.open_set import RULE, OperatingPoint, calibrate
+from facerec_pipeline.core.gallery.publish import (
+    GalleryEntry,
+    content_hash,
+    file_checksums,
+    index_path,
+    next_batch_number,
+    ordered_entries,
+    served_paths,
+    write_batches,
+)
+from facerec_pipeline.core.gallery.report import (
+    SheetItem,
+    contact_sheet_png,
+    distance_plot_png,
+    inline_png,
+    write_report,
+)
+from facerec_pipeline.core.gallery.self_evaluation import evaluate, nearest_neighbours
 from facerec_pipeline.db.models import Gallery
-from facerec_pipeline.domains.partitions import DATABASE_POOL, domain_partitions, stage_asset
 from facerec_pipeline.domains.registry import get_domain
-from facerec_pipeline.face_engine.engine import l2_normalize
-from facerec_pipeline.gallery.evaluation import evaluate, nearest_neighbours
-from facerec_pipeline.gallery.identity import consistency_decisions
 from facerec_pipeline.gallery.promotion import (
     CHECK_DESCRIPTIONS,
     CHECK_NAMES,
@@ -30,24 +47,7 @@ from facerec_pipeline.gallery.promotion import (
     reconcile_prod_pointers,
     run_checks,
 )
-from facerec_pipeline.gallery.publish import (
-    GalleryEntry,
-    content_hash,
-    file_checksums,
-    index_path,
-    next_batch_number,
-    ordered_entries,
-    served_paths,
-    write_batches,
-)
-from facerec_pipeline.gallery.report import (
-    SheetItem,
-    contact_sheet_png,
-    distance_plot_png,
-    inline_png,
-    write_report,
-)
-from facerec_pipeline.recognition.open_set import RULE, OperatingPoint, calibrate
+from facerec_pipeline.policy import stage_asset
 from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
 from facerec_pipeline.run_history import record_stage
 
@@ -364,13 +364,11 @@ def gallery_promotion_checks(
         )
 
 
-@dg.asset(
-    partitions_def=domain_partitions,
+@stage_asset(
+    stores_table=False,
     deps=[gallery],
     code_version="1",
-    pool=DATABASE_POOL,
     group_name="gallery",
-    kinds={"python"},
 )
 def production_gallery(
     context: dg.AssetExecutionContext, facerec: FacerecStorage

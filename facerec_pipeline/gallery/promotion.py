@@ -14,10 +14,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from facerec_pipeline.db.models import Domain, Gallery, GalleryFace, Person
-from facerec_pipeline.domains.registry import get_domain
-from facerec_pipeline.gallery import promotion_checks as checks
-from facerec_pipeline.gallery.publish import (
+from facerec_pipeline.core.gallery.publish import (
     POINTER_FILE,
     GalleryDamaged,
     load_batches,
@@ -25,6 +22,9 @@ from facerec_pipeline.gallery.publish import (
     read_prod_pointer,
     write_prod_pointer,
 )
+from facerec_pipeline.db.models import Domain, Gallery, GalleryFace, Person
+from facerec_pipeline.domains.registry import get_domain
+from facerec_pipeline.gallery import promotion_checks as checks
 from facerec_pipeline.settings import Settings
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from facerec_pipeline.gallery.evaluation import evaluate
-from facerec_pipeline.gallery.publish import LoadedGallery
+from facerec_pipeline.core.gallery.publish import LoadedGallery
+from facerec_pipeline.core.gallery.self_evaluation import evaluate
 
 Outcome = tuple[bool, dict[str, Any]]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from facerec_pipeline.candidates.folder_source import photo_source_url, scan_folder
 from facerec_pipeline.db.models import Domain, Face, GalleryFace, Image
 from facerec_pipeline.gallery.promotion import prod_version
+from facerec_pipeline.sources.folder import photo_source_url, scan_folder
 from facerec_pipeline.stats import domain_sourcing
 
 INGEST = [

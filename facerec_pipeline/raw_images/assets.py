@@ -10,24 +10,23 @@ import dagster as dg
 import pandas as pd
 from sqlalchemy import delete, select
 
-from facerec_pipeline.candidates.assets import NETWORK_RETRY
-from facerec_pipeline.candidates.folder_source import (
+from facerec_pipeline.core.images.image_files import InspectionCache, store_content_addressed
+from facerec_pipeline.db.models import Image, SerpCall, SourceSkip
+from facerec_pipeline.domains.registry import get_domain
+from facerec_pipeline.lineage.stage_tables import GENERATED_COLUMNS
+from facerec_pipeline.policy import stage_asset
+from facerec_pipeline.resources import FacerecStorage, WebSourcesResource
+from facerec_pipeline.run_history import record_stage
+from facerec_pipeline.sources.folder import (
     FolderScan,
     FolderSourceError,
     photo_source_url,
     scan_source,
 )
-from facerec_pipeline.db.models import Image, SerpCall, SourceSkip
-from facerec_pipeline.domains.partitions import stage_asset
-from facerec_pipeline.domains.registry import get_domain
-from facerec_pipeline.lineage.stage_tables import GENERATED_COLUMNS
-from facerec_pipeline.raw_images.image_files import InspectionCache, store_content_addressed
-from facerec_pipeline.raw_images.paid_search import Budget
-from facerec_pipeline.raw_images.wikimedia_fetch import PersonToFetch, PhotoFetcher, Skip
-from facerec_pipeline.resources import FacerecStorage, WebSourcesResource
-from facerec_pipeline.run_history import record_stage
+from facerec_pipeline.sources.paid_search import Budget
+from facerec_pipeline.sources.polite_http import UserAgentRefused
+from facerec_pipeline.sources.wikimedia_fetch import PersonToFetch, PhotoFetcher, Skip
 from facerec_pipeline.stats import serp_spent_in_month, sourcing_figures
-from facerec_pipeline.web.polite_http import UserAgentRefused
 
 IMAGE_COLUMNS = [c.name for c in Image.__table__.columns if c.name not in GENERATED_COLUMNS]
 IMAGE_COLUMNS.remove("removed_at")
@@ -195,7 +194,7 @@ def record_fetch(
 @stage_asset(
     code_version="2",
     group_name="ingestion",
-    retry_policy=NETWORK_RETRY,
+    reaches_network=True,
 )
 def raw_images(
     context: dg.AssetExecutionContext,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from facerec_pipeline.web.polite_http import BadResponse, PoliteSession
+from facerec_pipeline.sources.polite_http import BadResponse, PoliteSession
 
 SERPAPI_URL = "https://serpapi.com/search.json"
 

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from facerec_pipeline.files import sha256_file, write_atomically
-from facerec_pipeline.recognition.open_set import OperatingPoint, person_starts
-from facerec_pipeline.recognition.search_index import ANN_MIN_FACES
+from facerec_pipeline.core.files import sha256_file, write_atomically
+from facerec_pipeline.core.gallery.open_set import OperatingPoint, person_starts
+from facerec_pipeline.core.gallery.search_index import ANN_MIN_FACES
 
 BATCH_MAX_PEOPLE = 500
 POINTER_FILE = "gallery.json"
@@ -195,7 +195,7 @@ def _load_batches(
     first = Path(batch_paths[0])
     candidate = index_path((first if first.is_absolute() else storage_dir / first).parent, version)
     if candidate.exists():
-        from facerec_pipeline.recognition.search_index import read_index
+        from facerec_pipeline.core.gallery.search_index import read_index
 
         index = read_index(candidate)
     matrix = np.concatenate(matrices).astype(np.float32, copy=False)
@@ -361,7 +361,7 @@ def write_batches(
         partial.rename(batched_dir / name)
         written.append(batched_dir / name)
     if len(entries) >= ANN_MIN_FACES:
-        from facerec_pipeline.recognition.search_index import build_ivf, write_index
+        from facerec_pipeline.core.gallery.search_index import build_ivf, write_index
 
         everything = np.stack([e.vector for name in people for e in by_person[name]])
         move_aside(index_path(batched_dir, version))

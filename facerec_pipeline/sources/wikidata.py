@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from facerec_pipeline.web.polite_http import BadResponse, HttpProblem, PoliteSession
+from facerec_pipeline.sources.polite_http import BadResponse, HttpProblem, PoliteSession
 
 WIKIDATA_SPARQL_URL = "https://query.wikidata.org/sparql"
 SPARQL_ACCEPT = "application/sparql-results+json"

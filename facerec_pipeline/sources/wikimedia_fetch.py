@@ -11,15 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from facerec_pipeline.raw_images.commons import (
+from facerec_pipeline.core.images.image_files import inspect_image
+from facerec_pipeline.sources.commons import (
     IMAGE_MIMES,
     CommonsClient,
     CommonsFile,
     license_refusal,
 )
-from facerec_pipeline.raw_images.image_files import inspect_image
-from facerec_pipeline.raw_images.paid_search import Budget, PaidImageSearch
-from facerec_pipeline.web.polite_http import HttpProblem, PoliteSession
+from facerec_pipeline.sources.paid_search import Budget, PaidImageSearch
+from facerec_pipeline.sources.polite_http import HttpProblem, PoliteSession
 
 MAX_DOWNLOAD_BYTES = 25 * 1024 * 1024
 

@@ -8,22 +8,22 @@ from typing import Any
 
 import numpy as np
 
-from facerec_pipeline.face_engine.engine import EngineConfig, FaceEngine, l2_normalize
-from facerec_pipeline.gallery.publish import (
-    GalleryDamaged,
-    LoadedGallery,
-    load_batches,
-    read_prod_pointer,
-)
-from facerec_pipeline.raw_images.image_files import load_rgb
-from facerec_pipeline.recognition.open_set import (
+from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine, l2_normalize
+from facerec_pipeline.core.gallery.open_set import (
     COHORT,
     NEAREST_SHARE,
     OperatingPoint,
     decision_scores,
     rank_people,
 )
-from facerec_pipeline.recognition.search_index import nearest_rows
+from facerec_pipeline.core.gallery.publish import (
+    GalleryDamaged,
+    LoadedGallery,
+    load_batches,
+    read_prod_pointer,
+)
+from facerec_pipeline.core.gallery.search_index import nearest_rows
+from facerec_pipeline.core.images.image_files import load_rgb
 from facerec_pipeline.settings import Settings
 
 

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from facerec_pipeline.web.polite_http import BadResponse, PoliteSession
+from facerec_pipeline.sources.polite_http import BadResponse, PoliteSession
 
 COMMONS_API_URL = "https://commons.wikimedia.org/w/api.php"
 THUMB_WIDTHS = (20, 40, 60, 120, 250, 330, 500, 960, 1280, 1920, 3840)

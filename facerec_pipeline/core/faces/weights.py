@@ -8,7 +8,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from facerec_pipeline.files import sha256_file
+from facerec_pipeline.core.files import sha256_file
 
 DLIB_RESNET = "dlib_face_recognition_resnet_model_v1.dat"  # DeepFace's `Dlib` model
 DLIB_LANDMARKS = "shape_predictor_5_face_landmarks.dat"  # DeepFace's `dlib` detector

@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facerec_pipeline.candidates.names import display_name_from_folder
-from facerec_pipeline.raw_images.image_files import IMAGE_SUFFIXES
+from facerec_pipeline.core.images.image_files import IMAGE_SUFFIXES
+from facerec_pipeline.core.names import display_name_from_folder
 
 MAPPING_FILE = "name_mapping.json"
 

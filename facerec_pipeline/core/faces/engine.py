@@ -30,14 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from facerec_pipeline.face_engine.dlib_resnet import DlibFaceResNet
-from facerec_pipeline.face_engine.weights import (
+from facerec_pipeline.core.faces.dlib_resnet import DlibFaceResNet
+from facerec_pipeline.core.faces.weights import (
     DLIB_LANDMARKS,
     DLIB_RESNET,
     check_weights,
     weights_dir,
 )
-from facerec_pipeline.files import save_atomically
+from facerec_pipeline.core.files import save_atomically
 
 FRONTAL_DETECTOR_COPY = "dlib_frontal_face_detector.svm"  # made from dlib itself, never fetched
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facerec_pipeline.recognition.open_set import CHUNK_CELLS, sample_probes
+from facerec_pipeline.core.gallery.open_set import CHUNK_CELLS, sample_probes
 
 MAX_PROBES = 10_000
 

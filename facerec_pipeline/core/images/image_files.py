@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from facerec_pipeline.files import copy_atomically, sha256_file, write_atomically
+from facerec_pipeline.core.files import copy_atomically, sha256_file, write_atomically
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 MAX_FILE_BYTES = 50 * 1024 * 1024

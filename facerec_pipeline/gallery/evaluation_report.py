@@ -10,10 +10,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from facerec_pipeline.core.gallery.publish import LoadedGallery
+from facerec_pipeline.core.gallery.report import curve_plot_png, inline_png
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.db.models import Gallery, GalleryEvaluation
-from facerec_pipeline.gallery.publish import LoadedGallery
-from facerec_pipeline.gallery.report import curve_plot_png, inline_png
 from facerec_pipeline.settings import Settings
 
 

@@ -6,10 +6,10 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from facerec_pipeline.candidates.wikidata import WIKIDATA_SPARQL_URL, WikidataClient
-from facerec_pipeline.raw_images.commons import COMMONS_API_URL, CommonsClient
-from facerec_pipeline.raw_images.paid_search import SERPAPI_URL, SerpApiImages
-from facerec_pipeline.web.polite_http import PoliteSession, RetryPolicy, UserAgentRefused
+from facerec_pipeline.sources.commons import COMMONS_API_URL, CommonsClient
+from facerec_pipeline.sources.paid_search import SERPAPI_URL, SerpApiImages
+from facerec_pipeline.sources.polite_http import PoliteSession, RetryPolicy, UserAgentRefused
+from facerec_pipeline.sources.wikidata import WIKIDATA_SPARQL_URL, WikidataClient
 
 WIKIMEDIA_HOSTS = ("wikidata.org", "wikimedia.org", "wikipedia.org")
 STAND_IN_USER_AGENT = "facerec_pipeline/0.1 (https://localhost/stand-in-endpoints)"

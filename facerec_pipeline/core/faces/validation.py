@@ -11,10 +11,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facerec_pipeline.detected_faces.quality_gates import GateConfig, judge_faces
-from facerec_pipeline.face_engine.engine import DetectedFace, FaceEngine
-from facerec_pipeline.files import write_atomically
-from facerec_pipeline.raw_images.image_files import ImageRejected, load_bgr, load_rgb
+from facerec_pipeline.core.faces.engine import DetectedFace, FaceEngine
+from facerec_pipeline.core.faces.quality_gates import GateConfig, judge_faces
+from facerec_pipeline.core.files import write_atomically
+from facerec_pipeline.core.images.image_files import ImageRejected, load_bgr, load_rgb
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from facerec_pipeline.raw_images.image_files import ImageRejected, thumbnail
+from facerec_pipeline.core.images.image_files import ImageRejected, thumbnail
 
 THUMB = 96
 SHEET_COLUMNS = 8

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from facerec_pipeline.candidates.names import normalize_name
-from facerec_pipeline.raw_images.image_files import IMAGE_SUFFIXES, ImageRejected
-from facerec_pipeline.recognition.recognizer import Recognizer
+from facerec_pipeline.core.images.image_files import IMAGE_SUFFIXES, ImageRejected
+from facerec_pipeline.core.names import normalize_name
+from facerec_pipeline.core.recognition.recognizer import Recognizer
 
 PROBE_SEPARATOR = "__"
 CURVE_FARS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
