@@ -22,7 +22,6 @@ import argparse
 import os
 import platform
 import shutil
-import subprocess
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -32,9 +31,17 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.common import (
+    REPO,
+    add_folder_domain,
+    cpu_name,
+    deepface_represent,
+    fresh_storage,
+    short_commit,
+)
 from facerec_pipeline.core.faces.engine import DetectedFace, EngineConfig, FaceEngine, l2_normalize
 from facerec_pipeline.core.faces.quality_gates import GateConfig, judge_faces
-from facerec_pipeline.core.faces.weights import install_weights
+from facerec_pipeline.core.faces.weights import use_models_dir
 from facerec_pipeline.core.gallery.identity import consistency_decisions
 from facerec_pipeline.core.gallery.open_set import (
     calibrate,
@@ -44,9 +51,8 @@ from facerec_pipeline.core.gallery.open_set import (
 )
 from facerec_pipeline.core.images.duplicates import PhotoRef, find_duplicates
 from facerec_pipeline.detected_faces.assets import keep_one_face_per_person
-from facerec_pipeline.resources import FaceEngineResource, default_engine_config
+from facerec_pipeline.resources import face_engine_resource
 
-REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- dev-set:begin -->", "<!-- dev-set:end -->"
 FACES_KEPT = 3  # faces per photo detected and embedded for the replay (largest first)
 
@@ -57,27 +63,13 @@ def build_and_score(dev: Path, work: Path) -> dict:
 
     from facerec_pipeline.core.evaluation.probe_evaluation import evaluate_probes, photos_in
     from facerec_pipeline.core.recognition.recognizer import Recognizer
-    from facerec_pipeline.db.engine import session_scope
-    from facerec_pipeline.db.migrate import upgrade
-    from facerec_pipeline.domains.registry import DomainSpec, add_domain
     from facerec_pipeline.pipeline_run import run_domain
-    from facerec_pipeline.settings import Settings
 
-    settings = Settings(work / "storage", f"sqlite:///{work / 'storage' / 'facerec.db'}")
+    settings = fresh_storage(work)
     folder = work / "gallery"  # a copy: the check scenarios change it
     shutil.copytree(dev / "gallery", folder)
-    settings.dagster_home.mkdir(parents=True)
-    (settings.dagster_home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
-    upgrade(settings.database_url)
-    install_weights(settings.models_dir)
-    with session_scope(settings.database_url) as session:
-        add_domain(
-            session,
-            DomainSpec(
-                code="lfw_dev", display_name="LFW dev", source="folder", source_path=str(folder)
-            ),
-        )
+    add_folder_domain(settings, "lfw_dev", "LFW dev", folder)
     with dg.DagsterInstance.get() as instance:
         start = time.perf_counter()
         outcome = run_domain(settings, "lfw_dev", instance, echo=lambda line: None)
@@ -86,7 +78,7 @@ def build_and_score(dev: Path, work: Path) -> dict:
         raise RuntimeError(f"the dev-set run failed: {outcome.failures}")
     # the recognizer `facerec evaluate` builds: queries embedded as the gallery records
     recognizer = Recognizer.for_domains(
-        settings, ["lfw_dev"], default_config=default_engine_config()
+        settings, ["lfw_dev"], default_config=face_engine_resource(settings).engine_config
     )
     gallery = recognizer.galleries[0]
     figures, _ = evaluate_probes(recognizer, photos_in(dev / "probes"), photos_in(dev / "unknown"))
@@ -169,17 +161,11 @@ def check_scenarios(settings, instance, original: Path, folder: Path) -> list[di
 
 # --- 3: DeepFace on the same photos -------------------------------------------------------------
 def deepface_seconds(photos: list[Path], models_dir: Path) -> float:
-    os.environ["DEEPFACE_HOME"] = str(models_dir)
-    from deepface import DeepFace
-
-    DeepFace.represent(
-        img_path=str(photos[0]), model_name="Dlib", detector_backend="dlib", enforce_detection=False
-    )
+    use_models_dir(models_dir)
+    deepface_represent(photos[0])
     start = time.perf_counter()
     for photo in photos:
-        DeepFace.represent(
-            img_path=str(photo), model_name="Dlib", detector_backend="dlib", enforce_detection=False
-        )
+        deepface_represent(photo)
     return (time.perf_counter() - start) / len(photos)
 
 
@@ -194,11 +180,11 @@ class EmbeddedFace(DetectedFace):
 _engine: dict = {}
 
 
-def _start(models_dir: str) -> None:
+def _start(config: EngineConfig, models_dir: str) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
-    _engine["engine"] = FaceEngine(EngineConfig(), Path(models_dir))
+    _engine["engine"] = FaceEngine(config, Path(models_dir))
 
 
 def _detect_and_embed(path: str) -> tuple[str, str | None, list[EmbeddedFace]]:
@@ -218,7 +204,11 @@ def _detect_and_embed(path: str) -> tuple[str, str | None, list[EmbeddedFace]]:
 
 
 def detect_everything(paths: list[Path], models_dir: Path, workers: int) -> dict:
-    with ProcessPoolExecutor(workers, initializer=_start, initargs=(str(models_dir),)) as pool:
+    with ProcessPoolExecutor(
+        workers,
+        initializer=_start,
+        initargs=(face_engine_resource().engine_config, str(models_dir)),
+    ) as pool:
         return {p: (h, f) for p, h, f in pool.map(_detect_and_embed, map(str, paths), chunksize=16)}
 
 
@@ -295,7 +285,7 @@ def replay(dev: Path, found: dict, gates: GateConfig, identity: float | None, ke
 
 
 def ablation(dev: Path, found: dict) -> list[tuple[str, dict]]:
-    resource = FaceEngineResource(models_dir="unused")
+    resource = face_engine_resource()
     defaults, identity = resource.gates, resource.identity_distance
     none = replace(
         defaults,
@@ -342,21 +332,16 @@ def ablation(dev: Path, found: dict) -> list[tuple[str, dict]]:
 
 # --- report -------------------------------------------------------------------------------------
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next(line.split(":", 1)[1].strip() for line in lines if "model name" in line)
-    except (OSError, StopIteration):
-        pass
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB; Python {platform.python_version()}"
+    return (
+        f"{cpu_name()}, {os.cpu_count()} cores, {memory:.0f} GiB; "
+        f"Python {platform.python_version()}"
+    )
 
 
 def report(built: dict, deepface: float, sample: int, rows: list[tuple[str, dict]]) -> str:
     figures, point = built["figures"], built["point"]
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
-    ).stdout.strip()
+    commit = short_commit()
     ours = built["build_seconds"] / built["photos"]
     lines = [
         BEGIN,

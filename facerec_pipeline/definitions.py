@@ -13,12 +13,8 @@ from facerec_pipeline.gallery.sensors import retraining_sensor
 from facerec_pipeline.jobs import domain_pipeline_job
 from facerec_pipeline.lineage.io_manager import StageTableIOManager
 from facerec_pipeline.raw_images.assets import raw_images
-from facerec_pipeline.resources import FaceEngineResource, FacerecStorage, WebSourcesResource
-from facerec_pipeline.run_history_sensors import (
-    dead_run_recovery,
-    domain_run_failed,
-    domain_run_succeeded,
-)
+from facerec_pipeline.resources import FacerecStorage, SourcesResource, face_engine_resource
+from facerec_pipeline.run_history_sensors import dead_run_recovery, run_history_sensor
 from facerec_pipeline.settings import Settings
 from facerec_pipeline.sources.web import env_config
 
@@ -31,9 +27,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "facerec": FacerecStorage(
             storage_dir=str(settings.storage_dir), database_url=settings.database_url
         ),
-        "face_engine": FaceEngineResource(models_dir=str(settings.models_dir)),
+        "face_engine": face_engine_resource(settings),
         "stage_tables": StageTableIOManager(database_url=settings.database_url),
-        "web_sources": WebSourcesResource.from_env(env_config()),
+        "sources": SourcesResource.from_env(env_config()),
     }
 
 
@@ -50,8 +46,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             domain_registry_sensor,
             domain_refresh_sensor,
             retraining_sensor,
-            domain_run_succeeded,
-            domain_run_failed,
+            run_history_sensor,
             dead_run_recovery,
         ],
         resources=build_resources(settings),

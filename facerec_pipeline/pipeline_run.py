@@ -9,12 +9,10 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from facerec_pipeline.core.faces.validation import close_worker_pools
-from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.definitions import build_definitions
 from facerec_pipeline.jobs import DOMAIN_PIPELINE_JOB
 from facerec_pipeline.partitions import domain_partitions
-from facerec_pipeline.run_history import finish
+from facerec_pipeline.run_events import record_run, step_failure_message
 from facerec_pipeline.run_recovery import (
     recover_dead_runs,
     refuse_concurrent_run,
@@ -68,28 +66,22 @@ def run_domain(
         )
     finally:
         stop.set()
-        close_worker_pools()  # the stages of this run share them; a later run starts its own
     outcome = RunOutcome(run_id=result.run_id, success=result.success)
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
-            materialization = event.event_specific_data.materialization
+            materialization = event.step_materialization_data.materialization
             metadata = {key: value.value for key, value in materialization.metadata.items()}
             outcome.materialized[materialization.asset_key.to_user_string()] = metadata
             rows = metadata.get("dagster/row_count")
             count = f" ({rows} rows)" if rows is not None else ""
             echo(f"  materialized {materialization.asset_key.to_user_string()}{count}")
         elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
-            evaluation = event.event_specific_data
+            evaluation = event.asset_check_evaluation_data
             state = "passed" if evaluation.passed else "FAILED"
             echo(f"  check {evaluation.check_name}: {state}")
             if not evaluation.passed and evaluation.description:
                 echo(f"    {evaluation.description}")
-        elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
-            error = event.event_specific_data.error
-            message = error.message.strip() if error else "unknown error"
-            if error and error.cause:
-                message += f" (caused by: {error.cause.message.strip()})"
-            outcome.failures.append(f"{event.step_key}: {message}")
-    with session_scope(settings.database_url) as session:
-        finish(session, code, result.run_id, outcome.success, "; ".join(outcome.failures) or None)
+        elif event.is_step_failure:
+            outcome.failures.append(step_failure_message(event))
+    record_run(instance, result.run_id, settings.database_url)
     return outcome

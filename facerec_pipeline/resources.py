@@ -1,22 +1,27 @@
-"""Resources: the project's storage and database, and the face engine."""
+"""Resources: the project's storage and database, the face engine, and the domains' sources."""
 
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
-from functools import lru_cache
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from pydantic import PrivateAttr
 from sqlalchemy.orm import Session
 
 from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine
 from facerec_pipeline.core.faces.quality_gates import GateConfig
+from facerec_pipeline.core.faces.validation import WorkerPool
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.db.migrate import upgrade
+from facerec_pipeline.db.models import Domain
 from facerec_pipeline.settings import Settings
+from facerec_pipeline.sources.folder import FolderSource
+from facerec_pipeline.sources.interfaces import DomainSource, SourceError
 from facerec_pipeline.sources.web import SERP_API_KEY_ENV, WebSources
+from facerec_pipeline.sources.wikimedia import WikidataQuery, WikimediaSource
 
 
 class FacerecStorage(dg.ConfigurableResource):
@@ -39,14 +44,14 @@ class FacerecStorage(dg.ConfigurableResource):
             yield session
 
 
-@lru_cache(maxsize=4)
-def _engine(config: EngineConfig, models_dir: str) -> FaceEngine:
-    return FaceEngine(config, Path(models_dir))
-
-
 class FaceEngineResource(dg.ConfigurableResource):
     """DeepFace configuration. The default (Dlib model, dlib detector) runs offline with the
-    weights `facerec models install` provides; other DeepFace models need their weights."""
+    weights `facerec models install` provides; other DeepFace models need their weights.
+
+    Set up for a run (by Dagster, or by `open()` outside it), the resource owns its face engine
+    and its worker pool, both made at their first use and released when the run ends
+    (`teardown_after_execution` stops the worker processes). Nothing is shared between two
+    resources or two runs: each run gets a fresh copy of the resource, with its own engine."""
 
     models_dir: str
     model_name: str = "Dlib"
@@ -69,6 +74,24 @@ class FaceEngineResource(dg.ConfigurableResource):
     identity_max_distance: float | None = None
     # Processes for detection and embedding (dlib holds the GIL). Default: the machine's cores.
     workers: int = max(1, min(os.cpu_count() or 1, 8))
+
+    _engine: FaceEngine | None = PrivateAttr(default=None)
+    _pool: WorkerPool | None = PrivateAttr(default=None)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        # Dagster calls this when the run (or, with the multiprocess executor, the step's
+        # process) is done with the resource, failed or not.
+        pool, self._pool, self._engine = self._pool, None, None
+        if pool is not None:
+            pool.close()
+
+    @contextmanager
+    def open(self) -> Iterator["FaceEngineResource"]:
+        """This resource set up as a run sets it up, for code outside Dagster (the CLI, the
+        bench): yields the set-up copy, whose engine() and pool() serve until the block ends;
+        then its worker processes stop."""
+        with self.process_config_and_initialize_cm() as face_engine:
+            yield face_engine
 
     @property
     def engine_config(self) -> EngineConfig:
@@ -108,22 +131,39 @@ class FaceEngineResource(dg.ConfigurableResource):
         return faces[faces["detector_config"] == self.detector_config]
 
     def engine(self) -> FaceEngine:
-        return _engine(self.engine_config, self.models_dir)
+        """This resource's face engine (made at the first call; weights checked then)."""
+        if self._engine is None:
+            self._engine = FaceEngine(self.engine_config, Path(self.models_dir))
+        return self._engine
+
+    def pool(self) -> WorkerPool:
+        """The worker processes of this run, for validate_photos and embed_crops: started at
+        the first batch large enough to need them, stopped when the run ends."""
+        if self._pool is None:
+            self._pool = WorkerPool(self.engine(), self.workers)
+        return self._pool
 
 
-def default_engine_config() -> EngineConfig:
-    """The face engine configuration `facerec run` uses (the resource's defaults)."""
-    return FaceEngineResource(models_dir="").engine_config
+def face_engine_resource(settings: Settings | None = None) -> FaceEngineResource:
+    """The face engine configuration of the project: the pipeline's resource
+    (definitions.build_resources), and the one the CLI and the bench open, so all of them judge
+    and embed faces alike. Without `settings`, the configuration only (no models folder)."""
+    return FaceEngineResource(models_dir=str(settings.models_dir) if settings else "")
 
 
-def default_detector_config() -> str:
-    """The face configuration `facerec run` uses (the resource's defaults)."""
-    return FaceEngineResource(models_dir="").detector_config
+@contextmanager
+def open_face_engine(settings: Settings) -> Iterator[FaceEngineResource]:
+    """The project's face engine resource set up outside Dagster (see FaceEngineResource.open):
+    `with open_face_engine(settings) as face_engine: face_engine.engine(), face_engine.pool()`."""
+    with face_engine_resource(settings).open() as face_engine:
+        yield face_engine
 
 
-class WebSourcesResource(dg.ConfigurableResource):
-    """Wikidata, Commons and the optional paid image search. Endpoints, User-Agent and the paid
-    search key come from FACEREC_* environment variables (see README); the key as a
+class SourcesResource(dg.ConfigurableResource):
+    """Where each domain's people and photos come from: `for_domain` gives the domain's
+    source (sources/interfaces.py: PersonSource and PhotoSource), a folder or Wikimedia
+    (Wikidata, Commons and the optional paid image search). The web endpoints, User-Agent and
+    the paid search key come from FACEREC_* environment variables (see README); the key as a
     `dg.EnvVar`, so Dagster shows the variable's name and resolves its value when a run starts."""
 
     sparql_url: str
@@ -137,12 +177,43 @@ class WebSourcesResource(dg.ConfigurableResource):
     serp_cost_per_call: float = 0.015
 
     @classmethod
-    def from_env(cls, config: dict) -> "WebSourcesResource":
+    def from_env(cls, config: dict) -> "SourcesResource":
         """The resource for `config` (web.sources.env_config()). Paid search is optional: with
         FACEREC_SERP_API_KEY unset when the definitions load there is no key (search off), as
         an EnvVar of an unset variable would fail every run."""
         key = dg.EnvVar(SERP_API_KEY_ENV) if os.environ.get(SERP_API_KEY_ENV) else None
         return cls(**config, serp_api_key=key)
 
-    def sources(self) -> WebSources:
+    def web(self) -> WebSources:
         return WebSources(**{f.name: getattr(self, f.name) for f in fields(WebSources)})
+
+    def for_domain(self, domain: Domain, settings: Settings) -> DomainSource:
+        """The source of `domain`: the one place that chooses it by `domains.source`. Nothing
+        is read or fetched until the source is asked; SourceError for an unknown source."""
+        code = domain.code
+        photos_dir = settings.training_dir(code)
+        if domain.source == "folder":
+            return FolderSource(
+                Path(domain.source_path or ""),
+                photos_dir,
+                settings.relative,
+                inspection_cache=settings.cache_dir / "folder_scan" / f"{code}.json",
+            )
+        if domain.source == "wikidata":
+            query = WikidataQuery(
+                tuple(domain.countries),
+                tuple(domain.occupations),
+                domain.min_sitelinks,
+                domain.max_people,
+                domain.local_language,
+            )
+            return WikimediaSource(
+                self.web(),
+                query,
+                photos_dir,
+                settings.relative,
+                wikidata_cache_dir=settings.cache_dir / "wikidata",
+                images_per_person=domain.images_per_person,
+                paid_budget=domain.serp_budget,
+            )
+        raise SourceError(f"domain {code!r}: unknown source {domain.source!r}", retryable=False)

@@ -1,38 +1,40 @@
-"""Close the run history row of domain runs launched by the daemon or the UI (schedules,
-sensors, backfills, the Materialize button's `__ASSET_JOB`); `facerec run` closes its own.
-Every job of the code location is watched: a run of a `domain` partition is a domain run,
-whichever job ran it."""
+"""The run-history sensor: every domain run of every job (schedules, sensors, backfills, the
+Materialize button's `__ASSET_JOB`) gets its `training_sessions` row from its own events when it
+starts and when it ends (run_events.py); and recovery of runs whose process died."""
+
+from datetime import UTC, datetime
 
 import dagster as dg
 
 from facerec_pipeline.resources import FacerecStorage
-from facerec_pipeline.run_history import finish
+from facerec_pipeline.run_events import record_run
 from facerec_pipeline.run_recovery import recover_dead_runs
 
-
-def _close(facerec: FacerecStorage, run: dg.DagsterRun, succeeded: bool, error: str | None) -> None:
-    domain = run.tags.get("dagster/partition")  # the only partitions here are domains
-    if domain:
-        with facerec.session() as session:
-            finish(session, domain, run.run_id, succeeded, error)
+RUNS_PER_TICK = 100
 
 
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.SUCCESS,
+@dg.sensor(
+    minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Closes the run history row (training_sessions) of a domain run that succeeded, "
-    "whichever job ran it.",
+    description="Writes the run history (training_sessions) of every domain run, whichever job "
+    "ran it, from the run's own events: per-stage counts and seconds, status, error.",
 )
-def domain_run_succeeded(context: dg.RunStatusSensorContext, facerec: FacerecStorage) -> None:
-    _close(facerec, context.dagster_run, True, None)
-
-
-@dg.run_failure_sensor(
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Closes the run history row of a domain run that failed, with its error.",
-)
-def domain_run_failed(context: dg.RunFailureSensorContext, facerec: FacerecStorage) -> None:
-    _close(facerec, context.dagster_run, False, context.failure_event.message)
+def run_history_sensor(context: dg.SensorEvaluationContext, facerec: FacerecStorage):
+    """Runs whose status changed since the cursor (an update timestamp), oldest first. A row is
+    rewritten whole from the events, so a run seen twice is written the same way twice."""
+    after = float(context.cursor) if context.cursor else 0.0
+    records = context.instance.get_run_records(
+        filters=dg.RunsFilter(updated_after=datetime.fromtimestamp(after, UTC)),
+        order_by="update_timestamp",
+        ascending=True,
+        limit=RUNS_PER_TICK,
+    )
+    written = 0
+    for record in records:
+        written += record_run(context.instance, record.dagster_run.run_id, facerec.database_url)
+        after = max(after, record.update_timestamp.timestamp())
+    context.update_cursor(str(after))
+    return dg.SkipReason(f"history written for {written} domain run(s)")
 
 
 @dg.sensor(

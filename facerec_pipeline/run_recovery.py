@@ -30,9 +30,11 @@ import psutil
 from sqlalchemy import select
 
 from facerec_pipeline.db.engine import session_scope
-from facerec_pipeline.db.models import Domain, Gallery, TrainingSession
+from facerec_pipeline.db.models import Gallery, TrainingSession
 from facerec_pipeline.jobs import DOMAIN_PIPELINE_JOB
 from facerec_pipeline.policy import DATABASE_POOL
+from facerec_pipeline.run_events import record_run
+from facerec_pipeline.run_history import RunFacts, write_run
 from facerec_pipeline.settings import Settings
 
 HOST_TAG = "facerec/host"
@@ -73,8 +75,8 @@ def process_of(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunProcess:
     ).records
     for record in records:
         event = record.event_log_entry.dagster_event
-        data = event.event_specific_data if event else None
-        metadata = getattr(data, "metadata", None) or {}
+        data = event.engine_event_data if event else None
+        metadata = data.metadata if data else {}
         if "pid" in metadata:
             pid, since = int(metadata["pid"].value), record.event_log_entry.timestamp
             break
@@ -128,22 +130,7 @@ def recover_dead_runs(instance: dg.DagsterInstance, settings: Settings) -> list[
         instance.event_log_storage.free_concurrency_slots_for_run(process.run_id)
         removed = remove_partial_files(settings.storage_dir, process.pid)
         removed += remove_unrecorded_batches(settings, process.run_id)
-        with session_scope(settings.database_url) as session:
-            row = session.scalar(
-                select(TrainingSession).where(TrainingSession.run_id == process.run_id)
-            )
-            if row is None and process.domain and get_domain_or_none(session, process.domain):
-                row = TrainingSession(
-                    domain=process.domain,
-                    run_id=process.run_id,
-                    status="running",
-                    counts={},
-                    rejects_by_reason={},
-                    timings={},
-                )
-                session.add(row)  # it died before its first stage recorded anything
-            if row is not None and row.status == "running":
-                row.status, row.error, row.finished_at = "failed", reason, datetime.now(UTC)
+        record_run(instance, process.run_id, settings.database_url)
         lines.append(
             f"run {process.run_id[:8]} of {process.domain or '?'}: {reason}; pool "
             f"slots freed, {removed} half-written file(s) removed"
@@ -152,27 +139,35 @@ def recover_dead_runs(instance: dg.DagsterInstance, settings: Settings) -> list[
     return lines
 
 
-def get_domain_or_none(session, code: str) -> Domain | None:
-    return session.scalar(select(Domain).where(Domain.code == code))
-
-
 def close_orphaned_history(instance: dg.DagsterInstance, settings: Settings) -> list[str]:
-    """History rows still `running` whose Dagster run has ended or no longer exists."""
+    """History rows still `running` whose Dagster run has ended (rewritten from its events) or
+    no longer exists (closed as failed, saying so)."""
     lines = []
     with session_scope(settings.database_url) as session:
-        for row in session.scalars(
+        running = session.scalars(
             select(TrainingSession).where(TrainingSession.status == "running")
-        ):
-            run = instance.get_run_by_id(row.run_id)
-            if run is not None and run.status in WATCHED_STATUSES + [dg.DagsterRunStatus.QUEUED]:
-                continue
-            ended = "was deleted from Dagster" if run is None else f"ended {run.status.value}"
-            row.status = (
-                "succeeded" if run is not None and run.status.value == "SUCCESS" else "failed"
+        ).all()
+        orphans = [(row.run_id, row.domain, row.started_at) for row in running]
+    for run_id, domain, started_at in orphans:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.status in WATCHED_STATUSES + [dg.DagsterRunStatus.QUEUED]:
+            continue
+        if run is not None:
+            record_run(instance, run_id, settings.database_url)
+            ended = f"ended {run.status.value}"
+        else:
+            ended = "was deleted from Dagster"
+            facts = RunFacts(
+                domain=domain,
+                run_id=run_id,
+                status="FAILURE",
+                error=f"the run {ended} without closing its history",
+                started_at=started_at,
+                finished_at=datetime.now(UTC),
             )
-            row.error = row.error or f"the run {ended} without closing its history"
-            row.finished_at = row.finished_at or datetime.now(UTC)
-            lines.append(f"run {row.run_id[:8]} of {row.domain}: history closed ({ended})")
+            with session_scope(settings.database_url) as session:
+                write_run(session, facts)
+        lines.append(f"run {run_id[:8]} of {domain}: history closed ({ended})")
     return lines
 
 

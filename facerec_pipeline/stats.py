@@ -101,9 +101,9 @@ def current_detector_config(session: Session, code: str) -> str | None:
     """The face configuration that describes the domain: the project's default one when the
     domain has rows of it, else that of its newest rows. Rows of earlier configurations are
     kept, never deleted, but are not counted."""
-    from facerec_pipeline.resources import default_detector_config
+    from facerec_pipeline.resources import face_engine_resource
 
-    default = default_detector_config()
+    default = face_engine_resource().detector_config
     if session.scalar(
         select(Face.id).where(Face.domain == code, Face.detector_config == default).limit(1)
     ):

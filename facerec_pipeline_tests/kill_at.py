@@ -4,7 +4,8 @@ make it hang) at a point the test chooses.
     python -m facerec_pipeline_tests.kill_at MODULE:FUNCTION before|after|hang MATCH -- ARGS...
 
 The function (as the module that calls it sees it) is wrapped: when MATCH is `*` or equals one of
-its positional arguments, the process kills itself before or after the call, or sleeps there.
+its positional arguments (or the table name of a StageTable argument), the process kills itself
+before or after the call, or sleeps there.
 """
 
 import importlib
@@ -12,6 +13,11 @@ import os
 import signal
 import sys
 import time
+
+
+def _names(value) -> list[str]:
+    table = getattr(value, "table", None)  # a stage table: the name of the table it writes
+    return [str(value)] + ([table.name] if table is not None else [])
 
 
 def main() -> None:
@@ -22,7 +28,7 @@ def main() -> None:
     original = getattr(module, name)
 
     def wrapped(*positional, **keywords):
-        chosen = match == "*" or match in [str(value) for value in positional]
+        chosen = match == "*" or match in [name for value in positional for name in _names(value)]
         if chosen and when == "hang":
             print("hanging", flush=True)
             time.sleep(600)

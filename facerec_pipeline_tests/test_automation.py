@@ -20,6 +20,7 @@ from facerec_pipeline.backups.database_backup import (
 from facerec_pipeline.cli.main import cli
 from facerec_pipeline.core.faces.engine import EngineConfig
 from facerec_pipeline.core.recognition.recognizer import (
+    NoGallery,
     Recognizer,
     load_prod_gallery,
     stored_engine_config,
@@ -59,7 +60,8 @@ def run(settings, instance, code, raise_on_error=True):
 
 
 def sensor_result(settings, instance):
-    resources = {"facerec": build_resources(settings)["facerec"]}
+    built = build_resources(settings)
+    resources = {"facerec": built["facerec"], "sources": built["sources"]}
     with dg.build_sensor_context(instance=instance, resources=resources) as context:
         return retraining_sensor(context)
 
@@ -190,7 +192,7 @@ def test_a_planted_folder_fails_a_check_and_production_keeps_serving(settings, t
     with session_scope(settings.database_url) as session:
         versions = list_versions(session, "alpha")
     assert [(v["version"], v["status"], v["is_prod"]) for v in versions] == [
-        (1, "published", True),
+        (1, "production", True),
         (2, "rejected", False),
     ]
     assert load_prod_gallery(settings, "alpha").version == 1
@@ -230,7 +232,10 @@ def test_a_version_built_before_open_set_recognition_is_never_served_again(setti
         pytest.raises(GalleryError, match="built before open-set recognition"),
     ):
         rollback(session, settings, "alpha", 1)
-    assert load_prod_gallery(settings, "alpha").version == 1  # the pointer was not touched
+    with session_scope(settings.database_url) as session:
+        assert latest_version(session, "alpha").status == "production"  # nothing changed
+    with pytest.raises(NoGallery, match="no calibrated operating point"):
+        load_prod_gallery(settings, "alpha")  # and the recognizer refuses it too
 
 
 def test_copies_of_another_persons_photos_fail_no_person_lost(settings, two_domains, photos):
@@ -273,8 +278,14 @@ def test_report_and_run_history(settings, two_domains):
         "detected_faces",
         "face_embeddings",
         "gallery",
+        "production_gallery",
     }
     assert latest["counts"]["detected_faces"]["accepted"] == 4 and latest["finished_at"]
+    # Figures and seconds from the run's own events: each stage's own count, each step's time.
+    assert latest["counts"]["gallery"]["faces"] == latest["counts"]["face_embeddings"]["faces"]
+    assert latest["counts"]["production_gallery"]["gallery_version"] == 1
+    assert set(latest["timings"]) == set(latest["counts"])
+    assert all(seconds > 0 for seconds in latest["timings"].values())
     report = settings.storage_dir / "reports" / "alpha" / "gallery_v0001"
     assert (report / "distances.png").stat().st_size > 1000
     assert (report / "contact_sheet.png").stat().st_size > 1000

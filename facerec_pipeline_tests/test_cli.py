@@ -245,7 +245,9 @@ def test_settings_changed_then_recheck(facerec, tmp_path, photos):
     assert passed.exit_code == 0, passed.output
     assert "passed every check and serves" in passed.output
     versions = json.loads(facerec("gallery", "list", "--domain", "demo", "--json").stdout)
-    assert [(v["version"], v["status"], v["is_prod"]) for v in versions] == [(1, "published", True)]
+    assert [(v["version"], v["status"], v["is_prod"]) for v in versions] == [
+        (1, "production", True)
+    ]
 
 
 def test_a_face_kept_despite_a_gate_is_listed_by_skips(facerec, tmp_path, photos):

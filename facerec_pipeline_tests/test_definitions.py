@@ -1,5 +1,7 @@
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 
@@ -36,14 +38,13 @@ def test_definitions_snapshot(settings):
         "dead_run_recovery",
         "domain_refresh_sensor",
         "domain_registry_sensor",
-        "domain_run_failed",
-        "domain_run_succeeded",
         "retraining_sensor",
+        "run_history_sensor",
     ]
     assert [schedule.name for schedule in defs.schedules] == ["database_backup_schedule"]
     job = defs.resolve_job_def("domain_pipeline")
     assert job.partitions_def.name == "domain"
-    assert sorted(defs.resources) == ["face_engine", "facerec", "stage_tables", "web_sources"]
+    assert sorted(defs.resources) == ["face_engine", "facerec", "sources", "stage_tables"]
 
 
 def test_everything_the_ui_lists_has_a_description(settings):
@@ -73,6 +74,33 @@ def test_dagster_cli_validates_the_code_location(settings):
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
+def test_dg_recognises_the_project(settings, tmp_path):
+    """`dg` (dagster-dg-cli) reads [tool.dg] in pyproject.toml: `dg check defs` loads and
+    validates the Definitions, and `dg list defs` lists the stages."""
+    dg_cli = str(Path(sys.executable).parent / "dg")
+    env = {
+        "FACEREC_STORAGE_DIR": str(settings.storage_dir),
+        "DAGSTER_HOME": str(tmp_path),
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+    }
+    checked = subprocess.run(
+        [dg_cli, "check", "defs"], cwd=REPO, capture_output=True, text=True, env=env, timeout=300
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    listed = subprocess.run(
+        [dg_cli, "list", "defs", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assets = {asset["asset_key"] for asset in json.loads(listed.stdout)["assets"]}
+    assert {"candidates", "raw_images", "detected_faces", "face_embeddings", "gallery"} <= assets
+
+
 def test_registry_sensor_adds_active_domains_as_partitions(settings, instance, tmp_path):
     add_folder_domain(settings, "serbia", tmp_path)
     add_folder_domain(settings, "greece", tmp_path)
@@ -92,16 +120,23 @@ def test_registry_sensor_adds_active_domains_as_partitions(settings, instance, t
     assert [r.run_key for r in again.run_requests] == ["first-run:serbia"]  # deduplicated by key
 
 
-def test_a_run_from_the_materialize_button_closes_its_history(settings, instance, tmp_path, photos):
-    """The UI's Materialize button runs `__ASSET_JOB`, not `domain_pipeline`: the run status
-    sensors watch every job, so its history row is closed too."""
+def test_a_run_from_the_materialize_button_gets_its_history_from_its_events(
+    settings, instance, tmp_path, photos
+):
+    """The UI's Materialize button runs `__ASSET_JOB`, not `domain_pipeline`: the run-history
+    sensor watches every job and writes the row from the run's own events (the assets write
+    no history themselves)."""
     from facerec_pipeline.candidates.assets import candidates
     from facerec_pipeline.run_history import recent_sessions
-    from facerec_pipeline.run_history_sensors import domain_run_succeeded
+    from facerec_pipeline.run_history_sensors import run_history_sensor
     from facerec_pipeline_tests.conftest import build_folder
 
     add_folder_domain(
-        settings, "serbia", build_folder(tmp_path / "f", {"ana": [photos / "obama.jpg"]})
+        settings,
+        "serbia",
+        build_folder(
+            tmp_path / "f", {"ana": [photos / "obama.jpg"], "bob": [photos / "biden.jpg"]}
+        ),
     )
     instance.add_dynamic_partitions("domain", ["serbia"])
     resources = build_resources(settings)
@@ -109,15 +144,31 @@ def test_a_run_from_the_materialize_button_closes_its_history(settings, instance
         [candidates], partition_key="serbia", instance=instance, resources=resources
     )
     with session_scope(settings.database_url) as session:
-        assert recent_sessions(session, "serbia")[0]["status"] == "running"
-    context = dg.build_run_status_sensor_context(
-        sensor_name="domain_run_succeeded",
-        dagster_event=result.get_run_success_event(),
-        dagster_instance=instance,
-        dagster_run=result.dagster_run,
-        resources={"facerec": resources["facerec"]},
+        assert recent_sessions(session, "serbia") == []
+    context = dg.build_sensor_context(
+        instance=instance, resources={"facerec": resources["facerec"]}
     )
-    domain_run_succeeded(context)
+    run_history_sensor(context)
     with session_scope(settings.database_url) as session:
         (row,) = recent_sessions(session, "serbia")
+    assert row["run_id"] == result.run_id
     assert row["status"] == "succeeded" and row["finished_at"] is not None
+    assert row["counts"] == {
+        "candidates": {
+            "people": 2,
+            "new_people": 2,
+            "rows_inserted": 2,
+            "rows_updated": 0,
+            "rows_unchanged": 0,
+            "rows_marked_removed": 0,
+        }
+    }
+    stats = instance.get_run_stats(result.run_id)
+    assert 0 < row["timings"]["candidates"] <= stats.end_time - stats.start_time
+    # The cursor moved past the run: the next tick finds nothing new to write.
+    again = run_history_sensor(
+        dg.build_sensor_context(
+            instance=instance, cursor=context.cursor, resources={"facerec": resources["facerec"]}
+        )
+    )
+    assert "0 domain run" in again.skip_message

@@ -105,6 +105,7 @@ def test_parallel_validation_and_embedding_match_the_serial_results(
 ):
     from facerec_pipeline.core.faces.validation import (
         MIN_PHOTOS_PER_WORKER,
+        WorkerPool,
         embed_crops,
         save_crop,
         validate_photos,
@@ -112,23 +113,27 @@ def test_parallel_validation_and_embedding_match_the_serial_results(
 
     paths = (sorted(photos.glob("*.*")) + [composed["two_faces.jpg"], composed["corrupt.jpg"]]) * 4
     assert len(paths) >= 2 * MIN_PHOTOS_PER_WORKER  # large enough to use the worker processes
-    serial = list(validate_photos(engine, GateConfig(), paths, workers=1))
-    parallel = list(validate_photos(engine, GateConfig(), paths, workers=2))
-    assert [(o.status, o.rejection_reason) for o in parallel] == [
-        (o.status, o.rejection_reason) for o in serial
-    ]
-    crops = []
-    for index, outcome in enumerate(serial):
-        if outcome.status == "accepted":
-            crops.append(tmp_path / f"{index}.png")
-            save_crop(outcome.face.crop_bgr, crops[-1])
-    crops *= 2
-    assert len(crops) >= 2 * MIN_PHOTOS_PER_WORKER
-    assert np.allclose(  # to float32 rounding: one BLAS thread in a worker, more here
-        np.stack(list(embed_crops(engine, crops, workers=2))),
-        np.stack(list(embed_crops(engine, crops, workers=1))),
-        atol=1e-6,
-    )
+    serial = list(validate_photos(engine, GateConfig(), paths))
+    with WorkerPool(engine, workers=2) as pool:
+        assert pool.serves(engine, paths)
+        parallel = list(validate_photos(engine, GateConfig(), paths, pool))
+        assert len(pool.pids) == 2
+        assert [(o.status, o.rejection_reason) for o in parallel] == [
+            (o.status, o.rejection_reason) for o in serial
+        ]
+        crops = []
+        for index, outcome in enumerate(serial):
+            if outcome.status == "accepted":
+                crops.append(tmp_path / f"{index}.png")
+                save_crop(outcome.face.crop_bgr, crops[-1])
+        crops *= 2
+        assert len(crops) >= 2 * MIN_PHOTOS_PER_WORKER
+        assert np.allclose(  # to float32 rounding: one BLAS thread in a worker, more here
+            np.stack(list(embed_crops(engine, crops, pool))),  # the same workers, still up
+            np.stack(list(embed_crops(engine, crops))),
+            atol=1e-6,
+        )
+    assert pool.closed and pool.pids == []
 
 
 def test_saved_copy_of_dlibs_detector_finds_what_dlib_finds(engine, photos, tmp_path):

@@ -1,17 +1,21 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from facerec_pipeline.core.images import image_files
 from facerec_pipeline.core.images.image_files import (
+    INCOMING_DIR,
     ImageRejected,
     InspectionCache,
     difference_hash,
     hamming_distance,
     inspect_image,
     load_rgb,
+    move_content_addressed,
+    photo_path,
     store_content_addressed,
 )
 
@@ -57,12 +61,44 @@ def test_perceptual_hash_matches_a_resized_copy_not_another_photo(photos):
     assert hamming_distance(difference_hash(obama), difference_hash(biden)) > 10
 
 
+def test_perceptual_hash_is_the_one_already_stored_in_databases(photos):
+    """imagehash's dhash gives, bit for bit, the hex the hand-written dHash wrote into
+    images.perceptual_hash before it: old and new hashes compare without a recompute."""
+
+    def hand_written(image):  # the former implementation, kept here as the reference
+        small = np.asarray(image.convert("L").resize((9, 8), Image.Resampling.LANCZOS), np.int16)
+        bits = (small[:, 1:] > small[:, :-1]).flatten()
+        return f"{int(''.join('1' if bit else '0' for bit in bits), 2):016x}"
+
+    assert inspect_image(photos / "obama.jpg").perceptual_hash == "6971703333254d03"
+    assert inspect_image(photos / "biden.jpg").perceptual_hash == "2c151b733b5b552b"
+    for name in ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "32bit.png"):
+        image = image_files.open_image(photos / name)
+        assert difference_hash(image) == hand_written(image), name
+
+
 def test_content_addressed_store_is_idempotent(photos, tmp_path):
     facts = inspect_image(photos / "obama.jpg")
     first = store_content_addressed(photos / "obama.jpg", tmp_path, facts.sha256)
     second = store_content_addressed(photos / "obama.jpg", tmp_path, facts.sha256)
-    assert first == second and first.name == f"{facts.sha256}.jpg"
-    assert list(tmp_path.iterdir()) == [first]
+    assert first == second == photo_path(tmp_path, facts.sha256, ".jpg")
+    assert first.relative_to(tmp_path).as_posix() == f"{facts.sha256[:2]}/{facts.sha256}.jpg"
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [first]
+
+
+def test_every_photo_has_one_place_whatever_its_source(photos, tmp_path):
+    """A copied folder photo and a finished download of the same content land on the same
+    photo_path; a path that is not a sha256 is refused."""
+    facts = inspect_image(photos / "obama.jpg")
+    copied = store_content_addressed(photos / "obama.jpg", tmp_path, facts.sha256)
+    incoming = tmp_path / INCOMING_DIR / f"{facts.sha256}.jpg"
+    incoming.parent.mkdir()
+    shutil.copyfile(photos / "obama.jpg", incoming)
+    moved = move_content_addressed(incoming, tmp_path, facts.sha256)
+    assert moved == copied and not incoming.exists()
+    assert move_content_addressed(incoming, tmp_path, facts.sha256) == copied  # lost a race
+    with pytest.raises(ValueError, match="sha256"):
+        photo_path(tmp_path, "../../etc/passwd", ".jpg")
 
 
 def test_inspection_cache_reads_only_new_or_changed_files(photos, tmp_path):

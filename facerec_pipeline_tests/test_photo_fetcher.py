@@ -2,10 +2,12 @@
 failure for one person recorded without stopping the others."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import responses
 
+from facerec_pipeline.core.images.image_files import INCOMING_DIR, photo_path
 from facerec_pipeline.db.models import SerpCall
 from facerec_pipeline.domains.registry import DomainSpec, add_domain, get_domain
 from facerec_pipeline.raw_images.assets import record_fetch
@@ -62,6 +64,10 @@ def test_paid_search_tops_up_below_target_and_records_its_cost(http, tmp_path, p
     result = fetcher(http, tmp_path, budget).fetch("demo", biden())
     assert [row["source"] for row in result.rows] == ["wikimedia_p18", "serp"]
     assert result.rows[1]["license_short_name"].startswith("unknown")
+    # Downloads are stored as folder photos are: {sha256[:2]}/{sha256}{suffix}.
+    for row in result.rows:
+        assert Path(row["file_path"]) == photo_path(tmp_path, row["sha256"], ".jpg")
+    assert not list((tmp_path / INCOMING_DIR).iterdir())
     assert result.serp_calls == [
         {
             "provider": "serpapi_google_images",

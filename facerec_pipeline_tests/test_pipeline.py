@@ -163,7 +163,7 @@ def test_gallery_files_pointer_and_rows(built):
     assert gallery[
         ["version", "person_count", "face_count", "quarantined_count"]
     ].values.tolist() == [[1, 2, 5, 1]]
-    assert bool(gallery["is_prod"][0])
+    assert gallery["status"][0] == "production"
     crops = list((settings.training_pass_dir("demo") / "barack_obama").glob("*.png"))
     assert len(crops) == 5  # the planted photo's crop is kept too
     # Photos rejected by a gate that still hold their subject's face keep their crop apart, in
@@ -245,8 +245,8 @@ def test_rerun_is_idempotent_then_picks_up_folder_changes(built, photos):
     assert len(removed) == 1 and removed["removed_at"].notna().all()
     served = sorted(load_prod_gallery(settings, "demo").labels)
     assert served == ["barack_obama"] * 3 + ["eileen_collins", "joe_biden"]
-    versions = query(settings, "SELECT version, is_prod FROM galleries ORDER BY version")
-    assert versions.values.tolist() == [[1, 0], [2, 1]]
+    versions = query(settings, "SELECT version, status FROM galleries ORDER BY version")
+    assert versions.values.tolist() == [[1, "published"], [2, "production"]]
     assert (settings.batched_dir("demo") / "batch_0002" / "batch_metadata.json").exists()
 
 

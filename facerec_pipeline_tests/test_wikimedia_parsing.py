@@ -3,7 +3,12 @@
 import pytest
 import responses
 
-from facerec_pipeline.sources.commons import CommonsClient, license_refusal, parse_page
+from facerec_pipeline.sources.commons import (
+    CommonsClient,
+    license_refusal,
+    parse_page,
+    strip_html,
+)
 from facerec_pipeline.sources.paid_search import Budget, parse_serpapi_images
 from facerec_pipeline.sources.polite_http import BadResponse, PoliteSession, UserAgentRefused
 from facerec_pipeline.sources.wikidata import (
@@ -89,6 +94,30 @@ def test_commons_pages_keep_licence_and_attribution_fields():
     assert portrait.copyrighted is False and portrait.restrictions == "personality"
     second = parse_page(pages[2])
     assert second.license_short_name == "CC BY-SA 4.0" and second.attribution_required is True
+    assert portrait.credit == "White House"  # <span class="int-own-work" lang="en">
+    category = fixture_json("commons_category_page2.json", "https://up.test")["query"]["pages"]
+    assert "Someone & Co" in {parse_page(page).artist for page in category}  # <bdi>...&amp;
+
+
+@pytest.mark.parametrize(
+    ("extmetadata", "text"),
+    [
+        (
+            '<div class="fn value">\n<a href="https://www.flickr.com/people/x" class="extiw">'
+            'Gage Skidmore</a> from Peoria, AZ, <a href="/wiki/United_States">United '
+            "States</a>\n</div>",
+            "Gage Skidmore from Peoria, AZ, United States",
+        ),
+        ("<b>Ob<i>am</i>a</b>&nbsp;&amp;&#32;Biden &eacute;&#x41;", "Obama & Biden \u00e9A"),
+        ("Line one<br/>line two<p>three</p>four", "Line one line two three four"),
+        ('<style>.x{color:red}</style>Own work<script>alert("<b>")</script>', "Own work"),
+        ("Smith & Jones <3 a < b <!-- hidden -->", "Smith & Jones <3 a < b"),
+        ('<a href="x">never closed', "never closed"),
+        ("<p> </p>", None),
+    ],
+)
+def test_commons_html_fields_become_plain_text(extmetadata, text):
+    assert strip_html(extmetadata) == text
 
 
 @pytest.mark.parametrize(
@@ -200,7 +229,7 @@ def test_the_paid_search_key_reaches_the_search_but_never_the_definitions(settin
     from dagster._core.remote_representation.external_data import RepositorySnap
 
     from facerec_pipeline.definitions import build_definitions
-    from facerec_pipeline.resources import WebSourcesResource
+    from facerec_pipeline.resources import SourcesResource
     from facerec_pipeline.sources.web import env_config
 
     secret = "sk-live-0123456789abcdef"
@@ -210,17 +239,17 @@ def test_the_paid_search_key_reaches_the_search_but_never_the_definitions(settin
     # What the webserver and the UI get of the code location: the variable's name only.
     snapshot = RepositorySnap.from_def(defs.get_repository_def())
     assert secret not in dg.serialize_value(snapshot)
-    (web,) = [resource for resource in snapshot.resources if resource.name == "web_sources"]
+    (web,) = [resource for resource in snapshot.resources if resource.name == "sources"]
     assert web.configured_values["serp_api_key"].name == "FACEREC_SERP_API_KEY"
     assert secret not in repr(env_config())
     responses.get("https://serp.test/search.json", json={"images_results": []})
-    with dg.build_resources({"web_sources": defs.resources["web_sources"]}) as built:
-        search = built.web_sources.sources().paid_search(session())
+    with dg.build_resources({"sources": defs.resources["sources"]}) as built:
+        search = built.sources.web().paid_search(session())
         assert search is not None and search.search('"Ana" face portrait', 3) == []
     assert responses.calls[0].request.params["api_key"] == secret
 
     # Paid search is optional: no key, no EnvVar to fail the run, and the search stays off.
     monkeypatch.delenv("FACEREC_SERP_API_KEY")
-    unset = WebSourcesResource.from_env(env_config())
-    with dg.build_resources({"web_sources": unset}) as built:
-        assert built.web_sources.sources().paid_search(session()) is None
+    unset = SourcesResource.from_env(env_config())
+    with dg.build_resources({"sources": unset}) as built:
+        assert built.sources.web().paid_search(session()) is None

@@ -6,11 +6,13 @@ from collections import Counter
 
 import dagster as dg
 import pytest
+from sqlalchemy import text
 from werkzeug import Response
 
 from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine
 from facerec_pipeline.core.recognition.recognizer import Recognizer, load_prod_gallery
 from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.definitions import build_resources
 from facerec_pipeline.domains.registry import DomainSpec, add_domain, get_domain
 from facerec_pipeline.gallery.retraining import retrain_request
 from facerec_pipeline.stats import domain_stats
@@ -170,7 +172,9 @@ def test_wikidata_domain_builds_a_gallery_and_records_every_skip(
         assert stats["source_skips_by_reason"]["no_photos"] == 1
         assert stats["serp_cost_by_month"] == {} and stats["duplicate_wikidata_ids"] == []
         with session_scope(settings.database_url) as session:
-            wanted = retrain_request(session, get_domain(session, "presidents"), "2026-11-23")
+            domain = get_domain(session, "presidents")
+            source = build_resources(settings)["sources"].for_domain(domain, settings)
+            wanted = retrain_request(session, domain, "2026-11-23", source)
         assert (wanted.kind, wanted.pending, wanted.run_key) == (
             "redownload",
             4,
@@ -194,3 +198,75 @@ def test_wikidata_domain_builds_a_gallery_and_records_every_skip(
         assert len(query(settings, "SELECT id FROM images")) == len(images)
         kept = query(settings, "SELECT removed_at FROM people WHERE wikidata_id = 'Q555003'")
         assert len(kept) == 1 and kept["removed_at"].isna().all()
+
+
+def test_a_storage_built_with_the_old_layout_keeps_working(stand_in, settings, photos):
+    """Before one layout served every photo, downloads lay flat in training/{domain}/ and a
+    person's source_ref was an untyped JSON list. A storage left that way (made here: the
+    photos moved back to where the old code put them, the database taken back to 0006, whose
+    downgrade writes the old values, then upgraded as every run does) keeps working: the next
+    run reads each photo where its row says it is, downloads nothing again, adds no row and
+    no second copy, and builds the gallery from those photos."""
+    from alembic import command
+
+    from facerec_pipeline.candidates.assets import candidates
+    from facerec_pipeline.db.engine import get_engine
+    from facerec_pipeline.db.migrate import alembic_config
+    from facerec_pipeline.raw_images.assets import raw_images
+
+    with session_scope(settings.database_url) as session:
+        add_domain(
+            session,
+            DomainSpec(
+                code="presidents",
+                display_name="Presidents",
+                countries=["Q30"],
+                occupations=["Q82955"],
+                images_per_person=4,
+            ),
+        )
+    training = settings.training_dir("presidents")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("domain", ["presidents"])
+        fetched = dg.materialize(
+            [candidates, raw_images],
+            partition_key="presidents",
+            resources=build_resources(settings),
+            instance=instance,
+        )
+        assert fetched.success
+        with session_scope(settings.database_url) as session:
+            rows = session.execute(text("SELECT id, file_path FROM images")).all()
+            for image_id, file_path in rows:  # where the old code stored downloads
+                stored = settings.absolute(file_path)
+                assert stored.parent.parent == training  # the new layout: {sha[:2]}/
+                stored.replace(training / stored.name)
+                flat = settings.relative(training / stored.name)
+                session.execute(
+                    text("UPDATE images SET file_path = :p WHERE id = :i"),
+                    {"p": flat, "i": image_id},
+                )
+        config = alembic_config(settings.database_url)
+        with get_engine(settings.database_url).begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0006")
+        old = query(settings, "SELECT source_ref FROM people WHERE wikidata_id = 'Q76'")
+        assert json.loads(old["source_ref"][0])[0] == "Obama portrait crop.jpg"  # a bare list
+        flat_paths = query(settings, "SELECT id, file_path FROM images ORDER BY id")
+        uploads = stand_in.calls["upload"]
+
+        materialize(settings, instance, "presidents")
+
+        assert stand_in.calls["upload"] == uploads + 1  # only the html trap is asked again
+        images = query(settings, "SELECT id, file_path, status FROM images ORDER BY id")
+        assert images[["id", "file_path"]].equals(flat_paths)  # same rows, same paths
+        on_disk = sorted(p.name for p in training.rglob("*") if p.is_file())
+        assert on_disk == sorted(p.rsplit("/", 1)[-1] for p in flat_paths["file_path"])
+        judged = query(settings, "SELECT DISTINCT image_id FROM faces")
+        approved = images[images["status"] == "approved"]
+        assert set(judged["image_id"]) == set(approved["id"])  # each read where it lies
+        typed = query(settings, "SELECT source_ref FROM people WHERE wikidata_id = 'Q76'")
+        assert json.loads(typed["source_ref"][0])["kind"] == "commons"
+        gallery = load_prod_gallery(settings, "presidents")
+        rows = range(len(gallery.person_rows))
+        assert Counter(gallery.person_at(r)["wikidata_id"] for r in rows) == {"Q76": 4, "Q6279": 1}

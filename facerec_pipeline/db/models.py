@@ -16,14 +16,19 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from facerec_pipeline.db.source_refs import SourceRef, SourceRefType
 
 
 def utcnow() -> datetime:
@@ -115,8 +120,8 @@ class Person(Timestamps, Base):
     sitelinks: Mapped[int | None] = mapped_column(Integer)
     primary_image_url: Mapped[str | None] = mapped_column(Text)
     commons_category: Mapped[str | None] = mapped_column(String(300))
-    # Where the source keeps this person's photos (folder source: the folder name).
-    source_ref: Mapped[str | None] = mapped_column(Text)
+    # Where the source keeps this person's photos: FolderRef or CommonsRef (db/source_refs.py).
+    source_ref: Mapped[SourceRef | None] = mapped_column(SourceRefType)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     # Set when the person is no longer offered by the source; the row and its history stay.
     removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -208,9 +213,22 @@ class FaceEmbedding(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+PRODUCTION = "production"
+
+
 class Gallery(Base):
     __tablename__ = "galleries"
-    __table_args__ = (UniqueConstraint("domain", "version"),)
+    __table_args__ = (
+        UniqueConstraint("domain", "version"),
+        # The database is the one truth of what serves: at most one production row per domain.
+        Index(
+            "one_production_version_per_domain",
+            "domain",
+            unique=True,
+            sqlite_where=text(f"status = '{PRODUCTION}'"),
+            postgresql_where=text(f"status = '{PRODUCTION}'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     domain: Mapped[str] = mapped_column(ForeignKey("domains.code"), index=True)
@@ -226,8 +244,9 @@ class Gallery(Base):
     run_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    is_prod: Mapped[bool] = mapped_column(Boolean, default=False)
-    # candidate (built, not yet checked) | published | rejected (a blocking check failed)
+    # candidate (built; its checks not run or passed) | rejected (a blocking check failed) |
+    # production (serves now; one per domain) | published (served before; a rollback target).
+    # The pointer file recognized_faces_prod/{domain}/gallery.json is written from this.
     status: Mapped[str] = mapped_column(String(20), default="candidate", server_default="candidate")
     checks: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     # The open-set decision rule calibrated on this version (recognition/open_set.py).
@@ -235,6 +254,16 @@ class Gallery(Base):
     # sha256 of every file the version serves, by path relative to the storage root; checked
     # before the version is loaded to serve, promoted or rolled back to (None: built before 0005).
     file_checksums: Mapped[dict[str, str] | None] = mapped_column(JSON)
+
+    @hybrid_property
+    def is_prod(self) -> bool:
+        """Serves production now (read from `status`, the one record of it)."""
+        return self.status == PRODUCTION
+
+    @is_prod.inplace.expression
+    @classmethod
+    def _is_prod_expression(cls):
+        return cls.status == PRODUCTION
 
 
 class GalleryFace(Base):

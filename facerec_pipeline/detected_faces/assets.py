@@ -3,7 +3,6 @@ box, confidence, blur score and aligned crop under storage/trainingPass/{domain}
 rejection reason. Photos already judged under the same configuration are not judged again."""
 
 import hashlib
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from facerec_pipeline.core.faces.validation import PhotoOutcome, save_crop, vali
 from facerec_pipeline.core.images.duplicates import PhotoRef, find_duplicates
 from facerec_pipeline.policy import stage_asset
 from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
-from facerec_pipeline.run_history import record_stage
 
 FACE_COLUMNS = [
     "image_id",
@@ -120,7 +118,6 @@ def detected_faces(
     """Faces found in each photo (table `faces`), accepted or rejected by the quality gates
     (size, confidence, blur, dominance, duplicates) with the reason; a person whose photos all
     fail a soft gate keeps their largest face. Photos judged before are not judged again."""
-    started = time.monotonic()
     code = context.partition_key
     settings = facerec.settings
     gates = face_engine.gates
@@ -176,7 +173,7 @@ def detected_faces(
     crop_tag = hashlib.sha256(detector_config.encode()).hexdigest()[:8]
     if to_judge:
         paths = [settings.absolute(image.file_path) for _, image in to_judge]
-        outcomes = validate_photos(face_engine.engine(), gates, paths, face_engine.workers)
+        outcomes = validate_photos(face_engine.engine(), gates, paths, face_engine.pool())
         for done, ((index, image), outcome) in enumerate(zip(to_judge, outcomes, strict=True), 1):
             folder, name = (
                 person_folder[int(image.person_id)],
@@ -209,19 +206,4 @@ def detected_faces(
             "detector_config": detector_config,
         }
     )
-    with facerec.session() as session:
-        record_stage(
-            session,
-            code,
-            context.run_id,
-            "detected_faces",
-            {
-                "accepted": accepted,
-                "rejected": int(sum(reasons.values())),
-                "judged": computed,
-                "reused": reused,
-            },
-            time.monotonic() - started,
-            dict(reasons),
-        )
     return frame

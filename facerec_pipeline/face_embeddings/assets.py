@@ -1,8 +1,6 @@
 """face_embeddings: one DeepFace embedding per accepted face, stored as a float32 BLOB keyed by
 (image sha256, model configuration). A re-run embeds only faces it has not seen."""
 
-import time
-
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -13,7 +11,6 @@ from facerec_pipeline.core.faces.validation import embed_crops
 from facerec_pipeline.db.models import FaceEmbedding
 from facerec_pipeline.policy import stage_asset
 from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
-from facerec_pipeline.run_history import record_stage
 
 EMBEDDING_COLUMNS = [
     "image_sha256",
@@ -55,7 +52,6 @@ def face_embeddings(
     """One embedding per accepted face under the current face configuration (table
     `face_embeddings`, keyed by the model configuration, so unlike embeddings never mix).
     Faces already embedded under it are reused."""
-    started = time.monotonic()
     code = context.partition_key
     settings = facerec.settings
     config = face_engine.engine_config
@@ -77,7 +73,7 @@ def face_embeddings(
     ]
     if len(missing):
         paths = [settings.absolute(path) for path in missing["crop_path"]]
-        vectors = embed_crops(face_engine.engine(), paths, face_engine.workers)
+        vectors = embed_crops(face_engine.engine(), paths, face_engine.pool())
         for done, (sha, vector) in enumerate(zip(missing["image_sha256"], vectors, strict=True), 1):
             rows.append(
                 {
@@ -100,13 +96,4 @@ def face_embeddings(
             "model_config": model_config,
         }
     )
-    with facerec.session() as session:
-        record_stage(
-            session,
-            code,
-            context.run_id,
-            "face_embeddings",
-            {"faces": len(frame), "embedded": len(missing), "reused": len(existing)},
-            time.monotonic() - started,
-        )
     return frame

@@ -1,7 +1,6 @@
 """gallery: the identity-consistency filter and a new candidate version in batches, with a
 report; blocking checks on it; production_gallery: promotion of a version that passed them."""
 
-import time
 from collections import Counter
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -49,7 +48,6 @@ from facerec_pipeline.gallery.promotion import (
 )
 from facerec_pipeline.policy import stage_asset
 from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
-from facerec_pipeline.run_history import record_stage
 
 GALLERY_FACE_COLUMNS = [
     "gallery_id",
@@ -178,7 +176,6 @@ def gallery(
     """Identity decisions per face (table `gallery_faces`) and, when the accepted faces changed,
     a new candidate version in batches. It serves production only after its checks pass
     (`production_gallery`)."""
-    started = time.monotonic()
     code = context.partition_key
     settings = facerec.settings
     config = face_engine.engine_config
@@ -278,15 +275,6 @@ def gallery(
             session.flush()
             built = True
         gallery_id, version, status = target.id, target.version, target.status
-        record_stage(
-            session,
-            code,
-            context.run_id,
-            "gallery",
-            {"version": version, "faces": len(entries), "quarantined": int((~keep).sum())},
-            time.monotonic() - started,
-            dict(Counter(frame.loc[~keep, "identity_reason"])),
-        )
     context.log.info(
         f"gallery[{code}]: version {version} ({'built' if built else f'unchanged, {status}'}): "
         f"{len({e.person_id for e in entries})} people, {len(entries)} faces, "

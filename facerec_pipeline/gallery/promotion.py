@@ -2,9 +2,10 @@
 earlier published version (which pins it), the pointer files kept in step with the database, and
 the version list. No Dagster here.
 
-The database says which version serves (`galleries.is_prod`); the pointer file
-recognized_faces_prod/{domain}/gallery.json is written from it, and `reconcile_prod_pointers`
-rewrites every pointer from the rows after a restore."""
+The database is the one truth of what serves: the row whose `status` is `production` (at most
+one per domain, a unique index says so). The pointer file recognized_faces_prod/{domain}/
+gallery.json is derived from that row by `pointer_of` for whoever reads files; the recognizer
+reads the row. `reconcile_prod_pointers` rewrites every pointer from the rows after a restore."""
 
 from __future__ import annotations
 
@@ -16,13 +17,17 @@ from sqlalchemy.orm import Session
 
 from facerec_pipeline.core.gallery.publish import (
     POINTER_FILE,
+    PUBLISHED,
+    SERVED,
     GalleryDamaged,
     load_batches,
     move_aside,
+    pointer_of,
     read_prod_pointer,
+    serving_row,
     write_prod_pointer,
 )
-from facerec_pipeline.db.models import Domain, Gallery, GalleryFace, Person
+from facerec_pipeline.db.models import PRODUCTION, Domain, Gallery, GalleryFace, Person
 from facerec_pipeline.domains.registry import get_domain
 from facerec_pipeline.gallery import promotion_checks as checks
 from facerec_pipeline.settings import Settings
@@ -39,21 +44,7 @@ def latest_version(session: Session, domain: str) -> Gallery | None:
 
 
 def prod_version(session: Session, domain: str) -> Gallery | None:
-    return session.scalar(select(Gallery).where(Gallery.domain == domain, Gallery.is_prod))
-
-
-def pointer_of(gallery: Gallery) -> dict[str, Any]:
-    """What the production pointer says about a serving version (written from its row)."""
-    return {
-        "domain": gallery.domain,
-        "version": gallery.version,
-        "model_config": gallery.model_config,
-        "dim": gallery.dim,
-        "batches": gallery.batch_paths,
-        "operating_point": gallery.operating_point,
-        "file_checksums": gallery.file_checksums,
-        "published_at": _aware(gallery.published_at).isoformat() if gallery.published_at else None,
-    }
+    return serving_row(session, domain)
 
 
 def promote(session: Session, settings: Settings, gallery: Gallery) -> None:
@@ -75,9 +66,13 @@ def promote(session: Session, settings: Settings, gallery: Gallery) -> None:
         checksums=gallery.file_checksums,
     )
     now = datetime.now(UTC)
-    session.execute(update(Gallery).where(Gallery.domain == gallery.domain).values(is_prod=False))
-    gallery.is_prod = True
-    gallery.status = "published"
+    session.execute(
+        update(Gallery)
+        .where(Gallery.domain == gallery.domain, Gallery.status == PRODUCTION)
+        .values(status=PUBLISHED)
+    )
+    session.flush()  # the unique index allows one production row per domain at any moment
+    gallery.status = PRODUCTION
     gallery.published_at = gallery.published_at or now
     people = select(GalleryFace.person_id).where(
         GalleryFace.gallery_id == gallery.id, GalleryFace.identity_status == "accepted"
@@ -257,7 +252,7 @@ def run_checks(
     candidate.checks = {
         name: {"passed": bool(passed), **figures} for name, (passed, figures) in outcomes.items()
     }
-    if candidate.status != "published":
+    if candidate.status not in SERVED:
         candidate.status = "candidate" if all(p for p, _ in outcomes.values()) else "rejected"
     session.flush()
     return candidate, outcomes
@@ -293,7 +288,7 @@ def rollback(session: Session, settings: Settings, domain: str, to: int | None) 
     current = prod_version(session, domain)
     published = session.scalars(
         select(Gallery)
-        .where(Gallery.domain == domain, Gallery.status == "published")
+        .where(Gallery.domain == domain, Gallery.status.in_(SERVED))
         .order_by(Gallery.version.desc())
     ).all()
     if to is None:

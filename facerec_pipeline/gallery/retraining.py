@@ -1,18 +1,17 @@
-"""What a domain's production gallery is missing: new or removed photos in a folder source, new
-accepted faces, people below their photo target. No Dagster here."""
+"""What a domain's production gallery is missing: photos added to or removed from its source (a
+folder), new accepted faces, people below their photo target. No Dagster here."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from facerec_pipeline.db.models import Domain, Face, GalleryFace, Image
 from facerec_pipeline.gallery.promotion import prod_version
-from facerec_pipeline.sources.folder import photo_source_url, scan_folder
+from facerec_pipeline.sources.interfaces import PhotoSource
 from facerec_pipeline.stats import domain_sourcing
 
 INGEST = [
@@ -41,16 +40,15 @@ def _fingerprint(items: list[str]) -> str:
     return hashlib.sha1("\n".join(sorted(items)).encode()).hexdigest()[:16]
 
 
-def folder_changes(session: Session, domain: Domain) -> list[str]:
-    """Photos added to or removed from a folder source since it was last ingested."""
-    try:
-        people = scan_folder(Path(domain.source_path or ""))
-    except ValueError:
+def source_changes(session: Session, code: str, source: PhotoSource) -> list[str]:
+    """Photos added to (+url) or removed from (-url) the source since it was last ingested,
+    when the source can tell without a fetch (a folder); none otherwise."""
+    offered = source.offered_urls()
+    if offered is None:
         return []
-    offered = {photo_source_url(p.folder, photo.name) for p in people for photo in p.photos}
     known = set(
         session.scalars(
-            select(Image.source_url).where(Image.domain == domain.code, Image.removed_at.is_(None))
+            select(Image.source_url).where(Image.domain == code, Image.removed_at.is_(None))
         )
     )
     return sorted(f"+{url}" for url in offered - known) + sorted(
@@ -74,26 +72,28 @@ def new_accepted_faces(session: Session, code: str, gallery_id: int) -> list[int
     )
 
 
-def retrain_request(session: Session, domain: Domain, today: str) -> RetrainRequest | None:
-    """The run a domain needs now, if any. Run keys name the pending work, so the same work is
-    asked for once and new work always gets a new key."""
+def retrain_request(
+    session: Session, domain: Domain, today: str, source: PhotoSource
+) -> RetrainRequest | None:
+    """The run a domain needs now, if any (`source`: the domain's, from
+    SourcesResource.for_domain). Run keys name the pending work, so the same work is asked for
+    once and new work always gets a new key."""
     prod = prod_version(session, domain.code)
     if prod is None:
         return None  # never built: the registry sensor asks for the first run
     threshold = max(1, domain.retrain_min_new_faces)
     prefix = f"retrain:{domain.code}:v{prod.version}"
-    if domain.source == "folder":
-        changes = folder_changes(session, domain)
-        if len(changes) >= threshold:
-            key = f"{prefix}:files:{_fingerprint(changes)}"
-            reason = f"{len(changes)} photos added or removed in the folder"
-            return RetrainRequest(domain.code, "ingest", INGEST, len(changes), key, reason)
+    changes = source_changes(session, domain.code, source)
+    if len(changes) >= threshold:
+        key = f"{prefix}:files:{_fingerprint(changes)}"
+        reason = f"{len(changes)} photos added or removed in the {source.name} source"
+        return RetrainRequest(domain.code, "ingest", INGEST, len(changes), key, reason)
     faces = new_accepted_faces(session, domain.code, prod.id)
     if len(faces) >= threshold:
         key = f"{prefix}:faces:{_fingerprint([str(face) for face in faces])}"
         reason = f"{len(faces)} accepted faces are not in the gallery"
         return RetrainRequest(domain.code, "embed", EMBED, len(faces), key, reason)
-    if domain.source == "wikidata":
+    if source.refetches_below_target:
         below = domain_sourcing(session, domain)["people_below_target"]
         if below:
             key = f"redownload:{domain.code}:{today}"

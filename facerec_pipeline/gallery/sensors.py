@@ -7,7 +7,8 @@ import dagster as dg
 from facerec_pipeline.domains.registry import list_domains
 from facerec_pipeline.gallery.retraining import retrain_request
 from facerec_pipeline.jobs import domain_pipeline_job
-from facerec_pipeline.resources import FacerecStorage
+from facerec_pipeline.resources import FacerecStorage, SourcesResource
+from facerec_pipeline.sources.interfaces import SourceError
 
 
 @dg.sensor(
@@ -19,13 +20,18 @@ from facerec_pipeline.resources import FacerecStorage
     "below their photo target (a re-download, at most daily).",
 )
 def retraining_sensor(
-    context: dg.SensorEvaluationContext, facerec: FacerecStorage
+    context: dg.SensorEvaluationContext, facerec: FacerecStorage, sources: SourcesResource
 ) -> dg.SensorResult | dg.SkipReason:
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     requests = []
     with facerec.session() as session:
         for domain in list_domains(session, active_only=True):
-            wanted = retrain_request(session, domain, today)
+            try:
+                source = sources.for_domain(domain, facerec.settings)
+            except SourceError as error:
+                context.log.warning(f"{domain.code}: {error}")
+                continue
+            wanted = retrain_request(session, domain, today, source)
             if wanted is None:
                 continue
             context.log.info(f"{wanted.domain}: {wanted.reason} -> {wanted.kind} run")

@@ -3,9 +3,9 @@ and attribution fields kept per file, and a licence policy. Parsing and client; 
 
 from __future__ import annotations
 
-import html
 import re
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from typing import Any
 
 from facerec_pipeline.sources.polite_http import BadResponse, PoliteSession
@@ -52,10 +52,46 @@ class CommonsFile:
     restrictions: str | None
 
 
+class _TextOfHtml(HTMLParser):
+    """The text a reader sees: nested tags' text kept, entities decoded (html.unescape),
+    script and style dropped, a break at block-level tags and none inside a word."""
+
+    BREAKS = frozenset(
+        "address br dd div dl dt h1 h2 h3 h4 h5 h6 hr li ol p table td th tr ul".split()
+    )
+    HIDDEN = frozenset({"script", "style"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.HIDDEN:
+            self.hidden += 1
+        elif tag in self.BREAKS:
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.HIDDEN:
+            self.hidden = max(0, self.hidden - 1)
+        elif tag in self.BREAKS:
+            self.parts.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden:
+            self.parts.append(data)
+
+
 def strip_html(text: str | None) -> str | None:
+    """Commons extmetadata HTML (Artist, Credit, UsageTerms...) as plain text, whitespace
+    collapsed; None for nothing left."""
     if text is None:
         return None
-    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", text))).strip() or None
+    parser = _TextOfHtml()
+    parser.feed(text)
+    parser.close()
+    return " ".join("".join(parser.parts).split()) or None
 
 
 def _flag(value: str | None) -> bool | None:

@@ -8,11 +8,27 @@ with an optional `DIR/name_mapping.json` that maps a folder name to a full name 
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facerec_pipeline.core.images.image_files import IMAGE_SUFFIXES
+from facerec_pipeline.core.images.image_files import (
+    IMAGE_SUFFIXES,
+    InspectionCache,
+    store_content_addressed,
+)
 from facerec_pipeline.core.names import display_name_from_folder
+from facerec_pipeline.sources.interfaces import (
+    Candidate,
+    FolderRef,
+    PeopleFound,
+    PhotoRequest,
+    PhotosFound,
+    Skip,
+    SourceError,
+    ref_of,
+)
 
 MAPPING_FILE = "name_mapping.json"
 
@@ -177,3 +193,100 @@ def scan_source(root: Path) -> FolderScan:
 
 def scan_folder(root: Path) -> list[FolderPerson]:
     return scan_source(root).people
+
+
+class FolderSource:
+    """A domain's folder source: one person per sub-folder, their photos copied into the
+    domain's photo folder (`photos_dir`) at their photo_path. What was learnt of each file is
+    kept in `inspection_cache` by path, size and modification time, so a re-run reads only new
+    or changed files. People whose folder is gone are not kept."""
+
+    name = "folder"
+    refetches_below_target = False
+
+    def __init__(
+        self,
+        root: Path,
+        photos_dir: Path,
+        relative: Callable[[Path], str],
+        inspection_cache: Path,
+    ):
+        self.root = root
+        self.photos_dir = photos_dir
+        self.relative = relative
+        self.inspection_cache = inspection_cache
+
+    def _scan(self) -> FolderScan:
+        try:
+            return scan_source(self.root)
+        except FolderSourceError as error:
+            raise SourceError(str(error), retryable=False) from error
+
+    def people(self, known: Sequence[Candidate]) -> PeopleFound:
+        return PeopleFound(
+            [
+                Candidate(
+                    person_key=person.person_key,
+                    full_name=person.full_name,
+                    ref=FolderRef(person.folder),
+                    wikidata_id=person.wikidata_id,
+                    description=person.description,
+                )
+                for person in self._scan().people
+            ]
+        )
+
+    def photos(self, request: PhotoRequest) -> PhotosFound:
+        """Only the photos the scan kept are read and copied: a link out of the source folder
+        never is. Every photo the folder holds is a row; the rows stored before are not needed."""
+        scan = self._scan()
+        inspections = InspectionCache(self.inspection_cache)
+        photos_by_folder = {person.folder: person.photos for person in scan.people}
+        person_ids: dict[str, int] = {}
+        rows = []
+        for person in request.people:
+            ref = ref_of(person, FolderRef)
+            if ref is None:
+                continue
+            person_ids[ref.folder] = person.person_id
+            for photo in photos_by_folder.get(ref.folder, ()):
+                facts = inspections.inspect(photo)
+                stored = store_content_addressed(photo, self.photos_dir, facts.sha256)
+                rows.append(
+                    {
+                        "domain": request.domain,
+                        "person_id": person.person_id,
+                        "sha256": facts.sha256,
+                        "perceptual_hash": facts.perceptual_hash,
+                        "file_path": self.relative(stored),
+                        "file_size": facts.file_size,
+                        "width": facts.width,
+                        "height": facts.height,
+                        "mime": facts.mime,
+                        "source": "folder",
+                        "source_url": photo_source_url(ref.folder, photo.name),
+                        "status": "rejected" if facts.rejection_reason else "approved",
+                        "rejection_reason": facts.rejection_reason,
+                    }
+                )
+        inspections.save()
+        skips: list[tuple[int | None, Skip]] = [
+            (
+                person_ids.get(skip.folder) if skip.folder else None,
+                Skip("folder", skip.reason, skip.item, skip.detail),
+            )
+            for skip in scan.skips
+        ]
+        figures = {
+            "files_read": len(rows) - inspections.hits,
+            "files_unchanged": inspections.hits,
+            "skips_by_reason": dict(Counter(skip.reason for _, skip in skips)),
+        }
+        return PhotosFound(rows, skips, [], figures)
+
+    def offered_urls(self) -> set[str] | None:
+        try:
+            people = scan_folder(self.root)
+        except FolderSourceError:
+            return None
+        return {photo_source_url(p.folder, photo.name) for p in people for photo in p.photos}

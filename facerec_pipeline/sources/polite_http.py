@@ -2,8 +2,11 @@
 
 - A User-Agent naming the client and a contact is required; generic ones are refused.
 - API requests are serial (one at a time per client); downloads at most two at a time.
-- 429 and 503 wait for `Retry-After`; other 5xx, timeouts and connection errors back off
-  exponentially (capped); other 4xx are final. MediaWiki's `maxlag` answer waits and retries.
+- Retries are urllib3's `Retry` on the session's adapters: 429, 500, 502, 503 and 504 (waiting
+  for `Retry-After` where given), timeouts and connection errors, with exponential backoff; other
+  4xx and 5xx are final. Ours on top: a `Retry-After` beyond the policy's cap fails the request
+  instead of being waited or shortened, every attempt and wait is counted, and MediaWiki's
+  `maxlag` answer (HTTP 200 whose JSON says the replicas lag) waits and retries.
 - JSON is parsed strictly: a wrong content type or cut-off body is an error, never "no results".
 No Dagster here.
 """
@@ -12,20 +15,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from requests.exceptions import ChunkedEncodingError, RetryError
+from urllib3.exceptions import InvalidHeader
+from urllib3.util.retry import Retry
 
 GENERIC_AGENT = re.compile(r"^(python-requests|python-urllib|curl|wget|mozilla|java|go-http)", re.I)
 CONTACT = re.compile(r"\(([^)]*(@|https?://)[^)]*)\)")
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class HttpProblem(Exception):
@@ -82,6 +88,9 @@ def check_user_agent(user_agent: str, require_contact: bool = True) -> str:
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """Attempts per request; urllib3's backoff (none before the first retry, then
+    backoff_base * 2**(n-1) plus up to backoff_base of jitter, at most backoff_cap)."""
+
     max_attempts: int = 5
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
@@ -97,15 +106,53 @@ class Downloaded:
 
 
 def retry_after_seconds(value: str | None, default: float) -> float:
+    """A Retry-After value (seconds or an HTTP date) read by urllib3; `default` when absent or
+    unreadable."""
     if not value:
         return default
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return default
+        return Retry().parse_retry_after(value)
+    except InvalidHeader:
+        return default
+
+
+class _WaitTooLong(Exception):
+    def __init__(self, status: int, retry_after: str):
+        super().__init__(f"HTTP {status} asks to wait {retry_after}s")
+        self.status = status
+        self.retry_after = retry_after
+
+
+class _PoliteRetry(Retry):
+    """urllib3's Retry whose waits go through `pause` (the session counts each further attempt
+    and the time waited; tests record waits instead of sleeping). A Retry-After beyond
+    `give_up_beyond` seconds fails the request: urllib3 would wait it, shortened to its
+    retry_after_max, hammering a server that asked for a long rest."""
+
+    def __init__(
+        self,
+        *args: Any,
+        pause: Callable[[float], None] = time.sleep,
+        give_up_beyond: float = 300.0,
+        **kwargs: Any,
+    ):
+        super().__init__(*args, **kwargs)
+        self.pause = pause
+        self.give_up_beyond = give_up_beyond
+
+    def new(self, **kw: Any) -> _PoliteRetry:
+        return super().new(pause=self.pause, give_up_beyond=self.give_up_beyond, **kw)
+
+    def sleep(self, response: Any = None) -> None:
+        wait = None
+        if response is not None and self.respect_retry_after_header:
+            try:
+                wait = self.get_retry_after(response)
+            except InvalidHeader:  # unreadable: back off as without one
+                wait = None
+            if wait is not None and wait > self.give_up_beyond:
+                raise _WaitTooLong(response.status, response.headers["Retry-After"])
+        self.pause(self.get_backoff_time() if wait is None else wait)
 
 
 class PoliteSession:
@@ -126,6 +173,21 @@ class PoliteSession:
         self.sleep = sleep
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = self.user_agent
+        adapter = HTTPAdapter(
+            max_retries=_PoliteRetry(
+                total=retry.max_attempts - 1,
+                status_forcelist=RETRY_STATUSES,
+                respect_retry_after_header=True,
+                backoff_factor=retry.backoff_base,
+                backoff_jitter=retry.backoff_base,
+                backoff_max=retry.backoff_cap,
+                raise_on_status=False,  # the last answer comes back, its body for the message
+                pause=self._next_attempt,
+                give_up_beyond=retry.max_retry_after,
+            )
+        )
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
         self._api_lock = threading.Lock()
         self._downloads = threading.BoundedSemaphore(max_concurrent_downloads)
         self.requests_made = 0
@@ -135,9 +197,11 @@ class PoliteSession:
         self.waited_seconds += seconds
         self.sleep(seconds)
 
-    def _backoff(self, attempt: int) -> float:
-        ceiling = min(self.retry.backoff_cap, self.retry.backoff_base * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
+    def _next_attempt(self, wait: float) -> None:
+        """urllib3 retries after `wait` seconds."""
+        self.requests_made += 1
+        if wait > 0:
+            self._wait(wait)
 
     def request(
         self,
@@ -148,44 +212,30 @@ class PoliteSession:
         headers: dict[str, str] | None = None,
     ) -> requests.Response:
         """GET with the retry rules; returns a 2xx response or raises HttpProblem."""
-        last = ""
-        for attempt in range(1, self.retry.max_attempts + 1):
-            try:
-                self.requests_made += 1
-                response = self.session.get(
-                    url, params=params, headers=headers, timeout=self.timeout, stream=stream
-                )
-            except (requests.Timeout, requests.ConnectionError) as error:
-                last = f"{type(error).__name__}: {error}"
-                self._wait(self._backoff(attempt))
-                continue
-            status = response.status_code
-            if status < 300:
-                return response
-            body = response.text[:300] if not stream else ""
-            response.close()
-            if status in (429, 503):
-                wait = retry_after_seconds(
-                    response.headers.get("Retry-After"), self._backoff(attempt)
-                )
-                if wait > self.retry.max_retry_after:
-                    raise RetriesExhausted(
-                        f"{url}: HTTP {status} asks to wait {wait:.0f}s (more than "
-                        f"{self.retry.max_retry_after:.0f}s)",
-                        url,
-                        status,
-                    )
-                last = f"HTTP {status}"
-                self._wait(wait)
-                continue
-            if status >= 500:
-                last = f"HTTP {status}: {body}"
-                self._wait(self._backoff(attempt))
-                continue
-            raise FinalHttpError(f"{url}: HTTP {status}: {body}", url, status)
-        raise RetriesExhausted(
-            f"{url}: gave up after {self.retry.max_attempts} attempts ({last})", url
-        )
+        gave_up = f"{url}: gave up after {self.retry.max_attempts} attempts"
+        self.requests_made += 1
+        try:
+            response = self.session.get(
+                url, params=params, headers=headers, timeout=self.timeout, stream=stream
+            )
+        except _WaitTooLong as too_long:
+            raise RetriesExhausted(
+                f"{url}: {too_long} (more than {self.retry.max_retry_after:.0f}s)",
+                url,
+                too_long.status,
+            ) from None
+        except ChunkedEncodingError as error:
+            raise BadResponse(f"{url}: cut-off body ({error})", url) from error
+        except (requests.Timeout, requests.ConnectionError, RetryError) as error:
+            raise RetriesExhausted(f"{gave_up} ({type(error).__name__}: {error})", url) from error
+        status = response.status_code
+        if status < 300:
+            return response
+        body = response.text[:300] if not stream else ""
+        response.close()
+        if status in RETRY_STATUSES:
+            raise RetriesExhausted(f"{gave_up} (HTTP {status}: {body})", url, status)
+        raise FinalHttpError(f"{url}: HTTP {status}: {body}", url, status)
 
     def get_json(
         self,
@@ -260,6 +310,8 @@ class PoliteSession:
                     sha256 = digest.hexdigest()
                     target = target_dir / f"{sha256}{suffix_by_type[content_type]}"
                     partial.replace(target)
+                except ChunkedEncodingError as error:
+                    raise BadResponse(f"{url}: cut-off body ({error})", url) from error
                 finally:
                     partial.unlink(missing_ok=True)
             finally:

@@ -6,30 +6,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from facerec_pipeline.core.images.image_files import inspect_image
+from facerec_pipeline.core.images.image_files import (
+    INCOMING_DIR,
+    inspect_image,
+    move_content_addressed,
+)
 from facerec_pipeline.sources.commons import (
     IMAGE_MIMES,
     CommonsClient,
     CommonsFile,
     license_refusal,
 )
+from facerec_pipeline.sources.interfaces import Skip
 from facerec_pipeline.sources.paid_search import Budget, PaidImageSearch
 from facerec_pipeline.sources.polite_http import HttpProblem, PoliteSession
 
 MAX_DOWNLOAD_BYTES = 25 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Skip:
-    source: str
-    reason: str
-    item: str | None = None
-    detail: str | None = None
 
 
 @dataclass
@@ -173,16 +170,18 @@ class PhotoFetcher:
         return gained
 
     def _download_one(self, offer: Offer) -> Any:
+        """The download, stored at its photo_path (the layout of every photo)."""
         try:
             downloaded = self.http.download(
                 offer.url,
-                self.training_dir,
+                self.training_dir / INCOMING_DIR,
                 max_bytes=self.max_bytes,
                 suffix_by_type=IMAGE_MIMES,
             )
         except HttpProblem as problem:
             return Skip(offer.source, problem.reason, offer.url, str(problem))
-        return downloaded
+        stored = move_content_addressed(downloaded.path, self.training_dir, downloaded.sha256)
+        return replace(downloaded, path=stored)
 
     def _image_row(self, domain: str, person_id: int, offer: Offer, downloaded) -> dict[str, Any]:
         facts = inspect_image(downloaded.path)

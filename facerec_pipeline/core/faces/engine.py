@@ -22,7 +22,6 @@ the common case, take the cheap path.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -35,6 +34,7 @@ from facerec_pipeline.core.faces.weights import (
     DLIB_LANDMARKS,
     DLIB_RESNET,
     check_weights,
+    use_models_dir,
     weights_dir,
 )
 from facerec_pipeline.core.files import save_atomically
@@ -156,17 +156,21 @@ class DetectedFace:
 
 
 class FaceEngine:
-    """Loads DeepFace lazily, with DEEPFACE_HOME pointed at the project's models folder."""
+    """Detects, cuts and embeds faces with the weights in `models_dir`. Making one checks the
+    weights and changes nothing else; DeepFace itself is loaded at its first use (the default
+    `Dlib` configuration never needs it: dlib's detector and the NumPy network read the weights
+    from `models_dir` directly)."""
 
     def __init__(self, config: EngineConfig, models_dir: Path):
         self.config = config
         self.models_dir = models_dir
         check_weights(models_dir, config.model_name, config.detector_backend)
-        os.environ["DEEPFACE_HOME"] = str(models_dir)
 
     @cached_property
     def _deepface(self) -> Any:
-        os.environ["DEEPFACE_HOME"] = str(self.models_dir)
+        # DeepFace reads DEEPFACE_HOME when imported and when it builds a model: point it here
+        # first (weights.use_models_dir refuses a process already serving another folder).
+        use_models_dir(self.models_dir)
         from deepface import DeepFace
 
         return DeepFace

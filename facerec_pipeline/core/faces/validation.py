@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 from dataclasses import dataclass
 from functools import partial
@@ -69,12 +68,12 @@ def read_crop(path: Path) -> np.ndarray:
 
 
 # Parallel validation: dlib holds the GIL, so threads do not help; worker processes do. Each
-# worker loads its own engine once (about 1 s), so small batches stay in this process, the pool
-# stays up for the next stage in the same process (embedding follows validation in one run), and
-# this process takes photos from the end of the list while the workers start.
+# worker loads its own engine once (about 1 s), so small batches stay in this process, a pool's
+# processes stay up for the next stage of the same run (embedding follows validation), and this
+# process takes photos from the end of the list while the workers start.
 MIN_PHOTOS_PER_WORKER = 16  # below this, starting workers costs more than it saves
+# In a worker process only: the engine its initializer loaded (the parent never sets it).
 _worker: dict = {}
-_pools: dict = {}
 
 
 def _start_worker(config, models_dir: str) -> None:
@@ -96,58 +95,95 @@ def _embed(engine: FaceEngine, path: Path) -> np.ndarray:
     return engine.embed([read_crop(path)])[0]
 
 
-def close_worker_pools() -> None:
-    """Stop the worker processes; the next parallel call starts new ones."""
-    while _pools:
-        _, pool = _pools.popitem()
-        pool.shutdown(cancel_futures=True)
+class WorkerPool:
+    """Up to `workers` processes that detect and embed as `engine` does, owned by whoever made
+    it (the face engine resource, for the length of a run; `with WorkerPool(...)` elsewhere).
+    Its processes start at the first batch large enough to need them and stay up for the next;
+    close() stops them, and a closed pool starts no more. A batch that fails (a worker that
+    died, say) stops the processes; the next batch starts new ones."""
+
+    def __init__(self, engine: FaceEngine, workers: int):
+        self.engine = engine
+        self.workers = workers
+        self.closed = False
+        self._executor = None
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    @property
+    def pids(self) -> list[int]:
+        """The worker processes running now (none before the first large batch)."""
+        return list(self._executor._processes) if self._executor is not None else []
+
+    def serves(self, engine: FaceEngine, items: list) -> bool:
+        """Whether `items` go to the workers: enough of them, and the workers' engine is
+        `engine` (same configuration and models folder)."""
+        if (engine.config, engine.models_dir) != (self.engine.config, self.engine.models_dir):
+            raise ValueError(
+                f"this worker pool runs {self.engine.config} from {self.engine.models_dir}, "
+                f"not {engine.config} from {engine.models_dir}"
+            )
+        return self.workers > 1 and len(items) >= MIN_PHOTOS_PER_WORKER * self.workers
+
+    def close(self) -> None:
+        """Stop the worker processes (waiting for them); the pool starts no more."""
+        self.closed = True
+        self._stop(wait=True)
+
+    def _stop(self, wait: bool) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=wait, cancel_futures=True)
+
+    def _start(self):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        if self.closed:
+            raise RuntimeError("this worker pool is closed: its owner's run has ended")
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),  # no fork of a threaded parent
+                initializer=_start_worker,
+                initargs=(self.engine.config, str(self.engine.models_dir)),
+            )
+        return self._executor
+
+    def map(self, fn, items: list):
+        """fn(engine, item) for each item, in order: on the workers, and here until one
+        answers."""
+        futures = [self._start().submit(_in_worker, fn, item) for item in items]
+        done_here: dict[int, object] = {}
+        try:
+            for index in range(len(items) - 1, 0, -1):
+                if any(f.done() for f in futures[: self.workers]) or not futures[index].cancel():
+                    break  # the workers are up: leave the rest to them
+                done_here[index] = fn(self.engine, items[index])
+            for index in range(len(items)):
+                future, futures[index] = futures[index], None  # keep no result once handed on
+                yield done_here.pop(index) if index in done_here else future.result()
+        except BaseException:
+            # A worker that died (out of memory, say) breaks the executor: never reuse it.
+            self._stop(wait=False)
+            raise
 
 
-atexit.register(close_worker_pools)
-
-
-def _parallel(engine: FaceEngine, fn, items: list, workers: int):
-    """fn(engine, item) for each item, in order: on the pool, and here until a worker answers."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    key = (engine.config, str(engine.models_dir), workers)
-    if key not in _pools:
-        _pools[key] = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),  # no fork of a threaded parent
-            initializer=_start_worker,
-            initargs=(engine.config, str(engine.models_dir)),
-        )
-    futures = [_pools[key].submit(_in_worker, fn, item) for item in items]
-    done_here: dict[int, object] = {}
-    try:
-        for index in range(len(items) - 1, 0, -1):
-            if any(future.done() for future in futures[:workers]) or not futures[index].cancel():
-                break  # the workers are up: leave the rest to them
-            done_here[index] = fn(engine, items[index])
-        for index in range(len(items)):
-            future, futures[index] = futures[index], None  # keep no result once handed on
-            yield done_here.pop(index) if index in done_here else future.result()
-    except BaseException:
-        # A worker that died (out of memory, say) breaks the pool; never reuse a pool mid-failure.
-        _pools.pop(key).shutdown(wait=False, cancel_futures=True)
-        raise
-
-
-def _use_workers(items: list, workers: int) -> bool:
-    return workers > 1 and len(items) >= MIN_PHOTOS_PER_WORKER * workers
-
-
-def validate_photos(engine: FaceEngine, gates: GateConfig, paths: list[Path], workers: int = 1):
-    """validate_photo over `paths`, in order, on up to `workers` processes."""
-    if not _use_workers(paths, workers):
+def validate_photos(
+    engine: FaceEngine, gates: GateConfig, paths: list[Path], pool: WorkerPool | None = None
+):
+    """validate_photo over `paths`, in order: on `pool`'s processes when the batch is worth it."""
+    if pool is None or not pool.serves(engine, paths):
         return (validate_photo(engine, gates, path) for path in paths)
-    return _parallel(engine, partial(_validate, gates), paths, workers)
+    return pool.map(partial(_validate, gates), paths)
 
 
-def embed_crops(engine: FaceEngine, paths: list[Path], workers: int = 1):
-    """Embeddings of the crops at `paths`, in order, on up to `workers` processes."""
-    if not _use_workers(paths, workers):
+def embed_crops(engine: FaceEngine, paths: list[Path], pool: WorkerPool | None = None):
+    """Embeddings of the crops at `paths`, in order: on `pool`'s processes when worth it."""
+    if pool is None or not pool.serves(engine, paths):
         return (_embed(engine, path) for path in paths)
-    return _parallel(engine, _embed, paths, workers)
+    return pool.map(_embed, paths)

@@ -1,9 +1,13 @@
 """Offline model provisioning: DeepFace's `Dlib` model and `dlib` detector weights come from the
 `face-recognition-models` PyPI package and are copied into `$DEEPFACE_HOME/.deepface/weights/`
-with a checksum check. Nothing is downloaded."""
+with a checksum check. Nothing is downloaded.
+
+DEEPFACE_HOME is set in one place, `use_models_dir`, which the face engine calls right before it
+loads DeepFace (the moment DeepFace reads it)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +30,10 @@ REQUIRED_WEIGHTS = {
 
 class ModelWeightsMissing(RuntimeError):
     pass
+
+
+class ModelsDirConflict(RuntimeError):
+    """This process already points DeepFace at another models folder."""
 
 
 @dataclass
@@ -87,4 +95,29 @@ def check_weights(models_dir: Path, model_name: str, detector_backend: str) -> N
         raise ModelWeightsMissing(
             f"face model weights missing in {weights_dir(models_dir)}: {', '.join(missing)}. "
             "Run `facerec models install` (no network needed)."
+        )
+
+
+DEEPFACE_HOME = "DEEPFACE_HOME"
+
+
+def use_models_dir(models_dir: Path) -> None:
+    """Point DeepFace at `models_dir`: the one place the project sets DEEPFACE_HOME.
+
+    DeepFace reads the variable when it is imported and whenever it builds a model, and keeps the
+    models it built for the life of the process, so a process serves one models folder. The first
+    call sets the variable; a later call for the same folder (compared after resolving links) does
+    nothing; a call for another folder, or one while the variable already names another folder
+    (set outside the project), raises ModelsDirConflict rather than switch DeepFace's folder under
+    the models it already holds."""
+    current = os.environ.get(DEEPFACE_HOME)
+    if not current:
+        os.environ[DEEPFACE_HOME] = str(models_dir)
+        return
+    if Path(current).resolve() != Path(models_dir).resolve():
+        raise ModelsDirConflict(
+            f"{DEEPFACE_HOME} is {current} in this process, but the face engine needs the models "
+            f"in {models_dir}: one process serves one models folder. Unset {DEEPFACE_HOME} (the "
+            "project sets it from its storage folder), or run the other models folder in a "
+            "process of its own."
         )

@@ -27,10 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from facerec_pipeline.core.files import sha256_file, write_atomically
 from facerec_pipeline.core.gallery.open_set import OperatingPoint, person_starts
 from facerec_pipeline.core.gallery.search_index import ANN_MIN_FACES
+from facerec_pipeline.db.models import PRODUCTION, Gallery
 
 BATCH_MAX_PEOPLE = 500
 POINTER_FILE = "gallery.json"
@@ -367,6 +370,35 @@ def write_batches(
         move_aside(index_path(batched_dir, version))
         write_index(build_ivf(everything.astype(np.float32)), index_path(batched_dir, version))
     return written
+
+
+PUBLISHED = "published"  # served before: a rollback target
+SERVED = (PRODUCTION, PUBLISHED)
+
+
+def serving_row(session: Session, domain: str) -> Gallery | None:
+    """The version that serves the domain: its `production` row, the one truth of it."""
+    return session.scalar(
+        select(Gallery).where(Gallery.domain == domain, Gallery.status == PRODUCTION)
+    )
+
+
+def pointer_of(gallery: Gallery) -> dict[str, Any]:
+    """What a serving version's row says, as the production pointer file holds it and as the
+    recognizer loads it: the one function that derives one from the other."""
+    published = gallery.published_at
+    if published is not None and published.tzinfo is None:
+        published = published.replace(tzinfo=UTC)
+    return {
+        "domain": gallery.domain,
+        "version": gallery.version,
+        "model_config": gallery.model_config,
+        "dim": gallery.dim,
+        "batches": gallery.batch_paths,
+        "operating_point": gallery.operating_point,
+        "file_checksums": gallery.file_checksums,
+        "published_at": published.isoformat() if published else None,
+    }
 
 
 def write_prod_pointer(prod_dir: Path, pointer: dict[str, Any]) -> Path:

@@ -4,10 +4,12 @@ anything that is not a usable image. No Dagster here."""
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import imagehash
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -16,6 +18,9 @@ from facerec_pipeline.core.files import copy_atomically, sha256_file, write_atom
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_IMAGE_PIXELS = 60_000_000
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# Downloads land here (in the domain's photo folder) until their content is known.
+INCOMING_DIR = ".incoming"
 MIME_BY_FORMAT = {
     "JPEG": "image/jpeg",
     "PNG": "image/png",
@@ -111,14 +116,15 @@ def thumbnail(path: Path, size: int) -> Image.Image:
 
 
 def difference_hash(image: Image.Image) -> str:
-    """64-bit dHash as 16 hex digits: near-identical photos (resized, recompressed) match."""
-    small = np.asarray(image.convert("L").resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).flatten()
-    return f"{int(''.join('1' if bit else '0' for bit in bits), 2):016x}"
+    """64-bit dHash as 16 hex digits: near-identical photos (resized, recompressed) match.
+    imagehash's dhash is bit-identical to the hand-written one stored before it (grey, 9x8
+    Lanczos, left < right, row-major hex), so stored images.perceptual_hash values stay
+    comparable; test_image_files pins this on real photos."""
+    return str(imagehash.dhash(image, hash_size=8))
 
 
 def hamming_distance(hash_a: str, hash_b: str) -> int:
-    return (int(hash_a, 16) ^ int(hash_b, 16)).bit_count()
+    return imagehash.hex_to_hash(hash_a) - imagehash.hex_to_hash(hash_b)
 
 
 def inspect_image(path: Path) -> ImageFacts:
@@ -142,12 +148,36 @@ def inspect_image(path: Path) -> ImageFacts:
     )
 
 
-def store_content_addressed(source: Path, target_dir: Path, sha256: str) -> Path:
-    """Copy `source` to `target_dir/<sha256><suffix>` unless already there; return the path."""
+def photo_path(photos_dir: Path, sha256: str, suffix: str) -> Path:
+    """Where the photo of content `sha256` is kept in a domain's photo folder
+    (storage/training/{domain}/): `{sha256[:2]}/{sha256}{suffix}`, one layout for every source.
+    A photo stored under another layout by an earlier version (downloads once lay flat in the
+    folder) stays where it is: the path the database records is what is read."""
+    if not SHA256_HEX.fullmatch(sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return photos_dir / sha256[:2] / f"{sha256}{suffix}"
+
+
+def store_content_addressed(source: Path, photos_dir: Path, sha256: str) -> Path:
+    """Copy `source` to its photo_path unless already there; return the path."""
     suffix = source.suffix.lower() if source.suffix.lower() in IMAGE_SUFFIXES else ".bin"
-    target = target_dir / f"{sha256}{suffix}"
+    target = photo_path(photos_dir, sha256, suffix)
     if not target.exists():
         copy_atomically(source, target)
+    return target
+
+
+def move_content_addressed(file: Path, photos_dir: Path, sha256: str) -> Path:
+    """Move `file` (a finished download of content `sha256`, in INCOMING_DIR) to its
+    photo_path, keeping its suffix; return the path. Two downloads of one content may race
+    here: whichever lands, the content is the same."""
+    target = photo_path(photos_dir, sha256, file.suffix)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        file.replace(target)
+    except FileNotFoundError:
+        if not target.exists():
+            raise
     return target
 
 

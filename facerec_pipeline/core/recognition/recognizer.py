@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 
 from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine, l2_normalize
 from facerec_pipeline.core.gallery.open_set import (
@@ -17,13 +18,17 @@ from facerec_pipeline.core.gallery.open_set import (
     rank_people,
 )
 from facerec_pipeline.core.gallery.publish import (
+    PUBLISHED,
     GalleryDamaged,
     LoadedGallery,
     load_batches,
-    read_prod_pointer,
+    pointer_of,
+    serving_row,
 )
 from facerec_pipeline.core.gallery.search_index import nearest_rows
 from facerec_pipeline.core.images.image_files import load_rgb
+from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.db.models import Gallery
 from facerec_pipeline.settings import Settings
 
 
@@ -38,24 +43,28 @@ def stored_engine_config(gallery: LoadedGallery) -> EngineConfig | None:
     return EngineConfig(**stored) if stored else None
 
 
-def load_prod_gallery(settings: Settings, domain: str) -> LoadedGallery:
-    """The version the production pointer names, its files checked against their checksums
-    (GalleryDamaged when one is missing or altered)."""
-    pointer = read_prod_pointer(settings.prod_dir(domain))
-    if pointer is None:
-        raise NoGallery(
-            f"domain {domain!r} has no production gallery yet: run `facerec run --domain {domain}`"
-        )
+def serving_pointer(settings: Settings, domain: str) -> dict[str, Any] | None:
+    """What the database says serves the domain (its production row, as `pointer_of` writes
+    it), or None."""
+    with session_scope(settings.database_url) as session:
+        row = serving_row(session, domain)
+        return pointer_of(row) if row is not None else None
+
+
+def load_version(settings: Settings, pointer: dict[str, Any]) -> LoadedGallery:
+    """A version's batches, its files checked against their checksums (GalleryDamaged when one
+    is missing or altered), with its calibrated operating point."""
+    domain, version = pointer["domain"], int(pointer["version"])
     if not pointer.get("operating_point"):
         raise NoGallery(
-            f"the production gallery of {domain!r} (v{pointer['version']}) has no calibrated "
-            f"operating point (it was built before open-set recognition): run `facerec run "
-            f"--domain {domain}` to build and publish a new version"
+            f"v{version} of {domain!r} has no calibrated operating point (it was built before "
+            f"open-set recognition): run `facerec run --domain {domain}` to build and publish "
+            "a new version"
         )
     gallery = load_batches(
         settings.storage_dir,
         domain,
-        int(pointer["version"]),
+        version,
         pointer["model_config"],
         pointer["batches"],
         checksums=pointer.get("file_checksums"),
@@ -64,47 +73,46 @@ def load_prod_gallery(settings: Settings, domain: str) -> LoadedGallery:
     return gallery
 
 
+def load_prod_gallery(settings: Settings, domain: str) -> LoadedGallery:
+    """The version the database says serves (its `production` row; the pointer file is only
+    derived from it), its files checked against their checksums."""
+    pointer = serving_pointer(settings, domain)
+    if pointer is None:
+        raise NoGallery(
+            f"domain {domain!r} has no production gallery yet: run `facerec run --domain {domain}`"
+        )
+    return load_version(settings, pointer)
+
+
 def load_serving_gallery(settings: Settings, domain: str) -> tuple[LoadedGallery, str | None]:
-    """The production version; when its files or the pointer are damaged or missing, the newest
-    published version whose files are intact, with a note saying so (the first error when
-    there is none)."""
+    """The production version; when its files are damaged or missing, the newest version
+    served before whose files are intact, with a note saying so (the first error when there is
+    none)."""
     try:
         return load_prod_gallery(settings, domain), None
     except (GalleryDamaged, NoGallery) as damaged:
-        from sqlalchemy import select
-
-        from facerec_pipeline.db.engine import session_scope
-        from facerec_pipeline.db.models import Gallery
-
         with session_scope(settings.database_url) as session:
-            earlier = session.scalars(
-                select(Gallery)
-                .where(
-                    Gallery.domain == domain,
-                    Gallery.status == "published",
-                    Gallery.operating_point.is_not(None),
+            earlier = [
+                pointer_of(row)
+                for row in session.scalars(
+                    select(Gallery)
+                    .where(
+                        Gallery.domain == domain,
+                        Gallery.status == PUBLISHED,
+                        Gallery.operating_point.is_not(None),
+                    )
+                    .order_by(Gallery.version.desc())
                 )
-                .order_by(Gallery.is_prod.desc(), Gallery.version.desc())
-            ).all()
-        for version in earlier:
+            ]
+        for pointer in earlier:
             try:
-                gallery = load_batches(
-                    settings.storage_dir,
-                    domain,
-                    version.version,
-                    version.model_config,
-                    version.batch_paths,
-                    checksums=version.file_checksums,
-                )
+                gallery = load_version(settings, pointer)
             except GalleryDamaged:
                 continue
-            gallery.operating_point = OperatingPoint.from_dict(version.operating_point)
-            which = (
-                "the version the database says serves"
-                if version.is_prod
-                else "the newest intact published version"
+            return gallery, (
+                f"{damaged} Meanwhile v{gallery.version}, the newest intact version served "
+                "before, answers."
             )
-            return gallery, f"{damaged} Meanwhile v{version.version}, {which}, answers."
         raise
 
 
@@ -214,15 +222,15 @@ class Recognizer:
         return recognizer
 
     def refresh(self) -> list[str]:
-        """Reload every gallery whose production pointer names another version; returns the
-        domains reloaded. Costs one small file read per domain. A new version that is damaged is
-        not loaded: the loaded one keeps answering, and `notes` says why."""
+        """Reload every gallery whose domain the database now says another version serves;
+        returns the domains reloaded. Costs one small query per domain. A new version that is
+        damaged is not loaded: the loaded one keeps answering, and `notes` says why."""
         if self.settings is None:
             return []
         reloaded = []
         for position, gallery in enumerate(self.galleries):
             try:
-                pointer = read_prod_pointer(self.settings.prod_dir(gallery.domain))
+                pointer = serving_pointer(self.settings, gallery.domain)
                 if pointer is not None and int(pointer["version"]) != gallery.version:
                     if pointer["model_config"] != self.engine.config.model_key:
                         note = (
@@ -233,9 +241,9 @@ class Recognizer:
                         )
                         self.notes = [*[n for n in self.notes if n != note], note]
                         continue
-                    self.galleries[position] = load_prod_gallery(self.settings, gallery.domain)
+                    self.galleries[position] = load_version(self.settings, pointer)
                     reloaded.append(gallery.domain)
-            except GalleryDamaged as damaged:
+            except (GalleryDamaged, NoGallery) as damaged:
                 note = f"{damaged} Meanwhile v{gallery.version} answers."
                 self.notes = [*[n for n in self.notes if n != note], note]
         return reloaded

@@ -1,0 +1,113 @@
+"""What every command group shares: user errors as one-line messages, settings and the database
+made ready, the Dagster home and partitions, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy.engine import make_url
+
+from facerec_pipeline.core.faces.weights import ModelWeightsMissing
+from facerec_pipeline.db.engine import DatabaseDamaged, DatabaseUnavailable, session_scope
+from facerec_pipeline.db.migrate import upgrade
+from facerec_pipeline.domains.registry import DomainError
+from facerec_pipeline.settings import InvalidDomainCode, Settings, SettingsError
+
+USER_ERRORS = (
+    DomainError,
+    InvalidDomainCode,
+    ModelWeightsMissing,
+    SettingsError,
+    DatabaseUnavailable,
+    LookupError,
+    ValueError,
+    RuntimeError,
+)
+REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Known problems become a one-line message and exit status 1, not a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except USER_ERRORS as error:
+            raise click.ClickException(str(error)) from error
+
+    return wrapper
+
+
+def load_settings() -> Settings:
+    """Settings from the environment (a set DATABASE_URL is checked, then named on stderr with
+    its password masked), with the storage root created if missing."""
+    settings = Settings.from_env()
+    if settings.database_url_from_env:
+        url = make_url(settings.database_url)
+        missing = url.get_backend_name() == "sqlite" and not Path(url.database or "").exists()
+        note = " (no database file there yet)" if missing else ""
+        click.echo(f"using DATABASE_URL={settings.database_label}{note}", err=True)
+    settings.prepare_storage()
+    return settings
+
+
+def upgrade_database(settings: Settings) -> tuple[str | None, str | None]:
+    """Bring the schema up to date; a database that cannot be opened says which setting to fix."""
+    try:
+        return upgrade(settings.database_url)
+    except DatabaseDamaged as error:
+        other = " or fix DATABASE_URL" if settings.database_url_from_env else ""
+        raise DatabaseDamaged(
+            f"{error}: the file is damaged or not a database; restore a backup with "
+            f"`facerec db restore BACKUP`{other}"
+        ) from error
+    except DatabaseUnavailable as error:
+        raise DatabaseUnavailable(f"{error}; {settings.database_hint()}") from error
+
+
+def settings_ready() -> Settings:
+    """Settings from the environment, with the database schema brought up to date."""
+    settings = load_settings()
+    upgrade_database(settings)
+    return settings
+
+
+def read_db(query: Callable[..., Any], *args: Any) -> Any:
+    """Run `query(session, *args)` against an up-to-date database and return its result."""
+    settings = settings_ready()
+    with session_scope(settings.database_url) as session:
+        return query(session, *args)
+
+
+def ensure_dagster_home(settings: Settings) -> Path:
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home)))
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        if REPO_DAGSTER_YAML.exists():
+            shutil.copyfile(REPO_DAGSTER_YAML, home / "dagster.yaml")
+        else:
+            (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return home
+
+
+def register_partition(settings: Settings, code: str) -> None:
+    from dagster import DagsterInstance
+
+    from facerec_pipeline.partitions import domain_partitions
+
+    ensure_dagster_home(settings)
+    instance = DagsterInstance.get()
+    if not instance.has_dynamic_partition(domain_partitions.name, code):
+        instance.add_dynamic_partitions(domain_partitions.name, [code])
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))

@@ -1,0 +1,111 @@
+"""`facerec run`, `backfill` and `history`: building domains through Dagster, and their runs."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from facerec_pipeline.cli.common import (
+    echo_json,
+    ensure_dagster_home,
+    read_db,
+    register_partition,
+    settings_ready,
+    user_errors,
+)
+from facerec_pipeline.cli.formatting import backfill_table, history_table
+from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.domains.registry import DomainError, get_domain
+
+
+@click.command("run")
+@click.option("--domain", "code", required=True)
+@user_errors
+def run(code: str) -> None:
+    """Build one domain end to end through the Dagster instance (the run shows in the UI)."""
+    from facerec_pipeline.pipeline_run import run_domain
+
+    settings = settings_ready()
+    with session_scope(settings.database_url) as session:
+        domain = get_domain(session, code)
+        if not domain.is_active:
+            raise DomainError(f"domain {code!r} is inactive: `facerec domains activate {code}`")
+    register_partition(settings, code)
+    outcome = run_domain(settings, code, echo=click.echo)
+    if not outcome.success:
+        click.echo(f"run {outcome.run_id} FAILED for domain {code!r}", err=True)
+        for failure in outcome.failures:
+            click.echo(f"  {failure}", err=True)
+        sys.exit(1)
+    click.echo(f"run {outcome.run_id} succeeded for domain {code!r}")
+
+
+@click.command("backfill")
+@click.option("--domains", "codes", required=True, help="Comma-separated domain codes: a,b")
+@user_errors
+def backfill(codes: str) -> None:
+    """Run several domains one after another and report each one's outcome."""
+    from facerec_pipeline.pipeline_run import run_domain
+
+    settings = settings_ready()
+    wanted = [code.strip() for code in codes.split(",") if code.strip()]
+    with session_scope(settings.database_url) as session:
+        for code in wanted:
+            get_domain(session, code)
+    outcomes = []
+    for code in wanted:
+        register_partition(settings, code)
+        click.echo(f"== {code}")
+        outcome = run_domain(settings, code, echo=click.echo)
+        outcomes.append(
+            [
+                code,
+                "ok" if outcome.success else "FAILED",
+                outcome.run_id,
+                "; ".join(outcome.failures)[:120],
+            ]
+        )
+    click.echo(backfill_table(outcomes))
+    if any(row[1] != "ok" for row in outcomes):
+        sys.exit(1)
+
+
+@click.command("history")
+@click.option("--domain", "code", required=True)
+@click.option("--limit", default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def history(code: str, limit: int, as_json: bool) -> None:
+    """The domain's recent runs: status, counts per stage, rejections, cost, durations. Runs
+    whose process died are marked failed first (their pool slots freed)."""
+    from facerec_pipeline.run_history import recent_sessions
+    from facerec_pipeline.run_recovery import recover_dead_runs
+
+    settings = settings_ready()
+    ensure_dagster_home(settings)
+    from dagster import DagsterInstance
+
+    instance = DagsterInstance.get()
+    for line in recover_dead_runs(instance, settings):
+        click.echo(f"recovered: {line}", err=True)
+    rows = read_db(
+        lambda session: get_domain(session, code) and recent_sessions(session, code, limit)
+    )
+    for row in rows:  # the whole run, as Dagster timed it; stages alone miss its set-up
+        row["seconds"] = run_seconds(instance, row["run_id"])
+    if as_json:
+        echo_json(rows)
+        return
+    click.echo(history_table(rows, code))
+
+
+def run_seconds(instance, run_id: str) -> float | None:
+    """Wall-clock seconds of a Dagster run, so far when it is still going (None when the
+    instance does not know it, e.g. history restored from another machine)."""
+    import time
+
+    stats = instance.get_run_stats(run_id)
+    if not stats.start_time:
+        return None
+    return round((stats.end_time or time.time()) - stats.start_time, 1)
