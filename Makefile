@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 SAMPLE_PHOTO := storage/sample_photos/holdout/obama3.jpg
 export DAGSTER_HOME ?= $(CURDIR)/storage/dagster
 
-.PHONY: install models demo test lint format dev bench bench-dev
+.PHONY: install models demo test lint format dev bench bench-dev bench-serve
 
 install:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,postgres]'
 
 models: install
 	$(BIN)/facerec models install
@@ -36,6 +36,11 @@ bench: install
 # FACEREC_DEV_SET=<its folder>): rank-1, DIR, FAR, gates, DeepFace beside (about 10 minutes).
 bench-dev: install
 	$(BIN)/python -m bench.dev_set
+
+# Load on the real `facerec serve`: 1, 4 and 16 concurrent clients (latency percentiles, throughput,
+# errors, peak RSS) and DeepFace.find on the same photos; the LFW dev set with FACEREC_DEV_SET.
+bench-serve: install
+	$(BIN)/python -m bench.serve_load
 
 lint:
 	$(BIN)/ruff check facerec_pipeline facerec_pipeline_tests bench

@@ -4,6 +4,7 @@ gallery structure the recognizer serves."""
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import subprocess
@@ -103,3 +104,20 @@ def served_gallery(matrix: np.ndarray, labels: list[str], model_config: str, ind
         index=index,
         operating_point=point,
     )
+
+
+def machine() -> str:
+    """`CPU, N cores, M GiB; Python X` for a benchmark section."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    python = platform.python_version()
+    return f"{cpu_name()}, {os.cpu_count()} cores, {memory:.0f} GiB; Python {python}"
+
+
+def write_section(output: Path, section: str, begin: str, end: str) -> None:
+    """Put `section` between its markers in `output` (appended when the markers are missing)."""
+    text = output.read_text() if output.exists() else ""
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    output.write_text(text)

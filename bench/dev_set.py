@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -34,10 +33,11 @@ import numpy as np
 from bench.common import (
     REPO,
     add_folder_domain,
-    cpu_name,
     deepface_represent,
     fresh_storage,
+    machine,
     short_commit,
+    write_section,
 )
 from facerec_pipeline.core.faces.engine import DetectedFace, EngineConfig, FaceEngine, l2_normalize
 from facerec_pipeline.core.faces.quality_gates import GateConfig, judge_faces
@@ -331,14 +331,6 @@ def ablation(dev: Path, found: dict) -> list[tuple[str, dict]]:
 
 
 # --- report -------------------------------------------------------------------------------------
-def machine() -> str:
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (
-        f"{cpu_name()}, {os.cpu_count()} cores, {memory:.0f} GiB; "
-        f"Python {platform.python_version()}"
-    )
-
-
 def report(built: dict, deepface: float, sample: int, rows: list[tuple[str, dict]]) -> str:
     figures, point = built["figures"], built["point"]
     commit = short_commit()
@@ -469,13 +461,7 @@ def main() -> None:
         rows = ablation(dev, found)
     section = report(built, deepface, len(sample), rows)
     print(section)
-    output = Path(args.output)
-    text = output.read_text() if output.exists() else ""
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    output.write_text(text)
+    write_section(Path(args.output), section, BEGIN, END)
 
 
 if __name__ == "__main__":

@@ -138,3 +138,30 @@ def add_folder_domain(settings: Settings, code: str, folder: Path, inherit: list
 def instance():
     with dg.instance_for_test() as test_instance:
         yield test_instance
+
+
+@pytest.fixture
+def facerec(tmp_path, models_dir):
+    """The `facerec` CLI in this process on a fresh storage root (cli_env):
+    `facerec(*args, input=..., **env_overrides)`; `.env` and `.storage` say where."""
+    from click.testing import CliRunner
+
+    from facerec_pipeline.cli.main import cli
+    from facerec_pipeline.db.engine import dispose_engines
+
+    env = cli_env(tmp_path, models_dir)
+    runner = CliRunner()
+
+    def invoke(*args, input=None, **overrides):
+        dispose_engines()  # as a new process would: no engine left open on a replaced file
+        return runner.invoke(
+            cli,
+            [str(a) for a in args],
+            env={**env, **overrides},
+            input=input,
+            catch_exceptions=False,
+        )
+
+    invoke.env = env
+    invoke.storage = Path(env["FACEREC_STORAGE_DIR"])
+    return invoke

@@ -5,23 +5,8 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
-import pytest
-from click.testing import CliRunner
 
-from facerec_pipeline.cli.main import cli
-from facerec_pipeline_tests.conftest import build_folder, cli_env
-
-
-@pytest.fixture
-def facerec(tmp_path, models_dir):
-    env = cli_env(tmp_path, models_dir)
-    runner = CliRunner()
-
-    def invoke(*args):
-        return runner.invoke(cli, list(args), env=env, catch_exceptions=False)
-
-    invoke.env = env
-    return invoke
+from facerec_pipeline_tests.conftest import build_folder
 
 
 def test_domain_commands_and_clear_errors(facerec, tmp_path):

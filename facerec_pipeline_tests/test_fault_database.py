@@ -10,7 +10,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from alembic import command
-from click.testing import CliRunner
 
 from facerec_pipeline.backups.database_backup import (
     backup_database,
@@ -19,30 +18,15 @@ from facerec_pipeline.backups.database_backup import (
     prune_backups,
 )
 from facerec_pipeline.backups.jobs import database_backup_job
-from facerec_pipeline.cli.main import cli
 from facerec_pipeline.core.gallery.publish import write_prod_pointer
 from facerec_pipeline.db.engine import dispose_engines, get_engine
 from facerec_pipeline.db.migrate import alembic_config, head_revision
 from facerec_pipeline.resources import FacerecStorage
 from facerec_pipeline.settings import Settings, masked_url
-from facerec_pipeline_tests.conftest import build_folder, cli_env
+from facerec_pipeline_tests.conftest import build_folder
 
 PASSWORD = "hunter2-s3cret"
 STAMP = "%Y%m%dT%H%M%SZ"
-
-
-@pytest.fixture
-def facerec(tmp_path, models_dir):
-    """The CLI on a fresh storage root; `facerec(*args, DATABASE_URL=...)` overrides the env."""
-    env = cli_env(tmp_path, models_dir)
-    runner = CliRunner()
-
-    def invoke(*args, **overrides):
-        dispose_engines()  # as a new process would: no engine left open on a replaced file
-        return runner.invoke(cli, list(args), env={**env, **overrides}, catch_exceptions=False)
-
-    invoke.storage = Path(env["FACEREC_STORAGE_DIR"])
-    return invoke
 
 
 def one_line_error(result, *expected: str) -> str:

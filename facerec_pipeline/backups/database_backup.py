@@ -1,6 +1,10 @@
-"""Backups of the SQLite database with SQLite's online backup API (safe while runs write), kept
-7 daily, 4 weekly and 12 monthly per database; and a restore that checks the file is a facerec
-database first and keeps a copy of what it replaces. No Dagster here.
+"""Backups of the SQLite database with SQLite's online backup API (safe while runs write), or of
+a PostgreSQL database with `pg_dump --format=custom` (a consistent snapshot, also safe while runs
+write), kept 7 daily, 4 weekly and 12 monthly per database; and a restore that checks the backup
+is a facerec database first and keeps a copy of what it replaces. No Dagster here.
+
+On PostgreSQL the password goes to pg_dump, pg_restore and psql in their PGPASSWORD environment
+variable only, never on a command line, and never appears in a message.
 
 Each database has its own folder of backups, storage/backups/<name>-<hash of its path>/, so
 backing up one database never prunes another's backups. Files written before that (directly in
@@ -9,9 +13,11 @@ storage/backups/) are never pruned and can still be restored."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import sqlite3
+import subprocess
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +27,8 @@ from sqlalchemy.engine import make_url
 from facerec_pipeline.db.engine import dispose_engines
 from facerec_pipeline.db.migrate import PROJECT_TABLES, known_revisions, upgrade
 
-NAME = re.compile(r"^facerec-(\d{8}T\d{6}Z)\.db$")
+NAME = re.compile(r"^facerec-(\d{8}T\d{6}Z)\.(?:db|dump)$")
+DUMP_SUFFIX = ".dump"  # PostgreSQL backups: pg_dump's custom format
 STAMP = "%Y%m%dT%H%M%SZ"
 SOURCE_NOTE = "database.txt"  # in each database's folder: the path of the database it backs up
 # Tables every known schema revision has (those of 0001).
@@ -57,13 +64,130 @@ def sqlite_file(database_url: str) -> Path:
     return Path(url.database)
 
 
+def is_postgres(database_url: str) -> bool:
+    return make_url(database_url).get_backend_name() == "postgresql"
+
+
+def _postgres_identity(database_url: str) -> str:
+    """The PostgreSQL database `database_url` names (host, port, name), no user or password."""
+    url = make_url(database_url)
+    host = url.host or url.query.get("host") or "localhost"
+    return f"postgresql://{host}:{url.port or 5432}/{url.database or ''}"
+
+
+def _postgres_client(database_url: str) -> tuple[str, dict[str, str], str | None]:
+    """(libpq connection URI without the password, environment for pg_dump/pg_restore/psql with
+    the password in PGPASSWORD, the password to mask in their messages)."""
+    url = make_url(database_url)
+    if not url.database:
+        raise BackupError(
+            f"DATABASE_URL {url.render_as_string(hide_password=True)} names no database"
+        )
+    uri = url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    env = dict(os.environ)
+    env.pop("PGPASSWORD", None)
+    if url.password:
+        env["PGPASSWORD"] = str(url.password)
+    return uri, env, str(url.password) if url.password else None
+
+
+def _postgres_tool(name: str) -> str:
+    found = shutil.which(name)
+    if not found:
+        raise BackupError(
+            f"{name} not found: PostgreSQL backups need the PostgreSQL client tools on PATH "
+            "(Debian: apt-get install postgresql-client)"
+        )
+    return found
+
+
+def _masked(text: str, password: str | None) -> str:
+    text = text.strip()
+    return text.replace(password, "***") if password else text
+
+
+def _run_postgres_tool(args: list[str], env: dict[str, str], password: str | None) -> str:
+    """Run a PostgreSQL client tool; its stdout, else BackupError with its message (masked)."""
+    try:
+        done = subprocess.run(
+            args, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
+        )
+    except OSError as error:
+        raise BackupError(f"cannot run {args[0]} ({_masked(str(error), password)})") from error
+    if done.returncode != 0:
+        lines = _masked(done.stderr, password).splitlines()
+        raise BackupError(
+            f"{Path(args[0]).name} failed ({'; '.join(lines[-3:]) or f'exit {done.returncode}'})"
+        )
+    return done.stdout
+
+
 def database_backups_dir(database_url: str, backups_dir: Path) -> Path:
     """The folder of this database's backups: named after the database file and a hash of its
-    resolved path, so two databases never share (or prune) one pool."""
-    source = sqlite_file(database_url).resolve()
-    digest = hashlib.sha256(str(source).encode()).hexdigest()[:12]
-    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", source.stem)[:40] or "database"
+    resolved path (PostgreSQL: the database's name and a hash of its host, port and name), so two
+    databases never share (or prune) one pool."""
+    if is_postgres(database_url):
+        identity = _postgres_identity(database_url)
+        name = make_url(database_url).database or "database"
+    else:
+        source = sqlite_file(database_url).resolve()
+        identity, name = str(source), source.stem
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:40] or "database"
     return backups_dir / f"{stem}-{digest}"
+
+
+def check_dump_file(path: Path) -> str:
+    """The schema revision recorded in the pg_dump custom-format file `path` if it is a dump of a
+    facerec database this code knows, else NotAFacerecDatabase saying what it is. Needs
+    pg_restore (reads the file only)."""
+    if not path.is_file():
+        raise NotAFacerecDatabase(f"no file {path}")
+    pg_restore = _postgres_tool("pg_restore")
+    try:
+        listing = _run_postgres_tool([pg_restore, "--list", str(path)], dict(os.environ), None)
+        data = _run_postgres_tool(
+            [pg_restore, "--data-only", "--table=alembic_version", "--file=-", str(path)],
+            dict(os.environ),
+            None,
+        )
+    except BackupError as error:
+        raise NotAFacerecDatabase(f"{path} is not a readable pg_dump archive ({error})") from error
+    tables = set(re.findall(r"^\d+; \d+ \d+ TABLE \S+ (\S+) ", listing, re.MULTILINE))
+    missing = [table for table in CORE_TABLES if table not in tables]
+    if missing:
+        raise NotAFacerecDatabase(
+            f"{path} is not a dump of a facerec database: it lacks the tables "
+            f"{', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}"
+        )
+    copied = re.search(r"^COPY \S*alembic_version .*?FROM stdin;\n(.*?)^\\\.$", data, re.M | re.S)
+    revisions = copied.group(1).split() if copied else []
+    known = known_revisions()
+    if len(revisions) != 1 or revisions[0] not in known:
+        found = ", ".join(revisions) or "none"
+        raise NotAFacerecDatabase(
+            f"{path} has the facerec tables but a schema revision this code does not know "
+            f"({found}; known: {known[0]} to {known[-1]}): made by a newer facerec, or altered"
+        )
+    return revisions[0]
+
+
+def check_backup_file(path: Path, thorough: bool = True) -> str:
+    """The schema revision of the backup `path`: a pg_dump archive (.dump) or a SQLite file."""
+    if path.suffix == DUMP_SUFFIX:
+        return check_dump_file(path)
+    return check_database_file(path, thorough)
+
+
+def _dump_postgres(database_url: str, target: Path) -> None:
+    """`pg_dump --format=custom` of the database into `target`."""
+    uri, env, password = _postgres_client(database_url)
+    pg_dump = _postgres_tool("pg_dump")
+    _run_postgres_tool(
+        [pg_dump, "--format=custom", "--no-password", f"--file={target}", f"--dbname={uri}"],
+        env,
+        password,
+    )
 
 
 def check_database_file(path: Path, thorough: bool = True) -> str:
@@ -140,6 +264,8 @@ def _checked_copy(source: Path, partial: Path) -> None:
 def backup_database(database_url: str, backups_dir: Path, now: datetime | None = None) -> Path:
     """Copy the database into its own folder under `backups_dir`; returns the new file. A
     database that is missing or not a facerec database is refused and no backup is touched."""
+    if is_postgres(database_url):
+        return _backup_postgres(database_url, backups_dir, now)
     source = sqlite_file(database_url)
     if not source.is_file():
         raise BackupError(
@@ -164,9 +290,30 @@ def backup_database(database_url: str, backups_dir: Path, now: datetime | None =
     return target
 
 
+def _backup_postgres(database_url: str, backups_dir: Path, now: datetime | None) -> Path:
+    now = now or datetime.now(UTC)
+    folder = database_backups_dir(database_url, backups_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"facerec-{now.strftime(STAMP)}{DUMP_SUFFIX}"
+    partial = target.with_suffix(".partial")
+    partial.unlink(missing_ok=True)
+    try:
+        _dump_postgres(database_url, partial)
+        check_dump_file(partial)
+    except BackupError as error:
+        partial.unlink(missing_ok=True)
+        if not any(folder.iterdir()):
+            folder.rmdir()
+        shown = str(error).replace(str(partial), _postgres_identity(database_url))
+        raise BackupError(f"{shown}; nothing backed up, existing backups untouched") from error
+    partial.replace(target)
+    (folder / SOURCE_NOTE).write_text(f"{_postgres_identity(database_url)}\n")
+    return target
+
+
 def list_backups(backups_dir: Path) -> dict[datetime, Path]:
     found = {}
-    for path in backups_dir.glob("facerec-*.db"):
+    for path in backups_dir.glob("facerec-*"):
         match = NAME.match(path.name)
         if match:
             found[datetime.strptime(match.group(1), STAMP).replace(tzinfo=UTC)] = path
@@ -205,7 +352,7 @@ def newest_good_backup(found: dict[datetime, Path]) -> datetime | None:
     """The stamp of the newest backup that is a facerec database this code can restore."""
     for stamp, path in sorted(found.items(), reverse=True):
         try:
-            check_database_file(path, thorough=False)
+            check_backup_file(path, thorough=False)
         except BackupError:
             continue
         return stamp
@@ -272,7 +419,13 @@ def restore_database(database_url: str, backup: Path, backups_dir: Path) -> Path
     """Replace the database with `backup` once it is known to be an undamaged facerec database
     of a schema revision this code knows (else NotAFacerecDatabase, nothing touched). The
     current database is copied into its backups folder as `pre-restore-...db` (returned), and
-    an older schema is upgraded. Pointer files are the caller's to reconcile."""
+    an older schema is upgraded. Pointer files are the caller's to reconcile.
+
+    On PostgreSQL `backup` is a pg_dump archive (.dump): the database is dumped first as
+    `pre-restore-...dump`, then the archive is replayed (pg_restore --clean --if-exists, through
+    psql in one transaction: on any error nothing changes)."""
+    if is_postgres(database_url):
+        return _restore_postgres(database_url, backup, backups_dir)
     target = sqlite_file(database_url)
     if not backup.is_file():
         raise BackupError(f"no backup file {backup}")
@@ -294,6 +447,89 @@ def restore_database(database_url: str, backup: Path, backups_dir: Path) -> Path
     if target.exists():
         safety = _keep_pre_restore_copy(target, database_backups_dir(database_url, backups_dir))
     _replace_live(backup, target)
+    return _upgrade_restored(database_url, backup, safety)
+
+
+def _restore_postgres(database_url: str, backup: Path, backups_dir: Path) -> Path:
+    if not backup.is_file():
+        raise BackupError(f"no backup file {backup}")
+    if backup.suffix != DUMP_SUFFIX:
+        raise BackupError(
+            f"{backup} is not a pg_dump archive (facerec-*{DUMP_SUFFIX}); a PostgreSQL database is "
+            "restored from its own backups (`facerec db backup` with this DATABASE_URL)"
+        )
+    try:
+        check_dump_file(backup)
+    except NotAFacerecDatabase as refused:
+        raise NotAFacerecDatabase(
+            f"{refused}; nothing restored, the database is unchanged"
+        ) from refused
+    folder = database_backups_dir(database_url, backups_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime(STAMP)
+    safety = folder / f"pre-restore-{stamp}{DUMP_SUFFIX}"
+    for number in range(2, 1000):  # never over an earlier copy (two restores in one second)
+        if not safety.exists():
+            break
+        safety = folder / f"pre-restore-{stamp}-{number}{DUMP_SUFFIX}"
+    dispose_engines()
+    try:
+        _dump_postgres(database_url, safety)
+    except BackupError as error:
+        safety.unlink(missing_ok=True)
+        raise BackupError(
+            f"could not keep a copy of the database ({error}); nothing restored"
+        ) from error
+    uri, env, password = _postgres_client(database_url)
+    pg_restore, psql = _postgres_tool("pg_restore"), _postgres_tool("psql")
+    # Tables of a newer schema than the backup's would be left behind by --clean and block the
+    # upgrade that follows: dropped first, in the same transaction.
+    drops = "".join(
+        f'DROP TABLE IF EXISTS "{table}" CASCADE;\n' for table in sorted(PROJECT_TABLES)
+    )
+    script = _run_postgres_tool(
+        [
+            pg_restore,
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            "--no-privileges",
+            "--file=-",
+            str(backup),
+        ],
+        env,
+        password,
+    )
+    try:
+        done = subprocess.run(
+            [
+                psql,
+                "--no-psqlrc",
+                "--quiet",
+                "--no-password",
+                "--single-transaction",
+                "--set=ON_ERROR_STOP=1",
+                f"--dbname={uri}",
+                "--file=-",
+            ],
+            input=drops + script,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+    except OSError as error:
+        raise BackupError(f"cannot run psql ({_masked(str(error), password)})") from error
+    if done.returncode != 0:
+        lines = _masked(done.stderr, password).splitlines()
+        raise BackupError(
+            f"restoring {backup} failed ({'; '.join(lines[-3:])}); nothing restored, the "
+            f"database is unchanged (its copy: {safety})"
+        )
+    return _upgrade_restored(database_url, backup, safety)
+
+
+def _upgrade_restored(database_url: str, backup: Path, safety: Path | None) -> Path | None:
+    """A restored database brought up to this code's schema (a backup may be older)."""
     dispose_engines()
     try:
         upgrade(database_url)

@@ -7,8 +7,9 @@ from facerec_pipeline.resources import FacerecStorage
 
 
 @dg.op(
-    description="Online SQLite backup into the database's own folder under storage/backups, "
-    "then retention 7/4/12 among that database's backups."
+    description="Online backup (SQLite: backup API; PostgreSQL: pg_dump --format=custom) into "
+    "the database's own folder under storage/backups, then retention 7/4/12 among that "
+    "database's backups."
 )
 def backup_database_op(context: dg.OpExecutionContext, facerec: FacerecStorage) -> None:
     settings = facerec.settings

@@ -7,6 +7,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from facerec_pipeline.core.names import normalize_name, unique_normalized_name
+from facerec_pipeline.db.exclusions import excluded_key_hashes, person_key_hash
 from facerec_pipeline.db.models import Person
 from facerec_pipeline.domains.registry import get_domain
 from facerec_pipeline.policy import stage_asset
@@ -81,6 +82,7 @@ def candidates(
         known_people = list(session.scalars(select(Person).where(Person.domain == code)))
         known = [known_candidate(person) for person in known_people]
         existing = {person.person_key: person.normalized_name for person in known_people}
+        excluded = excluded_key_hashes(session, code)
     try:
         found = sources.for_domain(domain, facerec.settings).people(known)
     except SourceError as error:
@@ -89,10 +91,30 @@ def candidates(
         context.log.warning(f"candidates[{code}]: {warning}")
     for note in found.notes:
         context.log.info(f"candidates[{code}]: {note}")
-    people = [candidate_row(code, person) for person in found.people]
+    # People erased from the domain (`facerec people erase`) stay out, even while the source
+    # still offers them (a folder that is still there).
+    offered = len(found.people)
+    people = [
+        candidate_row(code, person)
+        for person in found.people
+        if person_key_hash(person.person_key) not in excluded
+    ]
+    if offered - len(people):
+        context.log.info(
+            f"candidates[{code}]: {offered - len(people)} erased people left out "
+            "(the source still offers them)"
+        )
     assign_normalized_names(people, existing, set(existing.values()))
     frame = pd.DataFrame(people, columns=CANDIDATE_COLUMNS)
     new = sum(1 for person in people if person["person_key"] not in existing)
     context.log.info(f"candidates[{code}]: {len(frame)} people from {domain.source} ({new} new)")
-    context.add_output_metadata({"people": len(frame), "new_people": new, "source": domain.source})
+    context.add_output_metadata(
+        {
+            "people": len(frame),
+            "new_people": new,
+            # only when someone was left out: history figures stay as they were otherwise
+            **({"erased_left_out": offered - len(people)} if offered - len(people) else {}),
+            "source": domain.source,
+        }
+    )
     return frame

@@ -27,8 +27,9 @@ def db_upgrade() -> None:
 @db.command("backup")
 @user_errors
 def db_backup() -> None:
-    """Back up the SQLite database (online) into its own folder under storage/backups; keep 7
-    daily, 4 weekly, 12 monthly of that database's backups, and always its newest good one."""
+    """Back up the database (SQLite: online copy; PostgreSQL: pg_dump --format=custom) into its
+    own folder under storage/backups; keep 7 daily, 4 weekly, 12 monthly of that database's
+    backups, and always its newest good one."""
     from facerec_pipeline.backups.database_backup import backup_and_prune
 
     settings = load_settings()  # never creates the database: a missing one is an error
@@ -42,11 +43,12 @@ def db_backup() -> None:
 @user_errors
 def db_restore(backup: str, yes: bool) -> None:
     """Replace the database with BACKUP once it is checked to be an undamaged facerec database;
-    the current one is kept as pre-restore-*.db, an older schema is upgraded and the production
-    pointers are rewritten from the restored rows."""
+    the current one is kept as pre-restore-*.db (PostgreSQL: BACKUP is a pg_dump archive,
+    facerec-*.dump, and the current database is dumped as pre-restore-*.dump first), an older
+    schema is upgraded and the production pointers are rewritten from the restored rows."""
     from facerec_pipeline.backups.database_backup import (
         NotAFacerecDatabase,
-        check_database_file,
+        check_backup_file,
         restore_database,
     )
     from facerec_pipeline.db.migrate import head_revision
@@ -54,7 +56,7 @@ def db_restore(backup: str, yes: bool) -> None:
 
     settings = load_settings()
     try:
-        revision = check_database_file(Path(backup))  # refuse before asking
+        revision = check_backup_file(Path(backup))  # refuse before asking
     except NotAFacerecDatabase as refused:
         raise NotAFacerecDatabase(
             f"{refused}; nothing restored, the database is unchanged"

@@ -185,3 +185,21 @@ def skips_table(rows: list[dict[str, Any]]) -> str:
         ],
         headers=["stage", "person", "item", "reason", "detail"],
     )
+
+
+def clients_table(clients: list) -> str:
+    if not clients:
+        return "no clients yet: `facerec clients add NAME --domain CODE` issues a token"
+    return tabulate(
+        [
+            [
+                c.name,
+                c.domain,
+                "active" if c.active else "revoked",
+                f"{c.created_at:%Y-%m-%d %H:%M}",
+                f"{c.revoked_at:%Y-%m-%d %H:%M}" if c.revoked_at else "",
+            ]
+            for c in clients
+        ],
+        headers=["client", "domain", "token", "created", "revoked"],
+    )

@@ -364,3 +364,46 @@ class GalleryEvaluation(Base):
     unknown_dir: Mapped[str | None] = mapped_column(Text)
     figures: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Client(Base):
+    """A client app allowed to ask `facerec serve`, for one domain (and those it inherits). Only
+    the sha256 of its token is kept; the token itself is shown once, when it is issued."""
+
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    domain: Mapped[str] = mapped_column(ForeignKey("domains.code"), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ErasedPerson(Base):
+    """A person erased from a domain (`facerec people erase`): the source must not bring them
+    back. Only the sha256 of their `person_key` is kept (db/exclusions.py), never a name."""
+
+    __tablename__ = "erased_people"
+    __table_args__ = (UniqueConstraint("domain", "person_key_sha256"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain: Mapped[str] = mapped_column(ForeignKey("domains.code"), index=True)
+    person_key_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Erasure(Base):
+    """The audit of one erasure: who, when, how much was removed and the version published
+    without the person. No name, no key: `person_key_sha256` links it to its exclusion."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain: Mapped[str] = mapped_column(ForeignKey("domains.code"), index=True)
+    person_key_sha256: Mapped[str] = mapped_column(String(64))
+    operator: Mapped[str] = mapped_column(String(200))
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    new_gallery_version: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

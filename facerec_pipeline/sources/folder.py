@@ -276,6 +276,8 @@ class FolderSource:
                 Skip("folder", skip.reason, skip.item, skip.detail),
             )
             for skip in scan.skips
+            # the folder of a person not asked for (erased from the domain) is not reported
+            if skip.folder is None or skip.folder in person_ids
         ]
         figures = {
             "files_read": len(rows) - inspections.hits,

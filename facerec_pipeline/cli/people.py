@@ -1,0 +1,150 @@
+"""`facerec people erase`: remove a person from a domain everywhere (gallery/erasure.py), then
+publish a version built without them and drop what Dagster's run history holds of them."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from pathlib import Path
+
+import click
+
+from facerec_pipeline.cli.common import (
+    ensure_dagster_home,
+    register_partition,
+    settings_ready,
+    user_errors,
+)
+from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.settings import Settings
+
+
+@click.group()
+def people() -> None:
+    """The people of a domain: erase one."""
+
+
+def scrub_dagster_runs(instance, code: str, needles: list[str]) -> int:
+    """Delete the domain's Dagster runs whose events or logs mention the person (names, source
+    key, photo hashes: materialization previews, report images, check figures), with their
+    compute logs and check executions. Their `training_sessions` rows stay (redacted)."""
+    import dagster as dg
+
+    doomed = []
+    for record in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": code})):
+        text = "\n".join(dg.serialize_value(event) for event in instance.all_logs(record.run_id))
+        logs = Path(instance.root_directory) / "storage" / record.run_id
+        for file in logs.rglob("*") if logs.is_dir() else []:
+            if file.is_file():
+                text += file.read_text(errors="replace")
+        if any(needle in text for needle in needles):
+            doomed.append(record.run_id)
+    for run_id in doomed:
+        instance.delete_run(run_id)
+        try:
+            instance.compute_log_manager.delete_logs(prefix=[run_id])
+        except Exception:  # noqa: BLE001 - a log manager that cannot delete keeps its logs
+            pass
+        for shard in (Path(instance.root_directory) / "history" / "runs").glob(f"{run_id}.db*"):
+            shard.unlink()
+    if doomed:
+        try:
+            from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+
+            with instance.event_log_storage.index_connection() as connection:
+                connection.execute(
+                    AssetCheckExecutionsTable.delete().where(
+                        AssetCheckExecutionsTable.c.run_id.in_(doomed)
+                    )
+                )
+        except Exception:  # noqa: BLE001 - storages without that table keep nothing more
+            pass
+    return len(doomed)
+
+
+def _vacuum_all(settings: Settings, home: Path) -> None:
+    from sqlalchemy.engine import make_url
+
+    from facerec_pipeline.gallery.erasure import vacuum_sqlite
+
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database:
+        vacuum_sqlite(Path(url.database))
+    for file in sorted(home.rglob("*.db")):
+        vacuum_sqlite(file)
+
+
+@people.command("erase")
+@click.option("--domain", "code", required=True)
+@click.argument("person")
+@click.option("--yes", is_flag=True, help="Erase without asking.")
+@click.option("--by", "operator", default=None, help="Who erases (default: the login name).")
+@user_errors
+def erase(code: str, person: str, yes: bool, operator: str | None) -> None:
+    """Erase PERSON (normalized name or person key) from a domain: rows, photos, crops, gallery
+    batch rows, reports, Dagster run records; exclude them from later source refreshes; keep an
+    audit row without their data; publish a version built without them."""
+    import dagster as dg
+
+    from facerec_pipeline.core.gallery.publish import serving_row
+    from facerec_pipeline.domains.registry import get_domain
+    from facerec_pipeline.gallery.erasure import erase_person, find_person, plan, record_outcome
+    from facerec_pipeline.pipeline_run import run_domain
+    from facerec_pipeline.run_recovery import refuse_concurrent_run
+
+    settings = settings_ready()
+    operator = operator or getpass.getuser()
+    with session_scope(settings.database_url) as session:
+        found = find_person(session, code, person)
+        shown = found.normalized_name
+        counts = plan(session, found)
+        active = get_domain(session, code).is_active
+    held = counts.pop("gallery_versions_holding_them")
+    click.echo(
+        f"erasing {shown!r} from {code!r}: {counts['images']} photos, {counts['faces']} faces "
+        f"({counts['accepted_faces']} accepted), {counts['source_skips']} skips, in gallery "
+        f"versions {', '.join(f'v{v}' for v in held) or 'none'}; their crops, photos and the "
+        "reports of those versions are deleted, and the source will not bring them back"
+    )
+    if not yes:
+        click.confirm("erase them?", abort=True)
+    home = ensure_dagster_home(settings)
+    instance = dg.DagsterInstance.get()
+    refuse_concurrent_run(instance, code)
+    with session_scope(settings.database_url) as session:
+        result = erase_person(session, settings, code, find_person(session, code, person), operator)
+    click.echo(
+        "erased: " + ", ".join(f"{key} {value}" for key, value in result.counts.items() if value)
+    )
+    version, outcome = None, "domain inactive: no version rebuilt"
+    failed = False
+    if active:
+        register_partition(settings, code)
+        run = run_domain(settings, code, instance=instance, echo=click.echo)
+        with session_scope(settings.database_url) as session:
+            serving = serving_row(session, code)
+            version = serving.version if serving else None
+        if run.success:
+            outcome = f"run {run.run_id} published v{version}"
+        else:
+            failed = True
+            outcome = f"run {run.run_id} failed: " + "; ".join(run.failures)
+    runs_deleted = scrub_dagster_runs(instance, code, result.needles)
+    with session_scope(settings.database_url) as session:
+        record_outcome(
+            session,
+            result.erasure_id,
+            version,
+            outcome[:2000],
+            dagster_runs_deleted=runs_deleted,
+        )
+    _vacuum_all(settings, home)
+    click.echo(f"dagster runs that named them deleted: {runs_deleted}")
+    if failed:
+        click.echo(
+            f"{shown!r} is erased from every stored version (v{version} serves without them), "
+            f"but the rebuilt version was not published: {outcome}",
+            err=True,
+        )
+        sys.exit(1)
+    click.echo(f"erasure {result.erasure_id} of domain {code!r} done: {outcome}")

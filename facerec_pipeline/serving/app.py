@@ -1,0 +1,427 @@
+"""`facerec serve`'s HTTP service for client apps: a client's bearer token (clients.py) names
+its domain, and the domain only; recognition searches that domain's production gallery, then
+those of the domains it inherits, exactly as `facerec recognize` does. The face engine and the
+galleries stay loaded (one Recognizer per search order), each request first asks the database
+which version serves (Recognizer.refresh), so a published version or a rollback answers without
+a restart. No Dagster here beyond the face engine configuration (resources.py)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import UploadFile
+
+from facerec_pipeline.core.faces.weights import ModelWeightsMissing
+from facerec_pipeline.core.gallery.publish import GalleryDamaged, serving_row
+from facerec_pipeline.core.images.image_files import IMAGE_SUFFIXES, ImageRejected
+from facerec_pipeline.core.recognition.recognizer import NoGallery, Recognizer, serving_pointer
+from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.domains.registry import DomainError, list_domains, search_order
+from facerec_pipeline.serving.clients import ClientView, authenticate
+from facerec_pipeline.settings import Settings
+
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the photo
+RAW_TYPES = ("image/", "application/octet-stream")
+# Why a search order cannot serve: the message says what to do (`facerec run --domain X`, ...).
+CANNOT_SERVE = (NoGallery, GalleryDamaged, DomainError, ModelWeightsMissing, ValueError)
+T = TypeVar("T")
+
+
+@dataclass
+class _Slot:
+    """One search order's recognizer and the lock that serializes its use (the face engine and
+    the gallery reloads are not thread-safe)."""
+
+    order: tuple[str, ...]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    recognizer: Recognizer | None = None
+
+
+class RecognizerPool:
+    """Recognizers by search order, built at first use (or at warm-up) and kept."""
+
+    def __init__(self, settings: Settings, top_k: int):
+        self.settings = settings
+        self.top_k = top_k
+        self._slots: dict[tuple[str, ...], _Slot] = {}
+        self._guard = threading.Lock()
+        self.failures: dict[str, str] = {}  # domain -> why its recognizer could not be built
+        self._warming: threading.Thread | None = None
+
+    def use(self, order: list[str], work: Callable[[Recognizer], T]) -> T:
+        """`work(recognizer)` under the search order's lock, the recognizer built first when
+        missing or when an inherited domain it could not search has got a gallery since."""
+        key = tuple(order)
+        with self._guard:
+            slot = self._slots.setdefault(key, _Slot(key))
+        with slot.lock:
+            if slot.recognizer is None or self._gained_a_gallery(slot.recognizer, key):
+                slot.recognizer = self._build(list(key))
+            return work(slot.recognizer)
+
+    def _build(self, order: list[str]) -> Recognizer:
+        from facerec_pipeline.resources import face_engine_resource
+
+        try:
+            recognizer = Recognizer.for_domains(
+                self.settings,
+                order,
+                top_k=self.top_k,
+                default_config=face_engine_resource(self.settings).engine_config,
+            )
+        except CANNOT_SERVE as error:
+            self.failures[order[0]] = str(error)
+            raise
+        self.failures.pop(order[0], None)
+        return recognizer
+
+    def _gained_a_gallery(self, recognizer: Recognizer, order: tuple[str, ...]) -> bool:
+        searched = {gallery.domain for gallery in recognizer.galleries}
+        return any(
+            serving_pointer(self.settings, code) is not None
+            for code in order
+            if code not in searched
+        )
+
+    def loaded(self) -> dict[str, Recognizer]:
+        """The recognizer of each domain whose own search order is loaded."""
+        with self._guard:
+            slots = list(self._slots.values())
+        return {slot.order[0]: slot.recognizer for slot in slots if slot.recognizer is not None}
+
+    def serving_domains(self) -> dict[str, list[str]]:
+        """Every domain with a production gallery, with its search order."""
+        with session_scope(self.settings.database_url) as session:
+            return {
+                domain.code: search_order(session, domain.code)
+                for domain in list_domains(session)
+                if serving_row(session, domain.code) is not None
+            }
+
+    def warm(self) -> None:
+        """Load the recognizer of every domain with a production gallery and run its face
+        detector once (its models load at first use)."""
+        blank = np.zeros((64, 64, 3), dtype=np.uint8)
+        for order in self.serving_domains().values():
+            try:
+                self.use(order, lambda recognizer: recognizer.engine.detect(blank))
+            except CANNOT_SERVE:
+                continue  # recorded in failures, reported by /readyz
+
+    def warm_in_background(self) -> None:
+        """Start warm() in a thread unless it is running."""
+        with self._guard:
+            if self._warming is not None and self._warming.is_alive():
+                return
+            self._warming = threading.Thread(target=self.warm, name="facerec-warm", daemon=True)
+            self._warming.start()
+
+    @property
+    def warming(self) -> bool:
+        return self._warming is not None and self._warming.is_alive()
+
+
+@cache
+def _page() -> tuple[str, dict[str, str]]:
+    """The page at `/` (page.html: inline CSS and JS, nothing fetched from elsewhere) and its
+    headers: a Content-Security-Policy that lets it run its own script (by hash) and talk to
+    this server only."""
+    html = resources.files("facerec_pipeline.serving").joinpath("page.html").read_text("utf-8")
+    digests = (
+        base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+        for script in re.findall(r"<script>(.*?)</script>", html, flags=re.S)
+    )
+    scripts = " ".join(f"'sha256-{digest}'" for digest in digests)
+    policy = (
+        f"default-src 'none'; script-src {scripts}; style-src 'unsafe-inline'; "
+        "img-src 'self' blob: data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
+    return html, {
+        "Content-Security-Policy": policy,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-cache",
+    }
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _upload_suffix(filename: str | None) -> str:
+    suffix = Path(filename or "").suffix.lower()
+    return suffix if suffix in IMAGE_SUFFIXES else ""
+
+
+def _public_name(filename: str | None) -> str | None:
+    """The uploaded file's own name (no folders), never a path on this server."""
+    name = Path((filename or "").replace("\\", "/")).name
+    return name or None
+
+
+def create_app(
+    settings: Settings,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    top_k: int = 5,
+    warm: bool = True,
+) -> FastAPI:
+    """The service. `warm`: load every domain with a production gallery at start-up, in the
+    background (/readyz answers 200 once done)."""
+    pool = RecognizerPool(settings, top_k)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if warm:
+            pool.warm_in_background()
+        yield
+
+    app = FastAPI(
+        title="facerec",
+        summary="Names the faces in a photo from the client's domain's production gallery.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.pool = pool
+    app.state.settings = settings
+    app.state.max_upload_bytes = max_upload_bytes
+    bearer = HTTPBearer(auto_error=False, description="A token from `facerec clients add`.")
+
+    def client_of(
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    ) -> ClientView:
+        if credentials is None or not credentials.credentials:
+            raise _unauthorized("missing bearer token (Authorization: Bearer <token>)")
+        with session_scope(settings.database_url) as session:
+            client = authenticate(session, credentials.credentials)
+        if client is None:
+            raise _unauthorized("unknown or revoked token")
+        return client
+
+    @app.get("/", include_in_schema=False)
+    def page() -> HTMLResponse:
+        """A page for people: drop a photo, see the faces boxed and named (no token needed to
+        load it; recognition asks for one, kept in the browser tab)."""
+        html, headers = _page()
+        return HTMLResponse(html, headers=headers)
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        """The process answers (no authentication)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"description": "Not ready"}})
+    def readyz() -> JSONResponse:
+        """200 once the face engine and every domain with a production gallery are loaded;
+        503 with the reason otherwise (no authentication)."""
+        try:
+            wanted = pool.serving_domains()
+        except Exception as error:  # the database itself is unavailable
+            return JSONResponse({"detail": f"database unavailable: {error}"}, 503)
+        loaded = pool.loaded()
+        failed = {code: pool.failures[code] for code in wanted if code in pool.failures}
+        missing = sorted(code for code in wanted if code not in loaded and code not in failed)
+        if failed or missing or pool.warming:
+            pool.warm_in_background()  # a domain fixed or published since is loaded again
+        if failed:
+            reasons = "; ".join(f"{code}: {why}" for code, why in sorted(failed.items()))
+            return JSONResponse({"detail": f"cannot load: {reasons}"}, 503)
+        if missing or pool.warming:
+            waiting = ", ".join(missing) or "the face engine"
+            return JSONResponse({"detail": f"loading: {waiting}"}, 503)
+        return JSONResponse(
+            {
+                "status": "ready",
+                "domains": {
+                    code: [
+                        {"domain": g.domain, "version": g.version} for g in loaded[code].galleries
+                    ]
+                    for code in sorted(wanted)
+                },
+            }
+        )
+
+    @app.get("/v1/domains", tags=["domains"])
+    def domains(client: ClientView = Depends(client_of)) -> dict[str, Any]:
+        """The token's domain and where recognition looks: the domain, then those it inherits,
+        each with the gallery version that serves it (null: none yet)."""
+        with session_scope(settings.database_url) as session:
+            order = search_order(session, client.domain)
+        searched = []
+        for code in order:
+            pointer = serving_pointer(settings, code)
+            searched.append(
+                {
+                    "domain": code,
+                    "gallery_version": int(pointer["version"]) if pointer else None,
+                    "operating_point": pointer.get("operating_point") if pointer else None,
+                }
+            )
+        return {"client": client.name, "domain": client.domain, "search_order": searched}
+
+    @app.get(
+        "/v1/domains/{code}/stats",
+        tags=["domains"],
+        responses={403: {"description": "Another domain than the token's"}},
+    )
+    def stats(code: str, client: ClientView = Depends(client_of)) -> dict[str, Any]:
+        """What `facerec stats --domain CODE --json` shows, for the token's own domain only."""
+        from facerec_pipeline.sources.web import env_config
+        from facerec_pipeline.stats import domain_stats
+
+        if code != client.domain:
+            raise HTTPException(403, detail=f"this token is for domain {client.domain!r} only")
+        with session_scope(settings.database_url) as session:
+            return domain_stats(session, code, env_config()["serp_cost_per_call"])
+
+    @app.post(
+        "/v1/recognize",
+        tags=["recognition"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"file": {"type": "string", "format": "binary"}},
+                            "required": ["file"],
+                        }
+                    },
+                    "image/*": {"schema": {"type": "string", "format": "binary"}},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                },
+            }
+        },
+        responses={
+            401: {"description": "Missing, unknown or revoked token"},
+            409: {"description": "The domain has no production gallery yet"},
+            413: {"description": "Over the upload byte limit or the reader's pixel limit"},
+            415: {"description": "Neither multipart/form-data nor an image content type"},
+            422: {"description": "Not a readable image, or no `file` field"},
+            503: {"description": "The gallery or the face engine cannot be loaded"},
+        },
+    )
+    async def recognize(request: Request, client: ClientView = Depends(client_of)) -> Any:
+        """Name the faces in one photo (multipart field `file`, or the raw bytes with an image
+        Content-Type) from the token's domain, then the domains it inherits: the answer of
+        `facerec recognize --json` for it, with the gallery versions and operating points that
+        answered."""
+        data, filename = await _read_upload(request, max_upload_bytes)
+        return await run_in_threadpool(_recognize, pool, settings, client, data, filename)
+
+    return app
+
+
+async def _read_upload(request: Request, limit: int) -> tuple[bytes, str | None]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    multipart = content_type == "multipart/form-data"
+    if not multipart and not content_type.startswith(RAW_TYPES):
+        raise HTTPException(
+            415,
+            detail=f"send the photo as multipart/form-data (field `file`) or as raw bytes with "
+            f"an image/* or application/octet-stream Content-Type, not {content_type or 'none'}",
+        )
+    body_limit = limit + (MULTIPART_OVERHEAD if multipart else 0)
+    too_large = HTTPException(413, detail=f"the upload is over the {limit} byte limit")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > body_limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > body_limit:
+            raise too_large
+        chunks.append(chunk)
+    body, filename = b"".join(chunks), None
+    if multipart:
+
+        async def replay() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            form = await Request(request.scope, replay).form(max_files=1, max_fields=10)
+        except Exception as error:  # starlette's MultiPartException, a malformed body
+            raise HTTPException(422, detail=f"malformed multipart body: {error}") from error
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(422, detail="the multipart body has no `file` field with a photo")
+        body, filename = await upload.read(), upload.filename
+        await form.close()
+        if len(body) > limit:
+            raise too_large
+    if not body:
+        raise HTTPException(422, detail="the upload is empty: send a photo")
+    return body, filename
+
+
+def _recognize(
+    pool: RecognizerPool,
+    settings: Settings,
+    client: ClientView,
+    data: bytes,
+    filename: str | None,
+) -> dict[str, Any]:
+    """Runs in a worker thread: the upload goes to a private temporary file (the project's
+    safe reader takes a path), is read with its limits, and is deleted."""
+    try:
+        with session_scope(settings.database_url) as session:
+            order = search_order(session, client.domain)
+    except DomainError as gone:  # the token's domain was removed since it was issued
+        raise HTTPException(409, detail=str(gone)) from gone
+    handle, temporary = tempfile.mkstemp(prefix="facerec-upload-", suffix=_upload_suffix(filename))
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+
+        def answer(recognizer: Recognizer) -> dict[str, Any]:
+            result = recognizer.recognize_image(Path(temporary))
+            result["galleries"] = [
+                {
+                    "domain": gallery.domain,
+                    "version": gallery.version,
+                    "operating_point": gallery.operating_point.to_dict()
+                    if gallery.operating_point
+                    else None,
+                }
+                for gallery in recognizer.galleries
+            ]
+            if recognizer.skipped:
+                result["skipped"] = list(recognizer.skipped)
+            return result
+
+        try:
+            result = pool.use(order, answer)
+        except ImageRejected as rejected:
+            status = 413 if rejected.reason == "image_too_large" else 422
+            raise HTTPException(status, detail=str(rejected)) from rejected
+        except (NoGallery, DomainError) as missing:
+            raise HTTPException(409, detail=str(missing)) from missing
+        except (GalleryDamaged, ModelWeightsMissing, ValueError) as broken:
+            raise HTTPException(503, detail=str(broken)) from broken
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    return {
+        "image": _public_name(filename),
+        "domain": client.domain,
+        "search_order": order,
+        **{key: value for key, value in result.items() if key != "image"},
+    }

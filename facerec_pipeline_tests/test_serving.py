@@ -1,0 +1,381 @@
+"""`facerec serve`'s HTTP service, on real galleries built by `facerec run`: two folder domains
+(alpha: Obama and Eileen Collins; beta: Biden and Eileen Collins) and gamma, which inherits alpha
+and has no gallery of its own; one token each."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+from facerec_pipeline.cli.main import cli
+from facerec_pipeline.core.images import image_files
+from facerec_pipeline.core.recognition.recognizer import Recognizer
+from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.gallery.promotion import rollback
+from facerec_pipeline.resources import face_engine_resource
+from facerec_pipeline.serving.app import create_app
+from facerec_pipeline.serving.clients import add_client, revoke_client
+from facerec_pipeline.settings import Settings
+from facerec_pipeline.stats import domain_stats
+from facerec_pipeline_tests.conftest import build_folder, cli_env
+
+OBAMA = {"barack_obama": {"full_name": "Barack Obama", "wikidata_id": "Q76"}}
+
+
+class World:
+    """The storage root, the `facerec` CLI on it, the domains' folders and tokens."""
+
+    def __init__(self, base: Path, models_dir: Path):
+        self.env = cli_env(base, models_dir)
+        self.runner = CliRunner()
+        storage = base / "storage"
+        self.settings = Settings(storage, f"sqlite:///{storage / 'facerec.db'}")
+        self.folders: dict[str, Path] = {}
+        self.tokens: dict[str, str] = {}
+
+    def facerec(self, *args: str):
+        result = self.runner.invoke(cli, list(args), env=self.env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result
+
+    def auth(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, models_dir, photos, composed) -> World:
+    base = tmp_path_factory.mktemp("serving")
+    world = World(base, models_dir)
+    world.folders = {
+        "alpha": build_folder(
+            base / "alpha",
+            {
+                "barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
+                "eileen_collins": [composed["astronaut.png"]],
+            },
+            mapping=OBAMA,
+        ),
+        "beta": build_folder(
+            base / "beta",
+            {"joe_biden": [photos / "biden.jpg"], "eileen_collins": [composed["astronaut.png"]]},
+        ),
+        "gamma": base / "gamma",
+    }
+    world.folders["gamma"].mkdir()
+    for code, folder in world.folders.items():
+        inherit = ["--inherit", "alpha"] if code == "gamma" else []
+        world.facerec(
+            *("domains", "add", code, "--name", code.title(), "--source", "folder"),
+            *("--path", str(folder), *inherit),
+        )
+    world.facerec("run", "--domain", "alpha")
+    world.facerec("run", "--domain", "beta")
+    with session_scope(world.settings.database_url) as session:
+        for code in ("alpha", "beta", "gamma"):
+            world.tokens[code] = add_client(session, f"app-{code}", code)
+        world.tokens["revoked"] = add_client(session, "app-revoked", "alpha")
+        revoke_client(session, "app-revoked")
+    return world
+
+
+def wait_ready(get, seconds: float = 120) -> dict:
+    deadline = time.monotonic() + seconds
+    while True:
+        response = get("/readyz")
+        if response.status_code == 200:
+            return response.json()
+        assert response.status_code == 503 and response.json()["detail"]
+        assert time.monotonic() < deadline, response.json()
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def client(world):
+    with TestClient(create_app(world.settings)) as test_client:
+        ready = wait_ready(test_client.get)
+        assert ready["domains"] == {
+            "alpha": [{"domain": "alpha", "version": 1}],
+            "beta": [{"domain": "beta", "version": 1}],
+        }
+        yield test_client
+
+
+def post_photo(client, world, who: str, photo: Path):
+    with photo.open("rb") as file:
+        return client.post(
+            "/v1/recognize",
+            headers=world.auth(who),
+            files={"file": (photo.name, file, "image/jpeg")},
+        )
+
+
+def test_recognize_answers_as_the_recognizer_does(client, world, photos):
+    recognizer = Recognizer.for_domains(
+        world.settings,
+        ["alpha"],
+        default_config=face_engine_resource(world.settings).engine_config,
+    )
+    expected = recognizer.recognize_image(photos / "obama3.jpg")
+    assert expected["faces"][0]["identity"]["person"] == "Barack Obama"
+
+    multipart = post_photo(client, world, "alpha", photos / "obama3.jpg")
+    assert multipart.status_code == 200, multipart.text
+    answer = multipart.json()
+    assert answer["faces"] == json.loads(json.dumps(expected["faces"]))
+    assert answer["image"] == "obama3.jpg"  # the client's name for it, never a server path
+    assert answer["domain"] == "alpha" and answer["search_order"] == ["alpha"]
+    (gallery,) = answer["galleries"]
+    assert gallery["domain"] == "alpha" and gallery["version"] == 1
+    assert gallery["operating_point"]["threshold"] == answer["faces"][0]["decision"]["threshold"]
+
+    raw = client.post(
+        "/v1/recognize",
+        headers={**world.auth("alpha"), "Content-Type": "image/jpeg"},
+        content=(photos / "obama3.jpg").read_bytes(),
+    )
+    assert raw.status_code == 200, raw.text
+    assert raw.json()["faces"] == answer["faces"] and raw.json()["image"] is None
+    # Uploads are written to a private temporary file, deleted after the answer.
+    assert not glob.glob(os.path.join(tempfile.gettempdir(), "facerec-upload-*"))
+
+
+def test_a_token_reaches_its_own_domain_only(client, world, photos):
+    # Biden is enrolled in beta only: alpha's client never gets his name, beta's does.
+    from_alpha = post_photo(client, world, "alpha", photos / "biden.jpg")
+    assert from_alpha.status_code == 200, from_alpha.text
+    assert "Joe Biden" not in from_alpha.text and "beta" not in from_alpha.text
+    assert from_alpha.json()["faces"][0]["identity"] is None
+    from_beta = post_photo(client, world, "beta", photos / "biden.jpg")
+    assert from_beta.json()["faces"][0]["identity"]["person"] == "Joe Biden"
+
+    # There is no domain parameter to widen the search.
+    sneaky = client.post(
+        "/v1/recognize?domain=beta",
+        headers=world.auth("alpha"),
+        files={"file": ("biden.jpg", (photos / "biden.jpg").read_bytes(), "image/jpeg")},
+    )
+    assert "Joe Biden" not in sneaky.text
+
+    # gamma inherits alpha: its search order lists both, with what serves each.
+    listed = client.get("/v1/domains", headers=world.auth("gamma")).json()
+    assert listed["domain"] == "gamma" and listed["client"] == "app-gamma"
+    assert [(d["domain"], d["gallery_version"]) for d in listed["search_order"]] == [
+        ("gamma", None),
+        ("alpha", 1),
+    ]
+    # ...but without a production gallery of its own it cannot recognize yet.
+    missing = post_photo(client, world, "gamma", photos / "obama3.jpg")
+    assert missing.status_code == 409
+    assert "facerec run --domain gamma" in missing.json()["detail"]
+
+
+def test_stats_of_the_tokens_own_domain_only(client, world):
+    own = client.get("/v1/domains/alpha/stats", headers=world.auth("alpha"))
+    assert own.status_code == 200, own.text
+    with session_scope(world.settings.database_url) as session:
+        expected = domain_stats(session, "alpha")
+    figures = own.json()
+    assert figures["domain"] == "alpha"
+    assert figures["faces_accepted"] == expected["faces_accepted"] == 3
+    assert figures["production_gallery"]["version"] == 1
+    for other in ("beta", "nowhere"):
+        refused = client.get(f"/v1/domains/{other}/stats", headers=world.auth("alpha"))
+        assert refused.status_code == 403 and "alpha" in refused.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer frc_unknown"}, {"Authorization": "Basic YTpi"}, "revoked"],
+)
+def test_missing_unknown_or_revoked_tokens_get_401(client, world, photos, headers):
+    if headers == "revoked":
+        headers = world.auth("revoked")
+    for response in (
+        client.post(
+            "/v1/recognize",
+            headers={**headers, "Content-Type": "image/jpeg"},
+            content=(photos / "obama3.jpg").read_bytes(),
+        ),
+        client.get("/v1/domains", headers=headers),
+        client.get("/v1/domains/alpha/stats", headers=headers),
+    ):
+        assert response.status_code == 401, response.text
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert response.json()["detail"]
+
+
+def test_unusable_uploads_get_clear_4xx(client, world, photos, composed, monkeypatch):
+    def post(content: bytes, content_type: str):
+        return client.post(
+            "/v1/recognize",
+            headers={**world.auth("alpha"), "Content-Type": content_type},
+            content=content,
+        )
+
+    not_image = post(b"hello, not a photo", "image/jpeg")
+    assert not_image.status_code == 422
+    assert not_image.json()["detail"].startswith("unreadable_image")
+    corrupt = post_photo(client, world, "alpha", composed["corrupt.jpg"])
+    assert corrupt.status_code == 422 and "unreadable_image" in corrupt.json()["detail"]
+    assert post(b"hello", "text/plain").status_code == 415
+    assert post(b"", "image/png").status_code == 422
+    no_file = client.post(
+        "/v1/recognize",
+        headers=world.auth("alpha"),
+        files={"photo": ("obama3.jpg", b"\xff\xd8", "image/jpeg")},
+    )
+    assert no_file.status_code == 422 and "`file`" in no_file.json()["detail"]
+    form = client.post("/v1/recognize", headers=world.auth("alpha"), data={"file": "a name"})
+    assert form.status_code == 415  # a urlencoded form carries no photo
+    # A photo without a face: 200 with no faces, as `facerec recognize` answers.
+    blank = post_photo(client, world, "alpha", composed["blank.jpg"])
+    assert blank.status_code == 200 and blank.json()["faces"] == []
+    # Over the reader's pixel limit: 413 with its message.
+    monkeypatch.setattr(image_files, "MAX_IMAGE_PIXELS", 10_000)
+    huge = post_photo(client, world, "alpha", photos / "obama3.jpg")
+    assert huge.status_code == 413 and "limit 10000" in huge.json()["detail"]
+
+
+def test_uploads_over_the_byte_limit_get_413(world, photos):
+    photo = (photos / "obama3.jpg").read_bytes()
+    small = TestClient(create_app(world.settings, max_upload_bytes=len(photo) - 1, warm=False))
+    raw = small.post(
+        "/v1/recognize",
+        headers={**world.auth("alpha"), "Content-Type": "image/jpeg"},
+        content=photo,
+    )
+    assert raw.status_code == 413 and "byte limit" in raw.json()["detail"]
+    multipart = small.post(
+        "/v1/recognize",
+        headers=world.auth("alpha"),
+        files={"file": ("obama3.jpg", photo, "image/jpeg")},
+    )
+    assert multipart.status_code == 413
+
+
+def test_health_readiness_and_docs(world):
+    app = TestClient(create_app(world.settings, warm=False))
+    assert app.get("/healthz").json() == {"status": "ok"}
+    # Nothing loaded yet: not ready, with the reason; loading starts and then it is ready.
+    first = app.get("/readyz")
+    assert first.status_code == 503 and first.json()["detail"].startswith("loading")
+    assert set(wait_ready(app.get)["domains"]) == {"alpha", "beta"}
+    paths = app.get("/openapi.json").json()["paths"]
+    assert {"/v1/recognize", "/v1/domains", "/v1/domains/{code}/stats", "/healthz"} <= set(paths)
+    assert app.get("/docs").status_code == 200
+
+
+@contextmanager
+def real_serve(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """The real `facerec serve` as a subprocess on a free 127.0.0.1 port, yielded as its URL
+    once /readyz answers 200; stopped (terminate, then kill) when the block ends."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = log_path.open("w+")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "facerec_pipeline.cli.main", "serve", "--port", str(port)],
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, log_path.read_text()
+            try:
+                if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+        log.close()
+
+
+def test_the_real_command_serves_over_http(world, photos, tmp_path):
+    with (
+        real_serve(world.env, tmp_path / "serve.log") as url,
+        (photos / "obama3.jpg").open("rb") as photo,
+    ):
+        answer = requests.post(
+            f"{url}/v1/recognize",
+            headers=world.auth("alpha"),
+            files={"file": ("obama3.jpg", photo, "image/jpeg")},
+            timeout=60,
+        )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["faces"][0]["identity"]["person"] == "Barack Obama"
+
+
+def test_a_new_version_and_a_rollback_serve_without_restart(client, world, photos):
+    """Last: it publishes beta v2 (beta also enrols Obama), then rolls back to v1."""
+
+    def obama_from_beta():
+        answer = post_photo(client, world, "beta", photos / "obama3.jpg")
+        assert answer.status_code == 200, answer.text
+        answer = answer.json()
+        identity = answer["faces"][0]["identity"]
+        return answer["galleries"][0]["version"], identity and identity["person"]
+
+    assert obama_from_beta() == (1, None)
+    build_folder(
+        world.folders["beta"],
+        {"barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"]},
+        mapping=OBAMA,
+    )
+    # Requests keep coming while the new version is built and published: none may fail.
+    answers, failures, stop = [], [], threading.Event()
+
+    def keep_asking():
+        while not stop.is_set():
+            try:
+                answers.append(obama_from_beta())
+            except Exception as failure:  # noqa: BLE001 - a failed request is what is counted
+                failures.append(repr(failure))
+
+    askers = [threading.Thread(target=keep_asking) for _ in range(2)]
+    for asker in askers:
+        asker.start()
+    try:
+        world.facerec("run", "--domain", "beta")
+        deadline = time.monotonic() + 60
+        while (2, "Barack Obama") not in answers[-2:] and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        for asker in askers:
+            asker.join(timeout=60)
+    assert failures == []
+    assert len(answers) >= 4 and set(answers) <= {(1, None), (2, "Barack Obama")}
+    assert answers[0] == (1, None) and answers[-1] == (2, "Barack Obama")
+    assert obama_from_beta() == (2, "Barack Obama")
+    with session_scope(world.settings.database_url) as session:
+        rollback(session, world.settings, "beta", 1)
+    assert obama_from_beta() == (1, None)
+    listed = client.get("/v1/domains", headers=world.auth("beta")).json()
+    assert listed["search_order"][0]["gallery_version"] == 1
