@@ -10,7 +10,8 @@ from facerec_pipeline.resources import FacerecStorage
 from facerec_pipeline.run_events import record_run
 from facerec_pipeline.run_recovery import recover_dead_runs
 
-RUNS_PER_TICK = 100
+RUNS_PER_TICK = 500
+OVERLAP_SECONDS = 60.0
 
 
 @dg.sensor(
@@ -20,11 +21,14 @@ RUNS_PER_TICK = 100
     "ran it, from the run's own events: per-stage counts and seconds, status, error.",
 )
 def run_history_sensor(context: dg.SensorEvaluationContext, facerec: FacerecStorage):
-    """Runs whose status changed since the cursor (an update timestamp), oldest first. A row is
-    rewritten whole from the events, so a run seen twice is written the same way twice."""
+    """Runs whose status changed since the cursor (an update timestamp), oldest first, read
+    again over the last OVERLAP_SECONDS: Dagster stamps an update with its event's time, which
+    can be committed after a later-stamped one was read. A row is rewritten whole from the
+    events, so a run seen twice is written the same way twice."""
     after = float(context.cursor) if context.cursor else 0.0
+    since = datetime.fromtimestamp(max(0.0, after - OVERLAP_SECONDS), UTC)
     records = context.instance.get_run_records(
-        filters=dg.RunsFilter(updated_after=datetime.fromtimestamp(after, UTC)),
+        filters=dg.RunsFilter(updated_after=since),
         order_by="update_timestamp",
         ascending=True,
         limit=RUNS_PER_TICK,

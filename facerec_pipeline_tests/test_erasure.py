@@ -45,7 +45,7 @@ def test_erase_a_person_everywhere(facerec, tmp_path, photos, composed, models_d
     db = storage / "facerec.db"
     settings = Settings(storage_dir=storage, database_url=f"sqlite:///{db}")
     engine = FaceEngine(EngineConfig(), models_dir)
-    before = Recognizer([load_prod_gallery(settings, "demo")], engine)
+    before = Recognizer([load_prod_gallery(settings, "demo")], engine, settings=settings)
     assert before.recognize_image(photos / "biden.jpg")["faces"][0]["identity"]["person"] == (
         "Joe Biden"
     )
@@ -94,6 +94,8 @@ def test_erase_a_person_everywhere(facerec, tmp_path, photos, composed, models_d
     # The recognizer no longer names them; the others are still recognized.
     after = Recognizer([load_prod_gallery(settings, "demo")], engine)
     assert after.recognize_image(photos / "biden.jpg")["faces"][0]["identity"] is None
+    # A recognizer loaded before the erasure (a running `facerec serve`) stops naming them too.
+    assert before.recognize_image(photos / "biden.jpg")["faces"][0]["identity"] is None
     obama = after.recognize_image(photos / "obama3.jpg")["faces"][0]["identity"]
     assert obama["person"] == "Barack Obama"
     # The folder is still there: a refresh does not bring them back.

@@ -232,6 +232,9 @@ def test_unusable_uploads_get_clear_4xx(client, world, photos, composed, monkeyp
     assert not_image.json()["detail"].startswith("unreadable_image")
     corrupt = post_photo(client, world, "alpha", composed["corrupt.jpg"])
     assert corrupt.status_code == 422 and "unreadable_image" in corrupt.json()["detail"]
+    for refused in (not_image, corrupt):  # no server path in what a client reads
+        detail = refused.json()["detail"]
+        assert tempfile.gettempdir() not in detail and str(world.settings.storage_dir) not in detail
     assert post(b"hello", "text/plain").status_code == 415
     assert post(b"", "image/png").status_code == 422
     no_file = client.post(

@@ -43,8 +43,8 @@ def scrub_dagster_runs(instance, code: str, needles: list[str]) -> int:
         instance.delete_run(run_id)
         try:
             instance.compute_log_manager.delete_logs(prefix=[run_id])
-        except Exception:  # noqa: BLE001 - a log manager that cannot delete keeps its logs
-            pass
+        except Exception as error:  # noqa: BLE001 - a log manager that cannot delete keeps them
+            click.echo(f"warning: the compute logs of run {run_id} were kept ({error})", err=True)
         for shard in (Path(instance.root_directory) / "history" / "runs").glob(f"{run_id}.db*"):
             shard.unlink()
     if doomed:
@@ -57,8 +57,10 @@ def scrub_dagster_runs(instance, code: str, needles: list[str]) -> int:
                         AssetCheckExecutionsTable.c.run_id.in_(doomed)
                     )
                 )
-        except Exception:  # noqa: BLE001 - storages without that table keep nothing more
-            pass
+        except Exception as error:  # noqa: BLE001 - storages without that table keep nothing more
+            click.echo(
+                f"warning: Dagster's check results of those runs were kept ({error})", err=True
+            )
     return len(doomed)
 
 
@@ -118,28 +120,33 @@ def erase(code: str, person: str, yes: bool, operator: str | None) -> None:
     )
     version, outcome = None, "domain inactive: no version rebuilt"
     failed = False
-    if active:
-        register_partition(settings, code)
-        run = run_domain(settings, code, instance=instance, echo=click.echo)
+    try:
+        if active:
+            register_partition(settings, code)
+            run = run_domain(settings, code, instance=instance, echo=click.echo)
+            with session_scope(settings.database_url) as session:
+                serving = serving_row(session, code)
+                version = serving.version if serving else None
+            if run.success:
+                outcome = f"run {run.run_id} published v{version}"
+            else:
+                failed = True
+                outcome = f"run {run.run_id} failed: " + "; ".join(run.failures)
+    except BaseException as error:  # the rows are gone already: Dagster's records still go
+        failed, outcome = True, f"the rebuild did not finish: {type(error).__name__}: {error}"
+        raise
+    finally:
+        runs_deleted = scrub_dagster_runs(instance, code, result.needles)
         with session_scope(settings.database_url) as session:
-            serving = serving_row(session, code)
-            version = serving.version if serving else None
-        if run.success:
-            outcome = f"run {run.run_id} published v{version}"
-        else:
-            failed = True
-            outcome = f"run {run.run_id} failed: " + "; ".join(run.failures)
-    runs_deleted = scrub_dagster_runs(instance, code, result.needles)
-    with session_scope(settings.database_url) as session:
-        record_outcome(
-            session,
-            result.erasure_id,
-            version,
-            outcome[:2000],
-            dagster_runs_deleted=runs_deleted,
-        )
-    _vacuum_all(settings, home)
-    click.echo(f"dagster runs that named them deleted: {runs_deleted}")
+            record_outcome(
+                session,
+                result.erasure_id,
+                version,
+                outcome[:2000],
+                dagster_runs_deleted=runs_deleted,
+            )
+        _vacuum_all(settings, home)
+        click.echo(f"dagster runs that named them deleted: {runs_deleted}")
     if failed:
         click.echo(
             f"{shown!r} is erased from every stored version (v{version} serves without them), "

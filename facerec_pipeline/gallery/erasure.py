@@ -162,7 +162,13 @@ def scrub_batch(batch_dir: Path, normalized_name: str) -> tuple[int, bool]:
     if not keep:
         shutil.rmtree(batch_dir)
         return removed, True
-    matrix = np.load(batch_dir / "embeddings.npy", allow_pickle=False)[keep]
+    matrix = np.load(batch_dir / "embeddings.npy", allow_pickle=False)
+    if matrix.shape[0] == len(faces):
+        matrix = matrix[keep]
+    elif matrix.shape[0] != len(keep):  # len(keep): an erasure that died here wrote it already
+        raise ValueError(
+            f"{batch_dir}: embeddings.npy has {matrix.shape[0]} rows, faces.json {len(faces)}"
+        )
     kept = [dict(faces[i], row=row) for row, i in enumerate(keep)]
     order = list(dict.fromkeys(face["normalized_name"] for face in kept))
     position = {name: i for i, name in enumerate(order)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -37,6 +38,7 @@ from facerec_pipeline.domains.registry import DomainError, list_domains, search_
 from facerec_pipeline.serving.clients import ClientView, authenticate
 from facerec_pipeline.settings import Settings
 
+LOG = logging.getLogger("facerec.serve")
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the photo
 RAW_TYPES = ("image/", "application/octet-stream")
@@ -235,14 +237,17 @@ def create_app(
         try:
             wanted = pool.serving_domains()
         except Exception as error:  # the database itself is unavailable
-            return JSONResponse({"detail": f"database unavailable: {error}"}, 503)
+            LOG.error(f"/readyz: database unavailable: {error}")
+            return JSONResponse({"detail": "database unavailable (the server log says why)"}, 503)
         loaded = pool.loaded()
         failed = {code: pool.failures[code] for code in wanted if code in pool.failures}
         missing = sorted(code for code in wanted if code not in loaded and code not in failed)
         if failed or missing or pool.warming:
             pool.warm_in_background()  # a domain fixed or published since is loaded again
         if failed:
-            reasons = "; ".join(f"{code}: {why}" for code, why in sorted(failed.items()))
+            reasons = "; ".join(
+                f"{code}: {public(why, settings)}" for code, why in sorted(failed.items())
+            )
             return JSONResponse({"detail": f"cannot load: {reasons}"}, 503)
         if missing or pool.warming:
             waiting = ", ".join(missing) or "the face engine"
@@ -373,6 +378,18 @@ async def _read_upload(request: Request, limit: int) -> tuple[bytes, str | None]
     return body, filename
 
 
+def public(message: str, settings: Settings) -> str:
+    """A message fit for a client: the server's storage root and temporary folder named, not
+    shown."""
+    for folder, name in (
+        (str(settings.storage_dir.resolve()), "<storage>"),
+        (str(settings.storage_dir), "<storage>"),
+        (tempfile.gettempdir(), "<tmp>"),
+    ):
+        message = message.replace(folder, name)
+    return message
+
+
 def _recognize(
     pool: RecognizerPool,
     settings: Settings,
@@ -412,11 +429,12 @@ def _recognize(
             result = pool.use(order, answer)
         except ImageRejected as rejected:
             status = 413 if rejected.reason == "image_too_large" else 422
-            raise HTTPException(status, detail=str(rejected)) from rejected
+            detail = str(rejected).replace(temporary, filename or "the upload")
+            raise HTTPException(status, detail=public(detail, settings)) from rejected
         except (NoGallery, DomainError) as missing:
-            raise HTTPException(409, detail=str(missing)) from missing
+            raise HTTPException(409, detail=public(str(missing), settings)) from missing
         except (GalleryDamaged, ModelWeightsMissing, ValueError) as broken:
-            raise HTTPException(503, detail=str(broken)) from broken
+            raise HTTPException(503, detail=public(str(broken), settings)) from broken
     finally:
         Path(temporary).unlink(missing_ok=True)
     return {

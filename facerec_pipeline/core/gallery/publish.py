@@ -63,6 +63,9 @@ class LoadedGallery:
     faces: list[dict[str, Any]] = field(default_factory=list)  # per row; loaded on request
     index: Any = None  # a faiss index for large galleries
     operating_point: OperatingPoint | None = None  # from the production pointer
+    # The sha256 of its files when loaded (from its row): a version rewritten in place (an
+    # erasure) is told apart from the copy in memory.
+    checksums: dict[str, str] | None = None
 
     @cached_property
     def person_starts(self) -> np.ndarray:

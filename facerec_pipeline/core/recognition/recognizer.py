@@ -70,6 +70,7 @@ def load_version(settings: Settings, pointer: dict[str, Any]) -> LoadedGallery:
         checksums=pointer.get("file_checksums"),
     )
     gallery.operating_point = OperatingPoint.from_dict(pointer["operating_point"])
+    gallery.checksums = pointer.get("file_checksums")
     return gallery
 
 
@@ -222,16 +223,24 @@ class Recognizer:
         return recognizer
 
     def refresh(self) -> list[str]:
-        """Reload every gallery whose domain the database now says another version serves;
-        returns the domains reloaded. Costs one small query per domain. A new version that is
-        damaged is not loaded: the loaded one keeps answering, and `notes` says why."""
+        """Reload every gallery whose domain the database now says another version serves, or
+        whose serving version's files were rewritten in place (an erasure); drop one whose
+        domain nothing serves any more. Returns the domains reloaded or dropped. Costs one small
+        query per domain. A new version that is damaged is not loaded: the loaded one keeps
+        answering, and `notes` says why."""
         if self.settings is None:
             return []
-        reloaded = []
+        reloaded, gone = [], []
         for position, gallery in enumerate(self.galleries):
             try:
                 pointer = serving_pointer(self.settings, gallery.domain)
-                if pointer is not None and int(pointer["version"]) != gallery.version:
+                if pointer is None:  # nothing serves the domain any more: it names no one
+                    gone.append(gallery)
+                    continue
+                if (
+                    int(pointer["version"]) != gallery.version
+                    or pointer.get("file_checksums") != gallery.checksums
+                ):
                     if pointer["model_config"] != self.engine.config.model_key:
                         note = (
                             f"v{pointer['version']} of {gallery.domain!r} was built with "
@@ -246,6 +255,10 @@ class Recognizer:
             except (GalleryDamaged, NoGallery) as damaged:
                 note = f"{damaged} Meanwhile v{gallery.version} answers."
                 self.notes = [*[n for n in self.notes if n != note], note]
+        for gallery in gone:
+            self.galleries = [kept for kept in self.galleries if kept is not gallery]
+            self.notes.append(f"no version of {gallery.domain!r} serves any more")
+            reloaded.append(gallery.domain)
         return reloaded
 
     def identify(
