@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from facerec_pipeline.core.gallery.publish import serving_row
 from facerec_pipeline.db.models import (
     Domain,
     Face,
-    Gallery,
     GalleryFace,
     Image,
     Person,
@@ -161,7 +161,7 @@ def domain_stats(session: Session, code: str, serp_cost_per_call: float = 0.015)
             present_faces.c.status == "accepted"
         )
     )
-    prod = session.scalar(select(Gallery).where(Gallery.domain == code, Gallery.is_prod))
+    prod = serving_row(session, code)
     gallery: dict[str, Any] | None = None
     if prod is not None:
         quarantined = dict(
@@ -245,7 +245,8 @@ def domain_skips(session: Session, code: str) -> list[dict[str, Any]]:
         }
         for row in faces
     ]
-    prod = session.scalar(select(Gallery.id).where(Gallery.domain == code, Gallery.is_prod))
+    serving = serving_row(session, code)
+    prod = serving.id if serving is not None else None
     quarantined = session.execute(
         select(
             Image.person_id,

@@ -18,6 +18,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
+from collections.abc import Callable
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -272,42 +273,64 @@ def backup_database(database_url: str, backups_dir: Path, now: datetime | None =
             f"no database at {source}: nothing backed up, existing backups untouched (check "
             "DATABASE_URL and FACEREC_STORAGE_DIR)"
         )
-    now = now or datetime.now(UTC)
-    folder = database_backups_dir(database_url, backups_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"facerec-{now.strftime(STAMP)}.db"
-    partial = target.with_suffix(".partial")
-    partial.unlink(missing_ok=True)
-    try:
-        _checked_copy(source, partial)
-    except BackupError as error:
-        partial.unlink(missing_ok=True)
-        if not any(folder.iterdir()):
-            folder.rmdir()
-        raise BackupError(f"{error}; nothing backed up, existing backups untouched") from error
-    partial.replace(target)
-    (folder / SOURCE_NOTE).write_text(f"{source.resolve()}\n")
-    return target
+    return _write_backup(
+        database_url,
+        backups_dir,
+        now,
+        ".db",
+        lambda partial: _checked_copy(source, partial),
+        source=str(source.resolve()),
+    )
 
 
 def _backup_postgres(database_url: str, backups_dir: Path, now: datetime | None) -> Path:
+    def dump(partial: Path) -> None:
+        _dump_postgres(database_url, partial)
+        check_dump_file(partial)
+
+    identity = _postgres_identity(database_url)
+    return _write_backup(
+        database_url,
+        backups_dir,
+        now,
+        DUMP_SUFFIX,
+        dump,
+        source=identity,
+        partial_shown_as=identity,
+    )
+
+
+def _write_backup(
+    database_url: str,
+    backups_dir: Path,
+    now: datetime | None,
+    suffix: str,
+    write: Callable[[Path], None],
+    source: str,
+    partial_shown_as: str | None = None,
+) -> Path:
+    """`write` a backup to a `.partial` file in the database's own folder, then give it its
+    dated name; a failed write leaves no file behind and no earlier backup touched. `source`
+    names the database (database.txt); `partial_shown_as` replaces the partial file's path in
+    an error."""
     now = now or datetime.now(UTC)
     folder = database_backups_dir(database_url, backups_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"facerec-{now.strftime(STAMP)}{DUMP_SUFFIX}"
+    target = folder / f"facerec-{now.strftime(STAMP)}{suffix}"
     partial = target.with_suffix(".partial")
     partial.unlink(missing_ok=True)
     try:
-        _dump_postgres(database_url, partial)
-        check_dump_file(partial)
+        write(partial)
     except BackupError as error:
         partial.unlink(missing_ok=True)
         if not any(folder.iterdir()):
             folder.rmdir()
-        shown = str(error).replace(str(partial), _postgres_identity(database_url))
+        shown = str(error)
+        if partial_shown_as is not None:
+            shown = shown.replace(str(partial), partial_shown_as)
         raise BackupError(f"{shown}; nothing backed up, existing backups untouched") from error
     partial.replace(target)
-    (folder / SOURCE_NOTE).write_text(f"{_postgres_identity(database_url)}\n")
+    (folder / SOURCE_NOTE).write_text(f"{source}\n")
     return target
 
 

@@ -21,6 +21,7 @@ from facerec_pipeline.core.gallery.publish import (
     next_batch_number,
     ordered_entries,
     served_paths,
+    serving_row,
     write_batches,
 )
 from facerec_pipeline.core.gallery.report import (
@@ -41,7 +42,6 @@ from facerec_pipeline.gallery.promotion import (
     latest_version,
     pin_holds,
     pin_message,
-    prod_version,
     promote,
     reconcile_prod_pointers,
     run_checks,
@@ -369,7 +369,7 @@ def production_gallery(
         candidate = latest_version(session, code)
         if candidate is None:
             raise dg.Failure(f"domain {code!r} has no gallery version", allow_retries=False)
-        current = prod_version(session, code)
+        current = serving_row(session, code)
         checks = candidate.checks or {}
         failed = sorted(name for name, result in checks.items() if not result["passed"])
         if candidate.status == "rejected" or failed or set(checks) != set(CHECK_NAMES):

@@ -43,10 +43,6 @@ def latest_version(session: Session, domain: str) -> Gallery | None:
     )
 
 
-def prod_version(session: Session, domain: str) -> Gallery | None:
-    return serving_row(session, domain)
-
-
 def promote(session: Session, settings: Settings, gallery: Gallery) -> None:
     """Make `gallery` the one production serves: the pointer file and the database agree. A
     version built before open-set calibration cannot serve (the recognizer would refuse it), nor
@@ -99,7 +95,7 @@ def reconcile_prod_pointers(
             pointer = read_prod_pointer(prod_dir)
         except GalleryDamaged:
             pointer = {"version": "damaged"}
-        serving = prod_version(session, domain.code)
+        serving = serving_row(session, domain.code)
         if serving is None:
             if pointer is not None:
                 moved = move_aside(prod_dir / POINTER_FILE)
@@ -202,7 +198,7 @@ def run_checks(
     candidate = latest_version(session, domain)
     if candidate is None:
         raise GalleryError(f"domain {domain!r} has no gallery version to check")
-    current = prod_version(session, domain)
+    current = serving_row(session, domain)
     other = current is not None and current.id != candidate.id
     previous_people: set[str] = set()
     if other:
@@ -285,7 +281,7 @@ def rollback(session: Session, settings: Settings, domain: str, to: int | None) 
     """Serve an earlier published version: `to`, or the newest one older than production (whose
     files must be intact). It stays pinned until `unpin` or a version built from new content."""
     domain_row = get_domain(session, domain)
-    current = prod_version(session, domain)
+    current = serving_row(session, domain)
     published = session.scalars(
         select(Gallery)
         .where(Gallery.domain == domain, Gallery.status.in_(SERVED))

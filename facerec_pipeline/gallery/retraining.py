@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from facerec_pipeline.core.gallery.publish import serving_row
 from facerec_pipeline.db.models import Domain, Face, GalleryFace, Image
-from facerec_pipeline.gallery.promotion import prod_version
 from facerec_pipeline.sources.interfaces import PhotoSource
 from facerec_pipeline.stats import domain_sourcing
 
@@ -78,7 +78,7 @@ def retrain_request(
     """The run a domain needs now, if any (`source`: the domain's, from
     SourcesResource.for_domain). Run keys name the pending work, so the same work is asked for
     once and new work always gets a new key."""
-    prod = prod_version(session, domain.code)
+    prod = serving_row(session, domain.code)
     if prod is None:
         return None  # never built: the registry sensor asks for the first run
     threshold = max(1, domain.retrain_min_new_faces)
