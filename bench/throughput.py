@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from bench.common import deepface_represent
@@ -15,7 +16,6 @@ from facerec_pipeline.core.faces.quality_gates import GateConfig
 from facerec_pipeline.core.faces.validation import (
     WorkerPool,
     embed_crops,
-    save_crop,
     validate_photos,
 )
 
@@ -33,7 +33,7 @@ def measure(engine: FaceEngine, photos: list[Path], work: Path, workers: int) ->
             for path, outcome in zip(photos, outcomes, strict=True):
                 if outcome.status == "accepted":
                     crops.append(work / f"{label}_{path.stem}.png")
-                    save_crop(outcome.face.crop_bgr, crops[-1])
+                    cv2.imwrite(str(crops[-1]), outcome.face.crop_bgr)
             vectors = np.stack(list(embed_crops(engine, crops, pool)))
             seconds = time.perf_counter() - start
         results[label] = {

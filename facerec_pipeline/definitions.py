@@ -12,13 +12,23 @@ from facerec_pipeline.gallery.assets import gallery, gallery_promotion_checks, p
 from facerec_pipeline.gallery.sensors import retraining_sensor
 from facerec_pipeline.jobs import domain_pipeline_job
 from facerec_pipeline.lineage.io_manager import StageTableIOManager
+from facerec_pipeline.previews.assets import previews
 from facerec_pipeline.raw_images.assets import raw_images
 from facerec_pipeline.resources import FacerecStorage, SourcesResource, face_engine_resource
 from facerec_pipeline.run_history_sensors import dead_run_recovery, run_history_sensor
 from facerec_pipeline.settings import Settings
 from facerec_pipeline.sources.web import env_config
+from facerec_pipeline.storage_audit.jobs import artifacts_verify_job, artifacts_verify_schedule
 
-ASSETS = [candidates, raw_images, detected_faces, face_embeddings, gallery, production_gallery]
+ASSETS = [
+    candidates,
+    raw_images,
+    detected_faces,
+    previews,
+    face_embeddings,
+    gallery,
+    production_gallery,
+]
 ASSET_CHECKS = [gallery_promotion_checks]
 
 
@@ -40,8 +50,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=ASSET_CHECKS,
-        jobs=[domain_pipeline_job, database_backup_job],
-        schedules=[database_backup_schedule],
+        jobs=[domain_pipeline_job, database_backup_job, artifacts_verify_job],
+        schedules=[database_backup_schedule, artifacts_verify_schedule],
         sensors=[
             domain_registry_sensor,
             domain_refresh_sensor,

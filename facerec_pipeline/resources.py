@@ -11,6 +11,7 @@ import pandas as pd
 from pydantic import PrivateAttr
 from sqlalchemy.orm import Session
 
+from facerec_pipeline.core.artifacts.store import ArtifactStore
 from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine
 from facerec_pipeline.core.faces.quality_gates import GateConfig
 from facerec_pipeline.core.faces.validation import WorkerPool
@@ -198,6 +199,7 @@ class SourcesResource(dg.ConfigurableResource):
                 photos_dir,
                 settings.relative,
                 inspection_cache=settings.cache_dir / "folder_scan" / f"{code}.json",
+                artifacts=ArtifactStore(settings),
             )
         if domain.source == "wikidata":
             query = WikidataQuery(
@@ -215,5 +217,6 @@ class SourcesResource(dg.ConfigurableResource):
                 wikidata_cache_dir=settings.cache_dir / "wikidata",
                 images_per_person=domain.images_per_person,
                 paid_budget=domain.serp_budget,
+                artifacts=ArtifactStore(settings),
             )
         raise SourceError(f"domain {code!r}: unknown source {domain.source!r}", retryable=False)

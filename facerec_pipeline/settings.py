@@ -153,6 +153,12 @@ class Settings:
     def batched_dir(self, domain: str) -> Path:
         return self.storage_dir / "recognized_faces_batched" / validate_domain_code(domain)
 
+    def previews_dir(self, domain: str) -> Path:
+        return self.storage_dir / "previews" / validate_domain_code(domain)
+
+    def reports_dir(self, domain: str) -> Path:
+        return self.storage_dir / "reports" / validate_domain_code(domain)
+
     def prod_dir(self, domain: str) -> Path:
         return self.storage_dir / "recognized_faces_prod" / validate_domain_code(domain)
 

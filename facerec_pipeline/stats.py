@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from facerec_pipeline.core.artifacts.failures import MAX_ATTEMPTS
 from facerec_pipeline.core.gallery.publish import serving_row
 from facerec_pipeline.db.models import (
     Domain,
@@ -15,6 +16,7 @@ from facerec_pipeline.db.models import (
     GalleryFace,
     Image,
     Person,
+    ProcessingFailure,
     SerpCall,
     SourceSkip,
 )
@@ -269,5 +271,23 @@ def domain_skips(session: Session, code: str) -> list[dict[str, Any]]:
             else None,
         }
         for row in quarantined
+    ]
+    found += [
+        # A photo a stage could not process: tried again on later runs up to MAX_ATTEMPTS.
+        {
+            "stage": failure.stage,
+            "person": names.get(failure.person_id),
+            "item": failure.item,
+            "reason": "processing_failed"
+            if failure.attempts < MAX_ATTEMPTS
+            else "processing_given_up",
+            "detail": f"{failure.error} (tried {failure.attempts} of {MAX_ATTEMPTS} times)",
+            "attempts": failure.attempts,
+        }
+        for failure in session.scalars(
+            select(ProcessingFailure)
+            .where(ProcessingFailure.domain == code)
+            .order_by(ProcessingFailure.id)
+        )
     ]
     return found

@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 from PIL import Image, ImageFilter
 
+from facerec_pipeline.core.artifacts.store import ArtifactStore
 from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine
 from facerec_pipeline.core.faces.weights import install_weights
 from facerec_pipeline.db.engine import session_scope
@@ -132,6 +133,14 @@ def add_folder_domain(settings: Settings, code: str, folder: Path, inherit: list
                 inherit_from=list(inherit),
             ),
         )
+
+
+@pytest.fixture
+def artifacts(settings: Settings, tmp_path: Path) -> ArtifactStore:
+    """The artifact store of `settings`, with a folder domain `demo` for its rows."""
+    (tmp_path / "demo_photos").mkdir(exist_ok=True)
+    add_folder_domain(settings, "demo", tmp_path / "demo_photos")
+    return ArtifactStore(settings)
 
 
 @pytest.fixture

@@ -276,6 +276,7 @@ def test_report_and_run_history(settings, two_domains):
         "candidates",
         "raw_images",
         "detected_faces",
+        "previews",
         "face_embeddings",
         "gallery",
         "production_gallery",

@@ -20,6 +20,7 @@ def test_definitions_snapshot(settings):
         "detected_faces",
         "face_embeddings",
         "gallery",
+        "previews",
         "production_gallery",
         "raw_images",
     ]
@@ -33,7 +34,11 @@ def test_definitions_snapshot(settings):
         "gallery:no_quality_drop",
         "gallery:not_shrunk",
     ]
-    assert sorted(job.name for job in defs.jobs) == ["database_backup_job", "domain_pipeline"]
+    assert sorted(job.name for job in defs.jobs) == [
+        "artifacts_verify_job",
+        "database_backup_job",
+        "domain_pipeline",
+    ]
     assert sorted(sensor.name for sensor in defs.sensors) == [
         "dead_run_recovery",
         "domain_refresh_sensor",
@@ -41,7 +46,10 @@ def test_definitions_snapshot(settings):
         "retraining_sensor",
         "run_history_sensor",
     ]
-    assert [schedule.name for schedule in defs.schedules] == ["database_backup_schedule"]
+    assert [schedule.name for schedule in defs.schedules] == [
+        "database_backup_schedule",
+        "artifacts_verify_schedule",
+    ]
     job = defs.resolve_job_def("domain_pipeline")
     assert job.partitions_def.name == "domain"
     assert sorted(defs.resources) == ["face_engine", "facerec", "sources", "stage_tables"]

@@ -91,6 +91,11 @@ def test_erase_a_person_everywhere(facerec, tmp_path, photos, composed, models_d
     needles = [b"joe_biden", b"Joe Biden", biden_sha.encode(), (photos / "biden.jpg").read_bytes()]
     assert files_mentioning(storage, needles) == []
     assert files_mentioning(tmp_path / "dagster", needles[:3]) == []
+    # Their previews went with their photos; every remaining file and row still agree.
+    assert rows(db, "SELECT count(*) FROM artifacts WHERE image_sha256 = ?", biden_sha) == [(0,)]
+    assert rows(db, "SELECT count(*) FROM artifacts WHERE stage = 'thumbnail_400'") == [(6,)]
+    verified = facerec("artifacts", "verify", "--domain", "demo")
+    assert verified.exit_code == 0, verified.output
     # The recognizer no longer names them; the others are still recognized.
     after = Recognizer([load_prod_gallery(settings, "demo")], engine)
     assert after.recognize_image(photos / "biden.jpg")["faces"][0]["identity"] is None

@@ -2,6 +2,7 @@
 a read-only data root, backups of two databases side by side, and small input mistakes. Each
 must end in the right answer or a one-line error naming what to fix, with nothing stored lost."""
 
+import json
 import os
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,6 @@ from facerec_pipeline.backups.database_backup import (
     prune_backups,
 )
 from facerec_pipeline.backups.jobs import database_backup_job
-from facerec_pipeline.core.gallery.publish import write_prod_pointer
 from facerec_pipeline.db.engine import dispose_engines, get_engine
 from facerec_pipeline.db.migrate import alembic_config, head_revision
 from facerec_pipeline.resources import FacerecStorage
@@ -93,10 +93,9 @@ def old_database(path: Path, revision: str, code: str) -> Path:
 # --- restore --------------------------------------------------------------------------------------
 def test_restore_of_an_older_backup_upgrades_it_and_keeps_the_replaced_database(facerec, tmp_path):
     add_domain(facerec, "current", tmp_path / "photos")
-    write_prod_pointer(
-        facerec.storage / "recognized_faces_prod" / "current",
-        {"version": 2, "batches": [], "model_config": "Dlib"},
-    )
+    pointer = facerec.storage / "recognized_faces_prod" / "current" / "gallery.json"
+    pointer.parent.mkdir(parents=True)  # a pointer the restored database does not know
+    pointer.write_text(json.dumps({"version": 2, "batches": [], "model_config": "Dlib"}))
     backup = old_database(tmp_path / "old.db", "0003", "restored")
 
     result = facerec("db", "restore", str(backup), "--yes")

@@ -125,7 +125,7 @@ def test_every_reader_turns_a_bomb_or_a_corrupt_file_into_a_rejection(
 
 
 def test_the_contact_sheet_draws_a_placeholder_for_a_photo_it_cannot_read(
-    source, composed, photos, tmp_path
+    source, composed, photos, tmp_path, artifacts
 ):
     rejected = [
         SheetItem(source["bomb"], "image_too_large"),
@@ -133,7 +133,8 @@ def test_the_contact_sheet_draws_a_placeholder_for_a_photo_it_cannot_read(
         SheetItem(tmp_path / "missing.jpg", "unreadable_image"),
     ]
     sheet_png = contact_sheet_png([SheetItem(photos / "obama.jpg", "barack_obama")], rejected)
-    files = write_report(tmp_path / "report", "# summary", sheet_png, sheet_png)
+    target = artifacts.settings.reports_dir("demo") / "gallery_v0001"
+    files = write_report(target, "# summary", sheet_png, sheet_png, artifacts, "demo", 1)
     assert files["report"].exists()
     with Image.open(files["contact_sheet"]) as sheet:
         sheet = sheet.convert("RGB")

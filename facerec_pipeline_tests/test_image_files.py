@@ -4,6 +4,7 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import select
 
 from facerec_pipeline.core.images import image_files
 from facerec_pipeline.core.images.image_files import (
@@ -18,6 +19,8 @@ from facerec_pipeline.core.images.image_files import (
     photo_path,
     store_content_addressed,
 )
+from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.db.models import Artifact
 
 
 def test_good_photo_facts(photos):
@@ -77,28 +80,42 @@ def test_perceptual_hash_is_the_one_already_stored_in_databases(photos):
         assert difference_hash(image) == hand_written(image), name
 
 
-def test_content_addressed_store_is_idempotent(photos, tmp_path):
+def test_content_addressed_store_is_idempotent(photos, settings, artifacts):
     facts = inspect_image(photos / "obama.jpg")
-    first = store_content_addressed(photos / "obama.jpg", tmp_path, facts.sha256)
-    second = store_content_addressed(photos / "obama.jpg", tmp_path, facts.sha256)
-    assert first == second == photo_path(tmp_path, facts.sha256, ".jpg")
-    assert first.relative_to(tmp_path).as_posix() == f"{facts.sha256[:2]}/{facts.sha256}.jpg"
-    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [first]
+    photos_dir = settings.training_dir("demo")
+    first = store_content_addressed(
+        photos / "obama.jpg", photos_dir, facts.sha256, artifacts, "demo"
+    )
+    second = store_content_addressed(
+        photos / "obama.jpg", photos_dir, facts.sha256, artifacts, "demo"
+    )
+    assert first == second == photo_path(photos_dir, facts.sha256, ".jpg")
+    assert first.relative_to(photos_dir).as_posix() == f"{facts.sha256[:2]}/{facts.sha256}.jpg"
+    assert [p for p in photos_dir.rglob("*") if p.is_file()] == [first]
+    with session_scope(settings.database_url) as session:
+        (row,) = session.scalars(select(Artifact))
+    assert (row.path, row.stage, row.sha256) == (settings.relative(first), "original", facts.sha256)
+    assert (row.width, row.height, row.size) == (facts.width, facts.height, facts.file_size)
 
 
-def test_every_photo_has_one_place_whatever_its_source(photos, tmp_path):
+def test_every_photo_has_one_place_whatever_its_source(photos, settings, artifacts):
     """A copied folder photo and a finished download of the same content land on the same
     photo_path; a path that is not a sha256 is refused."""
     facts = inspect_image(photos / "obama.jpg")
-    copied = store_content_addressed(photos / "obama.jpg", tmp_path, facts.sha256)
-    incoming = tmp_path / INCOMING_DIR / f"{facts.sha256}.jpg"
+    photos_dir = settings.training_dir("demo")
+    copied = store_content_addressed(
+        photos / "obama.jpg", photos_dir, facts.sha256, artifacts, "demo"
+    )
+    incoming = photos_dir / INCOMING_DIR / f"{facts.sha256}.jpg"
     incoming.parent.mkdir()
     shutil.copyfile(photos / "obama.jpg", incoming)
-    moved = move_content_addressed(incoming, tmp_path, facts.sha256)
+    moved = move_content_addressed(incoming, photos_dir, facts.sha256, artifacts, "demo")
     assert moved == copied and not incoming.exists()
-    assert move_content_addressed(incoming, tmp_path, facts.sha256) == copied  # lost a race
+    shutil.copyfile(photos / "obama.jpg", incoming)  # a second download of the same content
+    assert move_content_addressed(incoming, photos_dir, facts.sha256, artifacts, "demo") == copied
+    assert not incoming.exists()
     with pytest.raises(ValueError, match="sha256"):
-        photo_path(tmp_path, "../../etc/passwd", ".jpg")
+        photo_path(photos_dir, "../../etc/passwd", ".jpg")
 
 
 def test_inspection_cache_reads_only_new_or_changed_files(photos, tmp_path):

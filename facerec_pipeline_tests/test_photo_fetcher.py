@@ -29,17 +29,22 @@ def http():
     return PoliteSession("facerec-test/1.0 (ops@example.org)", sleep=lambda _: None)
 
 
-def fetcher(http, tmp_path, budget, target=2):
+def fetcher(http, artifacts, budget, target=2):
     serp = SerpApiImages(http, "secret-key", SERP, cost_per_call=0.01)
     return PhotoFetcher(
         http,
         CommonsClient(http, API),
-        tmp_path,
+        photos_dir(artifacts),
         str,
+        artifacts,
         target=target,
         paid_search=serp,
         budget=budget,
     )
+
+
+def photos_dir(artifacts):
+    return artifacts.settings.training_dir("demo")
 
 
 def biden(person_id=1, have=0):
@@ -47,7 +52,7 @@ def biden(person_id=1, have=0):
 
 
 @responses.activate
-def test_paid_search_tops_up_below_target_and_records_its_cost(http, tmp_path, photos):
+def test_paid_search_tops_up_below_target_and_records_its_cost(http, artifacts, photos):
     responses.get(API, json=fixture_json("commons_imageinfo.json", BASE))
     responses.get(
         f"{BASE}/upload/thumb/biden.jpg",
@@ -61,13 +66,13 @@ def test_paid_search_tops_up_below_target_and_records_its_cost(http, tmp_path, p
         content_type="image/jpeg",
     )
     budget = Budget(0.015)
-    result = fetcher(http, tmp_path, budget).fetch("demo", biden())
+    result = fetcher(http, artifacts, budget).fetch("demo", biden())
     assert [row["source"] for row in result.rows] == ["wikimedia_p18", "serp"]
     assert result.rows[1]["license_short_name"].startswith("unknown")
     # Downloads are stored as folder photos are: {sha256[:2]}/{sha256}{suffix}.
     for row in result.rows:
-        assert Path(row["file_path"]) == photo_path(tmp_path, row["sha256"], ".jpg")
-    assert not list((tmp_path / INCOMING_DIR).iterdir())
+        assert Path(row["file_path"]) == photo_path(photos_dir(artifacts), row["sha256"], ".jpg")
+    assert not list((photos_dir(artifacts) / INCOMING_DIR).iterdir())
     assert result.serp_calls == [
         {
             "provider": "serpapi_google_images",
@@ -78,13 +83,13 @@ def test_paid_search_tops_up_below_target_and_records_its_cost(http, tmp_path, p
     ]
     assert responses.calls[2].request.params["api_key"] == "secret-key"
     # The budget allows no second call: the next person below target is skipped with the reason.
-    again = fetcher(http, tmp_path, budget).fetch("demo", biden(person_id=2))
+    again = fetcher(http, artifacts, budget).fetch("demo", biden(person_id=2))
     assert [s.reason for s in again.skips] == ["serp_budget_exhausted"]
     assert again.serp_calls == [] and budget.spent == pytest.approx(0.01)
 
 
 @responses.activate
-def test_the_paid_search_budget_is_per_domain_per_calendar_month(http, tmp_path, photos, settings):
+def test_the_paid_search_budget_is_per_domain_per_calendar_month(http, artifacts, photos, settings):
     """Calls recorded earlier this month count against the domain's budget (last month's and
     another domain's do not), so a second run in the month cannot spend past it."""
     responses.get(API, json=fixture_json("commons_imageinfo.json", BASE))
@@ -97,11 +102,11 @@ def test_the_paid_search_budget_is_per_domain_per_calendar_month(http, tmp_path,
     )
     start, _ = month_bounds(datetime.now(UTC))
     with facerec.session() as session:
-        for code in ("demo", "other"):
-            spec = DomainSpec(
-                code, code, countries=["Q30"], occupations=["Q82955"], serp_budget=0.02
-            )
-            add_domain(session, spec)
+        get_domain(session, "demo").serp_budget = 0.02  # the `artifacts` fixture added it
+        spec = DomainSpec(
+            "other", "other", countries=["Q30"], occupations=["Q82955"], serp_budget=0.02
+        )
+        add_domain(session, spec)
         last_month = start - timedelta(seconds=1)
         earlier = [("demo", 0.01, start), ("demo", 0.5, last_month), ("other", 0.5, start)]
         session.add_all(
@@ -117,7 +122,7 @@ def test_the_paid_search_budget_is_per_domain_per_calendar_month(http, tmp_path,
         with facerec.session() as session:
             limit = get_domain(session, "demo").serp_budget
             budget = Budget(limit, already_spent=serp_spent_in_month(session, "demo"))
-        fetched = fetcher(http, tmp_path, budget).fetch("demo", biden(person_id))
+        fetched = fetcher(http, artifacts, budget).fetch("demo", biden(person_id))
         record_fetch(facerec, "demo", run_id, [], [], fetched.serp_calls)
         return fetched
 
@@ -135,15 +140,17 @@ def test_the_paid_search_budget_is_per_domain_per_calendar_month(http, tmp_path,
 
 
 @responses.activate
-def test_no_paid_search_for_people_at_target(http, tmp_path):
-    result = fetcher(http, tmp_path, Budget(1.0)).fetch("demo", biden(have=2))
+def test_no_paid_search_for_people_at_target(http, artifacts):
+    result = fetcher(http, artifacts, Budget(1.0)).fetch("demo", biden(have=2))
     assert result.rows == [] and result.serp_calls == [] and len(responses.calls) == 0
 
 
 @responses.activate
-def test_a_failing_person_is_recorded_and_the_next_one_is_fetched(http, tmp_path, photos):
+def test_a_failing_person_is_recorded_and_the_next_one_is_fetched(http, artifacts, photos):
     responses.get(API, status=403, body="forbidden")
-    plain = PhotoFetcher(http, CommonsClient(http, API), tmp_path, str, target=2)
+    plain = PhotoFetcher(
+        http, CommonsClient(http, API), photos_dir(artifacts), str, artifacts, target=2
+    )
     failed = plain.fetch("demo", biden())
     assert [(s.reason, s.source) for s in failed.skips] == [("fetch_failed", "wikimedia")]
     responses.replace(responses.GET, API, json=fixture_json("commons_imageinfo.json", BASE))

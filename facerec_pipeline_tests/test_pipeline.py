@@ -187,7 +187,7 @@ def test_lineage_names_run_code_version_and_inputs(built):
     declared = {
         a.key.to_user_string(): a.code_versions_by_key[a.key]
         for a in ASSETS
-        if a.key.to_user_string() != "production_gallery"
+        if a.key.to_user_string() not in ("previews", "production_gallery")
     }  # no table output: no IO manager
     assert dict(zip(lineage["asset_key"], lineage["code_version"], strict=True)) == declared
     gallery_inputs = json.loads(lineage["inputs"].iloc[-1])
@@ -227,6 +227,7 @@ def test_rerun_is_idempotent_then_picks_up_folder_changes(built, photos):
     assert metadata(again, "face_embeddings")["embedded_this_run"] == 0
     assert metadata(again, "gallery")["built_this_run"] is False
     assert metadata(again, "production_gallery")["published_this_run"] is False
+    assert metadata(again, "previews")["made_this_run"] == 0
     for asset in ("candidates", "raw_images", "detected_faces", "face_embeddings", "gallery"):
         meta = metadata(again, asset)  # the stage tables: nothing inserted or updated
         assert (meta["rows_inserted"], meta["rows_updated"]) == (0, 0), asset

@@ -145,6 +145,7 @@ def test_the_service_answers_from_postgres(on_postgres, photos):
     from facerec_pipeline.serving.app import create_app
     from facerec_pipeline.serving.clients import add_client
     from facerec_pipeline.settings import Settings
+    from facerec_pipeline_tests.test_serving import wait_ready
 
     url = on_postgres["env"]["DATABASE_URL"]
     settings = Settings(storage_dir=on_postgres["storage"], database_url=url)
@@ -152,8 +153,7 @@ def test_the_service_answers_from_postgres(on_postgres, photos):
         token = add_client(session, "pg-app", "demo")
     photo = (photos / "obama3.jpg").read_bytes()
     with TestClient(create_app(settings)) as client:
-        ready = client.get("/readyz")
-        assert ready.status_code == 200, ready.text
+        wait_ready(client.get)  # galleries load in the background after start
         answer = client.post(
             "/v1/recognize",
             headers={"Authorization": f"Bearer {token}"},

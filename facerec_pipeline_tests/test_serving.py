@@ -4,9 +4,13 @@ and has no gallery of its own; one token each."""
 
 from __future__ import annotations
 
+import base64
 import glob
+import io
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,11 +25,14 @@ import pytest
 import requests
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import select
 
 from facerec_pipeline.cli.main import cli
 from facerec_pipeline.core.images import image_files
 from facerec_pipeline.core.recognition.recognizer import Recognizer
 from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.db.models import Artifact
 from facerec_pipeline.gallery.promotion import rollback
 from facerec_pipeline.resources import face_engine_resource
 from facerec_pipeline.serving.app import create_app
@@ -213,10 +220,150 @@ def test_missing_unknown_or_revoked_tokens_get_401(client, world, photos, header
         ),
         client.get("/v1/domains", headers=headers),
         client.get("/v1/domains/alpha/stats", headers=headers),
+        client.get("/v1/people", headers=headers),
+        client.get(f"/v1/previews/{first_preview_id(world)}", headers=headers),
     ):
         assert response.status_code == 401, response.text
         assert response.headers["WWW-Authenticate"] == "Bearer"
         assert response.json()["detail"]
+
+
+def first_preview_id(world) -> int:
+    with session_scope(world.settings.database_url) as session:
+        return session.scalar(
+            select(Artifact.id).where(Artifact.stage == "thumbnail_400").order_by(Artifact.id)
+        )
+
+
+def assert_no_server_path(world, response) -> None:
+    """Neither the storage root nor a file's path under it in what a client reads."""
+    shown = response.text + json.dumps(dict(response.headers))
+    storage = world.settings.storage_dir
+    for folder in {str(storage), str(storage.resolve()), tempfile.gettempdir()}:
+        assert folder not in shown
+    with session_scope(world.settings.database_url) as session:
+        stored = session.scalars(select(Artifact.path)).all()
+    assert stored and not any(path in shown for path in stored)
+
+
+def people_of(client, world, who: str, **params) -> dict:
+    response = client.get("/v1/people", headers=world.auth(who), params=params)
+    assert response.status_code == 200, response.text
+    assert_no_server_path(world, response)
+    return response.json()
+
+
+def test_people_lists_each_serving_person_with_thumbnail_and_placeholder(client, world):
+    alpha = people_of(client, world, "alpha")
+    assert alpha["domain"] == "alpha" and alpha["search_order"] == ["alpha"]
+    assert alpha["galleries"] == [{"domain": "alpha", "version": 1}]
+    assert (alpha["total"], alpha["offset"], alpha["limit"]) == (2, 0, 200)
+    listed = {person["name"]: person for person in alpha["people"]}
+    assert list(listed) == ["Barack Obama", "Eileen Collins"]
+    assert listed["Barack Obama"]["faces"] == 2 and listed["Eileen Collins"]["faces"] == 1
+    with session_scope(world.settings.database_url) as session:
+        thumbnails = {
+            artifact.id: artifact
+            for artifact in session.scalars(select(Artifact).where(Artifact.domain == "alpha"))
+            if artifact.stage == "thumbnail_400"
+        }
+    for person in alpha["people"]:
+        assert set(person) == {
+            "domain",
+            "name",
+            "faces",
+            "thumbnail_url",
+            "width",
+            "height",
+            "blurhash",
+            "placeholder",
+        }
+        assert person["domain"] == "alpha"
+        found = re.fullmatch(r"/v1/previews/(\d+)", person["thumbnail_url"] or "")
+        assert found, person
+        artifact = thumbnails[int(found.group(1))]  # the person's own 400 px thumbnail
+        assert (person["width"], person["height"]) == (artifact.width, artifact.height)
+        assert 0 < max(person["width"], person["height"]) <= 400
+        assert person["blurhash"] == artifact.blurhash and len(person["blurhash"]) >= 6
+        prefix = "data:image/png;base64,"
+        assert person["placeholder"].startswith(prefix)
+        with Image.open(io.BytesIO(base64.b64decode(person["placeholder"][len(prefix) :]))) as png:
+            assert png.format == "PNG" and png.width == 32
+            assert abs(png.height - 32 * person["height"] / person["width"]) <= 1
+
+    # Bounded: `limit` people from `offset`, at most 1000 an answer.
+    first = people_of(client, world, "alpha", limit=1)
+    second = people_of(client, world, "alpha", limit=1, offset=1)
+    assert [p["name"] for p in first["people"] + second["people"]] == list(listed)
+    assert first["total"] == second["total"] == 2
+    assert people_of(client, world, "alpha", offset=5)["people"] == []
+    for bad in ({"limit": 0}, {"limit": 1001}, {"offset": -1}):
+        refused = client.get("/v1/people", headers=world.auth("alpha"), params=bad)
+        assert refused.status_code == 422, bad
+
+    # beta's token lists beta's people only; gamma (no gallery) those of alpha, which it inherits.
+    beta = people_of(client, world, "beta")
+    assert [(p["domain"], p["name"]) for p in beta["people"]] == [
+        ("beta", "Eileen Collins"),
+        ("beta", "Joe Biden"),
+    ]
+    assert "Barack Obama" not in json.dumps(beta)
+    gamma = people_of(client, world, "gamma")
+    assert gamma["search_order"] == ["gamma", "alpha"]
+    assert gamma["galleries"] == [{"domain": "alpha", "version": 1}]
+    assert gamma["people"] == alpha["people"]
+
+
+def test_previews_serve_the_jpeg_to_the_domains_tokens_only(client, world):
+    people = people_of(client, world, "alpha")["people"]
+    url = people[0]["thumbnail_url"]
+    for who in ("alpha", "gamma"):  # gamma inherits alpha
+        served = client.get(url, headers=world.auth(who))
+        assert served.status_code == 200, served.text
+        assert served.headers["content-type"] == "image/jpeg"
+        assert served.headers["cache-control"] == "private, max-age=86400"
+        assert_no_server_path(world, served)
+        with Image.open(io.BytesIO(served.content)) as jpeg:
+            assert jpeg.format == "JPEG" and max(jpeg.size) <= 400
+            assert jpeg.size == (people[0]["width"], people[0]["height"])
+
+    # Another domain's preview reads exactly as one that does not exist.
+    with session_scope(world.settings.database_url) as session:
+        last = session.scalar(select(Artifact.id).order_by(Artifact.id.desc()))
+        original = session.scalar(
+            select(Artifact.id).where(Artifact.domain == "alpha", Artifact.stage == "original")
+        )
+        web = session.scalars(
+            select(Artifact).where(Artifact.domain == "alpha", Artifact.stage == "web_800")
+        ).first()
+        assert web is not None and original is not None
+        web_id, web_file = web.id, world.settings.absolute(web.path)
+    artifact_id = int(url.rsplit("/", 1)[1])
+    for who, asked in (
+        ("beta", artifact_id),
+        ("beta", web_id),
+        ("alpha", last + 1000),
+        ("alpha", original),  # not a preview: the stored photo itself is never served
+    ):
+        refused = client.get(f"/v1/previews/{asked}", headers=world.auth(who))
+        assert refused.status_code == 404, (who, asked)
+        assert refused.json() == {"detail": f"no preview {asked} for this token"}
+    assert client.get("/v1/previews/not-a-number", headers=world.auth("alpha")).status_code == 422
+
+    # The 800 px web copy too; its file gone, a 404 says what an administrator runs.
+    served = client.get(f"/v1/previews/{web_id}", headers=world.auth("alpha"))
+    assert served.status_code == 200
+    with Image.open(io.BytesIO(served.content)) as jpeg:
+        assert jpeg.format == "JPEG" and max(jpeg.size) <= 800
+    aside = web_file.with_name(web_file.name + ".aside")
+    shutil.move(web_file, aside)
+    try:
+        missing = client.get(f"/v1/previews/{web_id}", headers=world.auth("alpha"))
+    finally:
+        shutil.move(aside, web_file)
+    assert missing.status_code == 404
+    assert "facerec artifacts verify" in missing.json()["detail"]
+    assert_no_server_path(world, missing)
 
 
 def test_unusable_uploads_get_clear_4xx(client, world, photos, composed, monkeypatch):
@@ -279,7 +426,14 @@ def test_health_readiness_and_docs(world):
     assert first.status_code == 503 and first.json()["detail"].startswith("loading")
     assert set(wait_ready(app.get)["domains"]) == {"alpha", "beta"}
     paths = app.get("/openapi.json").json()["paths"]
-    assert {"/v1/recognize", "/v1/domains", "/v1/domains/{code}/stats", "/healthz"} <= set(paths)
+    assert {
+        "/v1/recognize",
+        "/v1/domains",
+        "/v1/domains/{code}/stats",
+        "/v1/people",
+        "/v1/previews/{artifact_id}",
+        "/healthz",
+    } <= set(paths)
     assert app.get("/docs").status_code == 200
 
 

@@ -109,6 +109,9 @@ def test_the_page_needs_no_token_and_shows_nothing_of_the_server(server, world):
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     policy = page.headers["content-security-policy"]
     assert "default-src 'none'" in policy and "connect-src 'self'" in policy
+    # The people list paints blurhash placeholders (data:) and fetched thumbnails (blob:).
+    (images,) = [part.split()[1:] for part in policy.split(";") if part.split()[0] == "img-src"]
+    assert {"'self'", "data:", "blob:"} <= set(images)
     assert str(world.settings.storage_dir) not in page.text and "alpha" not in page.text
     assert "http://" not in page.text and "https://" not in page.text  # nothing fetched elsewhere
     assert "/" not in requests.get(f"{server}/openapi.json", timeout=10).json()["paths"]
@@ -220,5 +223,72 @@ def test_an_unreadable_file_shows_the_422_in_words(server, world, tmp_path, brow
         message = tab.status()
         assert "The photo could not be read (HTTP 422)" in message, message
         assert "unreadable_image" in message
+    finally:
+        tab.close()
+
+
+def test_the_people_list_paints_placeholders_then_the_thumbnails(server, world, browser):
+    listed = requests.get(f"{server}/v1/people", headers=world.auth("alpha"), timeout=30).json()
+    expected = [(person["name"], person["width"], person["height"]) for person in listed["people"]]
+    assert [name for name, _, _ in expected] == ["Barack Obama", "Eileen Collins"]
+
+    tab = Watched(browser, server)
+    try:
+        page = tab.page
+        assert page.locator("#people li").count() == 0  # no token, no list
+        held = []  # the thumbnails' requests, answered once the placeholders are checked
+        page.route("**/v1/previews/**", lambda route: held.append(route))
+        page.fill("#token", world.tokens["alpha"])
+        page.wait_for_selector("#people[data-state=done]", state="attached")
+        assert page.inner_text("#people-status") == "2 people."
+        tiles = page.locator("#people li")
+        assert tiles.count() == 2
+        assert [text.split("\n")[0] for text in tiles.all_inner_texts()] == [
+            name for name, _, _ in expected
+        ]
+        for _ in range(100):
+            if len(held) == 2:
+                break
+            page.wait_for_timeout(100)
+        assert len(held) == 2
+        assert all(
+            route.request.headers["authorization"] == "Bearer " + world.tokens["alpha"]
+            for route in held
+        )
+
+        def images() -> list[dict]:
+            return page.evaluate(
+                """() => Array.from(document.querySelectorAll("#people img"), (image) => ({
+                    src: image.currentSrc || image.src, complete: image.complete,
+                    naturalWidth: image.naturalWidth, naturalHeight: image.naturalHeight,
+                    width: image.getBoundingClientRect().width,
+                    height: image.getBoundingClientRect().height,
+                }))"""
+            )
+
+        # First the blurhash, a PNG data URI at the thumbnail's ratio...
+        page.wait_for_selector("#people img >> nth=1", state="attached")
+        for _ in range(100):  # decoded: the page's policy lets data: images paint
+            placeholders = images()
+            if all(shown["complete"] and shown["naturalWidth"] for shown in placeholders):
+                break
+            page.wait_for_timeout(100)
+        assert len(placeholders) == 2
+        assert [shown["naturalWidth"] for shown in placeholders] == [32, 32]
+        for shown, (_, width, height) in zip(placeholders, expected, strict=True):
+            assert shown["src"].startswith("data:image/png;base64,"), shown["src"][:40]
+            assert shown["width"] > 0  # painted at the thumbnail's ratio
+            assert abs(shown["height"] - shown["width"] * height / width) <= 1.5
+        # ...then the thumbnail itself, fetched with the token and shown from a blob: URL.
+        for route in held:
+            route.continue_()
+        for nth in (1, 2):
+            page.wait_for_selector(
+                f"#people li:nth-child({nth})[data-state=loaded]", state="attached"
+            )
+        for shown, (_, width, height) in zip(images(), expected, strict=True):
+            assert shown["src"].startswith("blob:"), shown["src"][:40]
+            assert (shown["naturalWidth"], shown["naturalHeight"]) == (width, height)
+        assert tab.errors == []
     finally:
         tab.close()

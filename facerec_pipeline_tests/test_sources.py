@@ -3,6 +3,7 @@ the one place a domain's source is chosen, and a folder source asked as the asse
 
 import pytest
 
+from facerec_pipeline.core.artifacts.store import ArtifactStore
 from facerec_pipeline.core.images.image_files import photo_path
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.db.source_refs import (
@@ -91,8 +92,10 @@ def test_the_folder_source_answers_the_interface(settings, tmp_path, photos):
         tmp_path / "photos", {"ana": [photos / "obama.jpg"], "bob": [photos / "biden.jpg"]}
     )
     (root / "stray.jpg").write_bytes(b"x")
+    add_folder_domain(settings, "photos", root)
+    store = ArtifactStore(settings)
     source = FolderSource(
-        root, settings.training_dir("photos"), settings.relative, tmp_path / "scan.json"
+        root, settings.training_dir("photos"), settings.relative, tmp_path / "scan.json", store
     )
     found = source.people([])
     assert [(p.person_key, p.ref) for p in found.people] == [
@@ -109,7 +112,7 @@ def test_the_folder_source_answers_the_interface(settings, tmp_path, photos):
     wrong = [PersonPhotos(3, "Cid", CommonsRef(("C.jpg",)))]
     with pytest.raises(SourceError, match="commons reference, not a folder one"):
         source.photos(PhotoRequest("photos", wrong))
-    missing = FolderSource(tmp_path / "gone", tmp_path, str, tmp_path / "scan.json")
+    missing = FolderSource(tmp_path / "gone", tmp_path, str, tmp_path / "scan.json", store)
     with pytest.raises(SourceError, match="does not exist") as refused:
         missing.people([])
     assert refused.value.retryable is False and missing.offered_urls() is None

@@ -203,3 +203,12 @@ def clients_table(clients: list) -> str:
         ],
         headers=["client", "domain", "token", "created", "revoked"],
     )
+
+
+def artifacts_table(counts: list) -> str:
+    """Files and bytes per domain and stage."""
+    rows = [
+        (domain, stage, files, f"{(size or 0) / 1e6:.1f} MB")
+        for domain, stage, files, size in counts
+    ]
+    return tabulate(rows, headers=["domain", "stage", "files", "size"])

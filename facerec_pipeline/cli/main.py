@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from facerec_pipeline.cli.artifacts import artifacts
 from facerec_pipeline.cli.clients import clients
 from facerec_pipeline.cli.database import db
 from facerec_pipeline.cli.domains import domains, sample
@@ -41,6 +42,7 @@ for command in (
     sample,
     clients,
     serve,
+    artifacts,
 ):
     cli.add_command(command)
 cli.add_command(people)

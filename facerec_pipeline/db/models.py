@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -407,3 +408,47 @@ class Erasure(Base):
     new_gallery_version: Mapped[int | None] = mapped_column(Integer)
     outcome: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Artifact(Base):
+    """One file the pipeline wrote under the storage root (core/artifacts/store.py): which stage
+    made it from which photo (content sha256; None for a gallery's files) with which parameters
+    (canonical JSON), and what it holds (sha256, size, dimensions, a blurhash for previews)."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("domain", "image_sha256", "stage", "parameters"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain: Mapped[str] = mapped_column(ForeignKey("domains.code"), index=True)
+    image_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    stage: Mapped[str] = mapped_column(String(30))
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    parameters: Mapped[str] = mapped_column(Text, default="{}")
+    gallery_version: Mapped[int | None] = mapped_column(Integer)
+    blurhash: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ProcessingFailure(Base):
+    """A photo a stage could not process (a crop that could not be written, a preview of a
+    broken file): the error and how often it was tried. Tried again on the next run until
+    MAX_ATTEMPTS (core/artifacts/failures.py); removed once it succeeds."""
+
+    __tablename__ = "processing_failures"
+    __table_args__ = (UniqueConstraint("domain", "image_sha256", "stage"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain: Mapped[str] = mapped_column(ForeignKey("domains.code"), index=True)
+    image_sha256: Mapped[str] = mapped_column(String(64))
+    person_id: Mapped[int | None] = mapped_column(Integer)
+    stage: Mapped[str] = mapped_column(String(30))
+    item: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    first_failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -10,6 +10,8 @@ import dagster as dg
 import pandas as pd
 from sqlalchemy import text
 
+from facerec_pipeline.core.artifacts.failures import FailureLog
+from facerec_pipeline.core.artifacts.store import FACE_CHIP, FACE_CROP, ArtifactKey, ArtifactStore
 from facerec_pipeline.core.faces.validation import PhotoOutcome, save_crop, validate_photos
 from facerec_pipeline.core.images.duplicates import PhotoRef, find_duplicates
 from facerec_pipeline.policy import stage_asset
@@ -43,7 +45,25 @@ def _rejected(base: dict, reason: str, detail: str | None) -> dict:
     return {**base, "status": "rejected", "rejection_reason": reason, "rejection_detail": detail}
 
 
-def outcome_row(base: dict, outcome: PhotoOutcome, crops: tuple[Path, Path], relative) -> dict:
+def crop_key(base: dict, stage: str, soft_rejected: bool) -> ArtifactKey:
+    """The artifact of a face crop: the photo, the configuration that cut it and where it lies
+    (its person's folder under trainingPass/, or cache/soft_rejected/)."""
+    made = {
+        "detector_config": base["detector_config"],
+        "person_id": base["person_id"],
+        "soft_rejected": soft_rejected,
+    }
+    return ArtifactKey(base["domain"], stage, base["image_sha256"], made)
+
+
+def outcome_row(
+    base: dict,
+    outcome: PhotoOutcome,
+    crops: tuple[Path, Path],
+    relative,
+    artifacts: ArtifactStore,
+    crop_stage: str,
+) -> dict:
     """The faces row for a judged photo. An accepted face's crop is written to crops[0] (under
     trainingPass/); a soft-rejected one's to crops[1] (under cache/soft_rejected/), in case
     its person needs it (keep_one_face_per_person)."""
@@ -67,8 +87,10 @@ def outcome_row(base: dict, outcome: PhotoOutcome, crops: tuple[Path, Path], rel
             face_size=face.size,
         )
     if face is not None and (outcome.status == "accepted" or outcome.rejection_reason in SOFT):
-        crop = crops[0] if outcome.status == "accepted" else crops[1]
-        row["crop_sha256"] = save_crop(face.crop_bgr, crop)
+        soft = outcome.status != "accepted"
+        crop = crops[1] if soft else crops[0]
+        key = crop_key(base, crop_stage, soft)
+        row["crop_sha256"] = save_crop(face.crop_bgr, crop, artifacts, key)
         row["crop_path"] = relative(crop)
     return row
 
@@ -80,6 +102,15 @@ def outcome_row(base: dict, outcome: PhotoOutcome, crops: tuple[Path, Path], rel
 # subject) leaving it out lost 8 people and 0.9 points of rank-1 (BENCHMARKS.md); on web photos
 # of groups it may be someone else.
 SOFT = ("face_too_small", "blurry", "low_confidence", "multiple_faces")
+# The crop of an accepted face could not be written (disk full, permissions): retried next run.
+CROP_NOT_WRITTEN = "crop_not_written"
+
+
+def adopt_crop(artifacts: ArtifactStore, crop: Path, base: dict, old: dict, stage: str) -> None:
+    """Give a crop written before files were tracked its artifact row (never rewritten)."""
+    if not artifacts.is_current(crop, base["domain"]):
+        soft = "soft_rejected" in crop.parts
+        artifacts.put(crop, crop_key(base, stage, soft), None, sha256=old.get("crop_sha256"))
 
 
 def keep_one_face_per_person(rows: list[dict]) -> int:
@@ -122,6 +153,9 @@ def detected_faces(
     settings = facerec.settings
     gates = face_engine.gates
     detector_config = face_engine.detector_config
+    artifacts = ArtifactStore(settings)
+    failures = FailureLog(settings, code, "detected_faces", context.run_id)
+    crop_stage = FACE_CHIP if face_engine.engine_config.uses_dlib_chips else FACE_CROP
     with facerec.session() as session:
         previous = pd.read_sql_query(
             text("SELECT * FROM faces WHERE domain = :domain AND detector_config = :config"),
@@ -142,50 +176,74 @@ def detected_faces(
     rows: list[dict] = []
     to_judge: list[tuple[int, object]] = []  # (index in rows, image)
     reused = 0
-    for image in raw_images.itertuples():
-        base = {
-            "image_id": int(image.id),
-            "domain": code,
-            "person_id": int(image.person_id),
-            "image_sha256": image.sha256,
-            "detector_config": detector_config,
-            "faces_found": 0,
-            "background_faces": 0,
-        }
-        old = cached.get(int(image.id))
-        if image.status != "approved":
-            rows.append(_rejected(base, image.rejection_reason or "unreadable_image", None))
-        elif int(image.id) in duplicates:
-            original = duplicates[int(image.id)]
-            rows.append(_rejected(base, "duplicate", f"same photo as image {original}"))
-        elif (
-            old is not None
-            and old["image_sha256"] == image.sha256
-            and old["rejection_reason"] != "duplicate"
-            and (old["crop_path"] is None or settings.absolute(old["crop_path"]).exists())
-        ):
-            rows.append({column: old.get(column) for column in FACE_COLUMNS})
-            reused += 1
-        else:
-            rows.append(base)
-            to_judge.append((len(rows) - 1, image))
-    # Crops of another configuration (a DeepFace crop, a dlib chip) never share a file.
-    crop_tag = hashlib.sha256(detector_config.encode()).hexdigest()[:8]
-    if to_judge:
-        paths = [settings.absolute(image.file_path) for _, image in to_judge]
-        outcomes = validate_photos(face_engine.engine(), gates, paths, face_engine.pool())
-        for done, ((index, image), outcome) in enumerate(zip(to_judge, outcomes, strict=True), 1):
-            folder, name = (
-                person_folder[int(image.person_id)],
-                f"{image.sha256[:24]}_{crop_tag}.png",
-            )
-            crops = (
-                settings.training_pass_dir(code) / folder / name,
-                settings.cache_dir / "soft_rejected" / code / folder / name,
-            )
-            rows[index] = outcome_row(rows[index], outcome, crops, settings.relative)
-            if done % PROGRESS_EVERY == 0 or done == len(to_judge):
-                context.log.info(f"detected_faces[{code}]: judged {done}/{len(to_judge)} photos")
+    with artifacts.batch():
+        for image in raw_images.itertuples():
+            base = {
+                "image_id": int(image.id),
+                "domain": code,
+                "person_id": int(image.person_id),
+                "image_sha256": image.sha256,
+                "detector_config": detector_config,
+                "faces_found": 0,
+                "background_faces": 0,
+            }
+            old = cached.get(int(image.id))
+            if image.status != "approved":
+                rows.append(_rejected(base, image.rejection_reason or "unreadable_image", None))
+            elif int(image.id) in duplicates:
+                original = duplicates[int(image.id)]
+                rows.append(_rejected(base, "duplicate", f"same photo as image {original}"))
+            elif (
+                old is not None
+                and old["image_sha256"] == image.sha256
+                and old["rejection_reason"] != "duplicate"
+                and (
+                    old["rejection_reason"] != CROP_NOT_WRITTEN
+                    or not failures.should_try(image.sha256)
+                )
+                and (old["crop_path"] is None or settings.absolute(old["crop_path"]).exists())
+            ):
+                rows.append({column: old.get(column) for column in FACE_COLUMNS})
+                reused += 1
+                if old["crop_path"] is not None:
+                    adopt_crop(
+                        artifacts, settings.absolute(old["crop_path"]), base, old, crop_stage
+                    )
+            else:
+                rows.append(base)
+                to_judge.append((len(rows) - 1, image))
+        # Crops of another configuration (a DeepFace crop, a dlib chip) never share a file.
+        crop_tag = hashlib.sha256(detector_config.encode()).hexdigest()[:8]
+        if to_judge:
+            paths = [settings.absolute(image.file_path) for _, image in to_judge]
+            outcomes = validate_photos(face_engine.engine(), gates, paths, face_engine.pool())
+            for done, ((index, image), outcome) in enumerate(
+                zip(to_judge, outcomes, strict=True), 1
+            ):
+                folder, name = (
+                    person_folder[int(image.person_id)],
+                    f"{image.sha256[:24]}_{crop_tag}.png",
+                )
+                crops = (
+                    settings.training_pass_dir(code) / folder / name,
+                    settings.cache_dir / "soft_rejected" / code / folder / name,
+                )
+                try:
+                    rows[index] = outcome_row(
+                        rows[index], outcome, crops, settings.relative, artifacts, crop_stage
+                    )
+                    failures.record_success(image.sha256)
+                except OSError as error:  # one crop that cannot be written never fails the run
+                    failures.record_failure(
+                        image.sha256, int(image.person_id), image.file_path, error
+                    )
+                    rows[index] = _rejected(rows[index], CROP_NOT_WRITTEN, str(error)[:500])
+                    context.log.warning(f"detected_faces[{code}]: {image.file_path}: {error}")
+                if done % PROGRESS_EVERY == 0 or done == len(to_judge):
+                    context.log.info(
+                        f"detected_faces[{code}]: judged {done}/{len(to_judge)} photos"
+                    )
+    failures.save()
     computed = len(to_judge)
     kept = keep_one_face_per_person(rows)
     frame = pd.DataFrame(rows, columns=FACE_COLUMNS)
@@ -203,6 +261,7 @@ def detected_faces(
             "judged_this_run": computed,
             "kept_as_only_face": kept,
             "reused_from_cache": reused,
+            "crops_not_written": len(failures.failed),
             "detector_config": detector_config,
         }
     )

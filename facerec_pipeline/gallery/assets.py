@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 
+from facerec_pipeline.core.artifacts.store import ArtifactStore
 from facerec_pipeline.core.faces.engine import l2_normalize
 from facerec_pipeline.core.gallery.identity import consistency_decisions
 from facerec_pipeline.core.gallery.open_set import RULE, OperatingPoint, calibrate
+from facerec_pipeline.core.gallery.previews import thumbnail_key, thumbnails_of
 from facerec_pipeline.core.gallery.publish import (
     GalleryEntry,
     content_hash,
@@ -28,6 +30,7 @@ from facerec_pipeline.core.gallery.report import (
     SheetItem,
     contact_sheet_png,
     distance_plot_png,
+    inline_jpeg,
     inline_png,
     write_report,
 )
@@ -149,7 +152,13 @@ def build_report(
         ]
     )
     files = write_report(
-        settings.storage_dir / "reports" / code / f"gallery_v{version:04d}", summary, plot, sheet
+        settings.reports_dir(code) / f"gallery_v{version:04d}",
+        summary,
+        plot,
+        sheet,
+        ArtifactStore(settings),
+        code,
+        version,
     )
     return {
         "report": dg.MetadataValue.md(
@@ -160,7 +169,37 @@ def build_report(
     }
 
 
+SHOWN_PREVIEWS = 12  # people whose thumbnail the gallery's metadata shows inline
+
+
+def previews_metadata(settings, session, code: str, frame: pd.DataFrame, keep, faces) -> dict:
+    """The thumbnails (400 px) and blurhashes of the version's people, from the previews stage:
+    how many people have one, and the first SHOWN_PREVIEWS inline with their blurhash."""
+    boxes = faces.set_index("id")[["image_sha256", "box_x", "box_y", "box_w", "box_h"]]
+    first: dict[str, tuple[str, str]] = {}
+    for row in frame[keep].itertuples():
+        face = boxes.loc[int(row.face_id)]
+        if row.full_name not in first and pd.notna(face.box_x):
+            box = (int(face.box_x), int(face.box_y), int(face.box_w), int(face.box_h))
+            first[row.full_name] = thumbnail_key(face.image_sha256, box)
+    found = thumbnails_of(session, code, list(first.values()))
+    lines = ["| person | thumbnail | blurhash | file |", "|---|---|---|---|"]
+    for name, key in list(first.items())[:SHOWN_PREVIEWS]:
+        artifact = found.get(key)
+        if artifact is None:
+            lines.append(f"| {name} | (none) | | |")
+            continue
+        small = inline_jpeg(settings.absolute(artifact.path), 64, name)
+        lines.append(f"| {name} | {small} | `{artifact.blurhash}` | `{artifact.path}` |")
+    return {
+        "people_with_thumbnail": sum(key in found for key in first.values()),
+        "people_without_thumbnail": sum(key not in found for key in first.values()),
+        "thumbnails": dg.MetadataValue.md("\n".join(lines)),
+    }
+
+
 @stage_asset(
+    deps=["previews"],
     code_version="2",
     group_name="gallery",
 )
@@ -248,6 +287,7 @@ def gallery(
                 first_batch=next_batch_number(known_batches),
                 run_id=context.run_id,
                 engine_config=asdict(config),
+                artifacts=ArtifactStore(settings),
             )
             checksums = file_checksums(
                 settings.storage_dir,
@@ -275,6 +315,7 @@ def gallery(
             session.flush()
             built = True
         gallery_id, version, status = target.id, target.version, target.status
+        shown_previews = previews_metadata(settings, session, code, frame, keep, detected_faces)
     context.log.info(
         f"gallery[{code}]: version {version} ({'built' if built else f'unchanged, {status}'}): "
         f"{len({e.person_id for e in entries})} people, {len(entries)} faces, "
@@ -310,6 +351,7 @@ def gallery(
             "expected_dir": point.expected_dir,
             "expected_far": point.expected_far,
             **report,
+            **shown_previews,
         }
     )
     return frame.assign(gallery_id=gallery_id, domain=code)[GALLERY_FACE_COLUMNS]

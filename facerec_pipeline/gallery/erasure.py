@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,8 @@ import numpy as np
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from facerec_pipeline.core.files import save_atomically, write_atomically
+from facerec_pipeline.core.artifacts.store import ArtifactStore, fill_bytes
+from facerec_pipeline.core.files import write_atomically
 from facerec_pipeline.core.gallery.publish import (
     POINTER_FILE,
     file_checksums,
@@ -39,6 +41,7 @@ from facerec_pipeline.core.gallery.publish import (
 from facerec_pipeline.db.exclusions import excluded_key_hashes, person_key_hash
 from facerec_pipeline.db.models import (
     PRODUCTION,
+    Artifact,
     ErasedPerson,
     Erasure,
     Face,
@@ -48,6 +51,7 @@ from facerec_pipeline.db.models import (
     GalleryFace,
     Image,
     Person,
+    ProcessingFailure,
     SerpCall,
     SourceSkip,
     TrainingSession,
@@ -148,9 +152,12 @@ def _remove(path: Path) -> int:
     return 0
 
 
-def scrub_batch(batch_dir: Path, normalized_name: str) -> tuple[int, bool]:
-    """Remove `normalized_name`'s rows and crops from one batch folder, rewriting its files.
-    Returns (rows removed, whether the batch is now empty: then the folder is deleted)."""
+def scrub_batch(
+    batch_dir: Path, normalized_name: str, rewrite: Callable[[Path, Callable], Any]
+) -> tuple[int, bool]:
+    """Remove `normalized_name`'s rows and crops from one batch folder, rewriting its files
+    through `rewrite(file, fill)` (the file with its artifact row). Returns (rows removed,
+    whether the batch is now empty: then the folder is deleted)."""
     faces_file = batch_dir / "faces.json"
     if not faces_file.exists():
         return 0, False
@@ -173,13 +180,15 @@ def scrub_batch(batch_dir: Path, normalized_name: str) -> tuple[int, bool]:
     order = list(dict.fromkeys(face["normalized_name"] for face in kept))
     position = {name: i for i, name in enumerate(order)}
     rows = np.asarray([position[face["normalized_name"]] for face in kept], dtype=np.int32)
-    save_atomically(batch_dir / "embeddings.npy", lambda p: _save_npy(p, matrix))
+    rewrite(batch_dir / "embeddings.npy", lambda p: _save_npy(p, matrix))
     if (batch_dir / "people.json").exists():
         people = json.loads((batch_dir / "people.json").read_text())
         people = [p for p in people if p["normalized_name"] != normalized_name]
-        write_atomically(batch_dir / "people.json", json.dumps(people, ensure_ascii=False).encode())
-        save_atomically(batch_dir / "person_rows.npy", lambda p: _save_npy(p, rows))
-    write_atomically(faces_file, json.dumps(kept, ensure_ascii=False, indent=1).encode())
+        rewrite(
+            batch_dir / "people.json", fill_bytes(json.dumps(people, ensure_ascii=False).encode())
+        )
+        rewrite(batch_dir / "person_rows.npy", lambda p: _save_npy(p, rows))
+    rewrite(faces_file, fill_bytes(json.dumps(kept, ensure_ascii=False, indent=1).encode()))
     metadata_file = batch_dir / "batch_metadata.json"
     metadata = json.loads(metadata_file.read_text())
     metadata["people"] = [
@@ -187,7 +196,7 @@ def scrub_batch(batch_dir: Path, normalized_name: str) -> tuple[int, bool]:
     ]
     metadata["person_count"] = len(order)
     metadata["face_count"] = len(kept)
-    write_atomically(metadata_file, json.dumps(metadata, ensure_ascii=False, indent=1).encode())
+    rewrite(metadata_file, fill_bytes(json.dumps(metadata, ensure_ascii=False, indent=1).encode()))
     _remove(batch_dir / normalized_name)
     return removed, False
 
@@ -202,12 +211,17 @@ def scrub_versions(
 ) -> dict[str, Any]:
     """Scrub every stored version of `code` of the person (see the module's docstring)."""
     rows_removed, scrubbed, retired = 0, [], []
+    store = ArtifactStore(settings)
+
+    def rewrite(target: Path, fill: Callable) -> None:
+        store.rewrite(session, target, fill)
+
     for gallery in session.scalars(
         select(Gallery).where(Gallery.domain == code).order_by(Gallery.version)
     ):
         kept_paths, changed = [], False
         for stored in gallery.batch_paths or []:
-            removed, empty = scrub_batch(settings.absolute(stored), normalized_name)
+            removed, empty = scrub_batch(settings.absolute(stored), normalized_name, rewrite)
             rows_removed += removed
             changed = changed or bool(removed)
             if not empty:
@@ -230,9 +244,10 @@ def scrub_versions(
             settings.storage_dir, code, gallery.version, gallery.model_config, kept_paths
         )
         if index.exists():
-            from facerec_pipeline.core.gallery.search_index import build_ivf, write_index
+            from facerec_pipeline.core.gallery.search_index import build_ivf, save_index
 
-            write_index(build_ivf(loaded.matrix.astype(np.float32)), index)
+            built = build_ivf(loaded.matrix.astype(np.float32))
+            rewrite(index, lambda partial, built=built: save_index(built, partial))
         batches = [settings.absolute(p) for p in kept_paths]
         gallery.batch_paths = kept_paths
         gallery.file_checksums = file_checksums(settings.storage_dir, served_paths(batches, index))
@@ -240,7 +255,9 @@ def scrub_versions(
         gallery.face_count = int(loaded.matrix.shape[0])
         session.flush()
         if gallery.status == PRODUCTION:
-            write_prod_pointer(settings.prod_dir(code), pointer_of(gallery))
+            write_prod_pointer(
+                session, ArtifactStore(settings), settings.prod_dir(code), pointer_of(gallery)
+            )
         scrubbed.append(gallery.version)
     return {"batch_rows": rows_removed, "scrubbed": scrubbed, "retired": retired}
 
@@ -347,6 +364,26 @@ def erase_person(
     for run in session.scalars(select(TrainingSession).where(TrainingSession.domain == code)):
         run.error = redact(run.error, needles) if run.error else run.error
         run.counts = redact(run.counts or {}, needles)
+    # Their files' rows (previews, crops, originals, batch copies), and every row whose file an
+    # erasure removed (crop folders, batch folders, reports); their processing failures.
+    remaining = set(
+        session.scalars(select(Image.sha256).where(Image.domain == code, Image.sha256.in_(shas)))
+    )
+    erased = shas - remaining
+    store = ArtifactStore(settings)
+    theirs = session.scalars(
+        select(Artifact.path).where(Artifact.domain == code, Artifact.image_sha256.in_(erased))
+    ).all()
+    counts["artifact_files"] = store.remove(session, code, [settings.absolute(p) for p in theirs])
+    counts["artifact_rows_of_removed_files"] = store.forget_missing(session, code)
+    session.execute(
+        delete(ProcessingFailure).where(
+            ProcessingFailure.domain == code,
+            or_(
+                ProcessingFailure.person_id == person.id, ProcessingFailure.image_sha256.in_(erased)
+            ),
+        )
+    )
     digest = person_key_hash(key)
     if digest not in excluded_key_hashes(session, code):
         session.add(ErasedPerson(domain=code, person_key_sha256=digest))

@@ -10,6 +10,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from facerec_pipeline.core.artifacts.store import (
+    EVALUATION_REPORT,
+    ArtifactKey,
+    ArtifactStore,
+    fill_bytes,
+)
 from facerec_pipeline.core.gallery.publish import LoadedGallery
 from facerec_pipeline.core.gallery.report import curve_plot_png, inline_png
 from facerec_pipeline.db.engine import session_scope
@@ -36,12 +42,18 @@ def record_evaluation(
     }
     operating = (figures["far"], figures["dir"]) if "far" in figures and "dir" in figures else None
     plot = curve_plot_png(figures.get("curve", []), operating)
-    folder = settings.storage_dir / "reports" / gallery.domain / f"gallery_v{gallery.version:04d}"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = settings.reports_dir(gallery.domain) / f"gallery_v{gallery.version:04d}"
     stem = f"evaluation_{now:%Y%m%dT%H%M%SZ}"
-    (folder / f"{stem}.png").write_bytes(plot)
-    (folder / f"{stem}.json").write_text(json.dumps(figures, indent=1))
     figures["report"] = str(folder / f"{stem}.json")
+    artifacts = ArtifactStore(settings)
+    with artifacts.batch():
+        for name, data in (
+            (f"{stem}.png", plot),
+            (f"{stem}.json", json.dumps(figures, indent=1).encode()),
+        ):
+            made = {"version": gallery.version, "file": name}
+            key = ArtifactKey(gallery.domain, EVALUATION_REPORT, None, made, gallery.version)
+            artifacts.put(folder / name, key, fill_bytes(data))
     with session_scope(settings.database_url) as session:
         gallery_id = session.scalar(
             select(Gallery.id).where(

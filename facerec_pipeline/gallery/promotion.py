@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from facerec_pipeline.core.artifacts.store import ArtifactStore
 from facerec_pipeline.core.gallery.publish import (
     POINTER_FILE,
     PUBLISHED,
@@ -75,7 +76,9 @@ def promote(session: Session, settings: Settings, gallery: Gallery) -> None:
     )
     session.execute(update(Person).where(Person.id.in_(people)).values(status="deployed"))
     session.flush()
-    write_prod_pointer(settings.prod_dir(gallery.domain), pointer_of(gallery))
+    write_prod_pointer(
+        session, ArtifactStore(settings), settings.prod_dir(gallery.domain), pointer_of(gallery)
+    )
 
 
 def reconcile_prod_pointers(
@@ -104,7 +107,7 @@ def reconcile_prod_pointers(
                     f"to v{pointer['version']} was moved to {moved}"
                 )
         elif pointer is None or pointer != pointer_of(serving):
-            write_prod_pointer(prod_dir, pointer_of(serving))
+            write_prod_pointer(session, ArtifactStore(settings), prod_dir, pointer_of(serving))
             was = f"v{pointer['version']}" if pointer else "nothing"
             changes.append(f"{domain.code}: serves v{serving.version} (the pointer named {was})")
     prod_root = settings.storage_dir / "recognized_faces_prod"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import logging
 import os
 import re
@@ -17,23 +18,28 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+import blurhash
 import numpy as np
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from PIL import Image
 from starlette.datastructures import UploadFile
 
+from facerec_pipeline.core.artifacts.store import THUMBNAIL, WEB
 from facerec_pipeline.core.faces.weights import ModelWeightsMissing
+from facerec_pipeline.core.gallery.previews import people_previews
 from facerec_pipeline.core.gallery.publish import GalleryDamaged, serving_row
 from facerec_pipeline.core.images.image_files import IMAGE_SUFFIXES, ImageRejected
 from facerec_pipeline.core.recognition.recognizer import NoGallery, Recognizer, serving_pointer
 from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.db.models import Artifact
 from facerec_pipeline.domains.registry import DomainError, list_domains, search_order
 from facerec_pipeline.serving.clients import ClientView, authenticate
 from facerec_pipeline.settings import Settings
@@ -44,6 +50,12 @@ MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the photo
 RAW_TYPES = ("image/", "application/octet-stream")
 # Why a search order cannot serve: the message says what to do (`facerec run --domain X`, ...).
 CANNOT_SERVE = (NoGallery, GalleryDamaged, DomainError, ModelWeightsMissing, ValueError)
+# The people list: at most this many people an answer (`limit`), and the width of the blurhash
+# placeholder it carries (a PNG data URI the page paints before the thumbnail arrives).
+PEOPLE_LIMIT, PEOPLE_LIMIT_MAX = 200, 1000
+PLACEHOLDER_WIDTH = 32
+PREVIEW_STAGES = (THUMBNAIL, WEB)
+PREVIEW_CACHE = "private, max-age=86400"
 T = TypeVar("T")
 
 
@@ -162,6 +174,44 @@ def _page() -> tuple[str, dict[str, str]]:
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",
         "Cache-Control": "no-cache",
+    }
+
+
+@lru_cache(maxsize=4096)
+def placeholder(hash_: str, width: int, height: int) -> str | None:
+    """The blurhash painted as a small PNG data URI, PLACEHOLDER_WIDTH wide with the preview's
+    aspect kept (None for a hash that does not decode)."""
+    if width <= 0 or height <= 0:
+        return None
+    rows = max(1, min(4 * PLACEHOLDER_WIDTH, round(PLACEHOLDER_WIDTH * height / width)))
+    try:
+        pixels = blurhash.decode(hash_, PLACEHOLDER_WIDTH, rows)
+    except (ValueError, IndexError, KeyError):
+        return None
+    image = Image.fromarray(np.clip(np.asarray(pixels), 0, 255).astype(np.uint8))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _person(domain: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """One person of the people list as a client reads it: the preview by URL, never by its
+    path under the storage root."""
+    thumbnail = entry["thumbnail"] or {}
+    width, height, hash_ = (
+        thumbnail.get("width"),
+        thumbnail.get("height"),
+        thumbnail.get("blurhash"),
+    )
+    return {
+        "domain": domain,
+        "name": entry["name"],
+        "faces": entry["faces"],
+        "thumbnail_url": f"/v1/previews/{thumbnail['artifact_id']}" if thumbnail else None,
+        "width": width,
+        "height": height,
+        "blurhash": hash_,
+        "placeholder": placeholder(hash_, width, height) if hash_ and width and height else None,
     }
 
 
@@ -296,6 +346,88 @@ def create_app(
             raise HTTPException(403, detail=f"this token is for domain {client.domain!r} only")
         with session_scope(settings.database_url) as session:
             return domain_stats(session, code, env_config()["serp_cost_per_call"])
+
+    def order_of(client: ClientView) -> list[str]:
+        """The client's search order; 409 when its domain was removed since the token."""
+        try:
+            with session_scope(settings.database_url) as session:
+                return search_order(session, client.domain)
+        except DomainError as gone:
+            raise HTTPException(409, detail=public(str(gone), settings)) from gone
+
+    @app.get(
+        "/v1/people",
+        tags=["domains"],
+        responses={409: {"description": "The token's domain was removed"}},
+    )
+    def people(
+        client: ClientView = Depends(client_of),
+        limit: int = Query(PEOPLE_LIMIT, ge=1, le=PEOPLE_LIMIT_MAX),
+        offset: int = Query(0, ge=0),
+    ) -> dict[str, Any]:
+        """Who recognition can name: the people of the serving version of each domain of the
+        search order (by domain, then name), each with the URL of their face's 400 px thumbnail
+        (null until `facerec run` made it), its size, its blurhash and `placeholder`, the
+        blurhash as a PNG data URI to paint before the thumbnail arrives. `limit` people from
+        `offset` of `total`."""
+        order = order_of(client)
+        galleries, everyone = [], []
+        with session_scope(settings.database_url) as session:
+            for code in order:
+                row = serving_row(session, code)
+                if row is None:
+                    continue
+                galleries.append({"domain": code, "version": row.version})
+                everyone += [(code, entry) for entry in people_previews(session, row.id)]
+        return {
+            "domain": client.domain,
+            "search_order": order,
+            "galleries": galleries,
+            "total": len(everyone),
+            "offset": offset,
+            "limit": limit,
+            "people": [_person(code, entry) for code, entry in everyone[offset : offset + limit]],
+        }
+
+    @app.get(
+        "/v1/previews/{artifact_id}",
+        tags=["domains"],
+        response_class=Response,
+        responses={
+            200: {"content": {"image/jpeg": {}}, "description": "The preview (JPEG)"},
+            404: {"description": "No such preview for this token, or its file is missing"},
+        },
+    )
+    def preview(artifact_id: int, client: ClientView = Depends(client_of)) -> Response:
+        """A 400 px thumbnail or 800 px web copy of a face or photo of the search order's
+        domains, by the id a `thumbnail_url` of /v1/people names."""
+        order = order_of(client)
+        with session_scope(settings.database_url) as session:
+            artifact = session.get(Artifact, artifact_id)
+            stored = (
+                artifact.path
+                if artifact is not None
+                and artifact.stage in PREVIEW_STAGES
+                and artifact.domain in order
+                else None
+            )
+        if stored is None:  # another domain's preview reads as no preview at all
+            raise HTTPException(404, detail=f"no preview {artifact_id} for this token")
+        try:
+            data = settings.absolute(stored).read_bytes()
+        except OSError as error:
+            LOG.error(f"/v1/previews/{artifact_id}: {error}")
+            raise HTTPException(
+                404,
+                detail=f"preview {artifact_id} is recorded but its file is missing: an "
+                "administrator runs `facerec artifacts verify` (then `facerec run`) to make it "
+                "again",
+            ) from error
+        return Response(
+            data,
+            media_type="image/jpeg",
+            headers={"Cache-Control": PREVIEW_CACHE, "X-Content-Type-Options": "nosniff"},
+        )
 
     @app.post(
         "/v1/recognize",

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from facerec_pipeline.core.artifacts.store import ArtifactStore
 from facerec_pipeline.core.images.image_files import (
     IMAGE_SUFFIXES,
     InspectionCache,
@@ -210,7 +211,9 @@ class FolderSource:
         photos_dir: Path,
         relative: Callable[[Path], str],
         inspection_cache: Path,
+        artifacts: ArtifactStore,
     ):
+        self.artifacts = artifacts
         self.root = root
         self.photos_dir = photos_dir
         self.relative = relative
@@ -244,31 +247,34 @@ class FolderSource:
         photos_by_folder = {person.folder: person.photos for person in scan.people}
         person_ids: dict[str, int] = {}
         rows = []
-        for person in request.people:
-            ref = ref_of(person, FolderRef)
-            if ref is None:
-                continue
-            person_ids[ref.folder] = person.person_id
-            for photo in photos_by_folder.get(ref.folder, ()):
-                facts = inspections.inspect(photo)
-                stored = store_content_addressed(photo, self.photos_dir, facts.sha256)
-                rows.append(
-                    {
-                        "domain": request.domain,
-                        "person_id": person.person_id,
-                        "sha256": facts.sha256,
-                        "perceptual_hash": facts.perceptual_hash,
-                        "file_path": self.relative(stored),
-                        "file_size": facts.file_size,
-                        "width": facts.width,
-                        "height": facts.height,
-                        "mime": facts.mime,
-                        "source": "folder",
-                        "source_url": photo_source_url(ref.folder, photo.name),
-                        "status": "rejected" if facts.rejection_reason else "approved",
-                        "rejection_reason": facts.rejection_reason,
-                    }
-                )
+        with self.artifacts.batch():
+            for person in request.people:
+                ref = ref_of(person, FolderRef)
+                if ref is None:
+                    continue
+                person_ids[ref.folder] = person.person_id
+                for photo in photos_by_folder.get(ref.folder, ()):
+                    facts = inspections.inspect(photo)
+                    stored = store_content_addressed(
+                        photo, self.photos_dir, facts.sha256, self.artifacts, request.domain
+                    )
+                    rows.append(
+                        {
+                            "domain": request.domain,
+                            "person_id": person.person_id,
+                            "sha256": facts.sha256,
+                            "perceptual_hash": facts.perceptual_hash,
+                            "file_path": self.relative(stored),
+                            "file_size": facts.file_size,
+                            "width": facts.width,
+                            "height": facts.height,
+                            "mime": facts.mime,
+                            "source": "folder",
+                            "source_url": photo_source_url(ref.folder, photo.name),
+                            "status": "rejected" if facts.rejection_reason else "approved",
+                            "rejection_reason": facts.rejection_reason,
+                        }
+                    )
         inspections.save()
         skips: list[tuple[int | None, Skip]] = [
             (

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from facerec_pipeline.core.artifacts.store import ArtifactStore
 from facerec_pipeline.sources.interfaces import (
     Candidate,
     CommonsRef,
@@ -75,7 +76,9 @@ class WikimediaSource:
         wikidata_cache_dir: Path,
         images_per_person: int,
         paid_budget: float,
+        artifacts: ArtifactStore,
     ):
+        self.artifacts = artifacts
         self.web = web
         self.query = query
         self.photos_dir = photos_dir
@@ -130,6 +133,7 @@ class WikimediaSource:
             self.web.commons(http),
             self.photos_dir,
             self.relative,
+            self.artifacts,
             target=self.images_per_person,
             license_policy=self.web.license_policy,
             paid_search=self.web.paid_search(http),

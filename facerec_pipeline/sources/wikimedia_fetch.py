@@ -8,9 +8,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from facerec_pipeline.core.artifacts.store import ArtifactStore
 from facerec_pipeline.core.images.image_files import (
     INCOMING_DIR,
     inspect_image,
@@ -80,6 +82,7 @@ class PhotoFetcher:
         commons: CommonsClient,
         training_dir: Path,
         relative: Callable[[Path], str],
+        artifacts: ArtifactStore,
         *,
         target: int,
         license_policy: str = "free",
@@ -91,6 +94,7 @@ class PhotoFetcher:
         self.commons = commons
         self.training_dir = training_dir
         self.relative = relative
+        self.artifacts = artifacts
         self.target = target
         self.license_policy = license_policy
         self.paid_search = paid_search
@@ -160,7 +164,9 @@ class PhotoFetcher:
             while have + gained < self.target and position < len(offers):
                 batch = offers[position : position + (self.target - have - gained)]
                 position += len(batch)
-                for offer, outcome in zip(batch, pool.map(self._download_one, batch), strict=True):
+                for offer, outcome in zip(
+                    batch, pool.map(partial(self._download_one, domain), batch), strict=True
+                ):
                     if isinstance(outcome, Skip):
                         result.skips.append(outcome)
                         continue
@@ -169,7 +175,7 @@ class PhotoFetcher:
                     gained += row["status"] == "approved"
         return gained
 
-    def _download_one(self, offer: Offer) -> Any:
+    def _download_one(self, domain: str, offer: Offer) -> Any:
         """The download, stored at its photo_path (the layout of every photo)."""
         try:
             downloaded = self.http.download(
@@ -180,7 +186,9 @@ class PhotoFetcher:
             )
         except HttpProblem as problem:
             return Skip(offer.source, problem.reason, offer.url, str(problem))
-        stored = move_content_addressed(downloaded.path, self.training_dir, downloaded.sha256)
+        stored = move_content_addressed(
+            downloaded.path, self.training_dir, downloaded.sha256, self.artifacts, domain
+        )
         return replace(downloaded, path=stored)
 
     def _image_row(self, domain: str, person_id: int, offer: Offer, downloaded) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -10,9 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facerec_pipeline.core.artifacts.store import ArtifactKey, ArtifactStore, fill_bytes
 from facerec_pipeline.core.faces.engine import DetectedFace, FaceEngine
 from facerec_pipeline.core.faces.quality_gates import GateConfig, judge_faces
-from facerec_pipeline.core.files import write_atomically
 from facerec_pipeline.core.images.image_files import ImageRejected, load_bgr, load_rgb
 
 
@@ -48,14 +47,15 @@ def validate_photo(engine: FaceEngine, gates: GateConfig, path: Path) -> PhotoOu
     )
 
 
-def save_crop(crop_bgr: np.ndarray, target: Path) -> str:
-    """Write a face crop losslessly (PNG) and return its sha256."""
+def save_crop(
+    crop_bgr: np.ndarray, target: Path, artifacts: ArtifactStore, key: ArtifactKey
+) -> str:
+    """Write a face crop losslessly (PNG) with its artifact row and return its sha256."""
     ok, encoded = cv2.imencode(".png", crop_bgr)
     if not ok:
         raise ValueError(f"could not encode the face crop for {target}")
-    data = encoded.tobytes()
-    write_atomically(target, data)
-    return hashlib.sha256(data).hexdigest()
+    height, width = crop_bgr.shape[:2]
+    return artifacts.put(target, key, fill_bytes(encoded.tobytes()), size=(width, height)).sha256
 
 
 def read_crop(path: Path) -> np.ndarray:

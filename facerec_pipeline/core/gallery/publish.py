@@ -30,7 +30,15 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from facerec_pipeline.core.files import sha256_file, write_atomically
+from facerec_pipeline.core.artifacts.store import (
+    GALLERY_BATCH,
+    GALLERY_INDEX,
+    PROD_POINTER,
+    ArtifactKey,
+    ArtifactStore,
+    fill_bytes,
+)
+from facerec_pipeline.core.files import sha256_file
 from facerec_pipeline.core.gallery.open_set import OperatingPoint, person_starts
 from facerec_pipeline.core.gallery.search_index import ANN_MIN_FACES
 from facerec_pipeline.db.models import PRODUCTION, Gallery
@@ -288,10 +296,13 @@ def write_batches(
     first_batch: int,
     run_id: str | None = None,
     engine_config: dict[str, Any] | None = None,
+    artifacts: ArtifactStore | None = None,
 ) -> list[Path]:
     """Write a version's batches, numbered from `first_batch` (`next_batch_number`), and its
     faiss index when it is large; returns the batch folders. `engine_config` (the fields of the
-    EngineConfig that made the embeddings) lets a recognizer embed its queries the same way."""
+    EngineConfig that made the embeddings) lets a recognizer embed its queries the same way.
+    The pipeline passes `artifacts`: every file is then placed with its artifact row (a batch
+    written for a benchmark or a test needs no database)."""
     by_person: dict[str, list[GalleryEntry]] = {}
     for entry in ordered_entries(entries):
         by_person.setdefault(entry.normalized_name, []).append(entry)
@@ -364,14 +375,34 @@ def write_batches(
             json.dumps(metadata, ensure_ascii=False, indent=1)
         )
         move_aside(batched_dir / name)
-        partial.rename(batched_dir / name)
+        if artifacts is None:
+            partial.rename(batched_dir / name)
+        else:
+            shas = {face["crop"]: face["image_sha256"] for face in faces}
+            artifacts.put_tree(
+                partial,
+                batched_dir / name,
+                lambda file, batch=name, shas=shas: ArtifactKey(
+                    domain,
+                    GALLERY_BATCH,
+                    shas.get(file),
+                    {"batch": batch, "file": file},
+                    version,
+                ),
+            )
         written.append(batched_dir / name)
     if len(entries) >= ANN_MIN_FACES:
-        from facerec_pipeline.core.gallery.search_index import build_ivf, write_index
+        from facerec_pipeline.core.gallery.search_index import build_ivf, save_index, write_index
 
         everything = np.stack([e.vector for name in people for e in by_person[name]])
-        move_aside(index_path(batched_dir, version))
-        write_index(build_ivf(everything.astype(np.float32)), index_path(batched_dir, version))
+        index = build_ivf(everything.astype(np.float32))
+        target = index_path(batched_dir, version)
+        move_aside(target)
+        if artifacts is None:
+            write_index(index, target)
+        else:
+            key = ArtifactKey(domain, GALLERY_INDEX, None, {"version": version}, version)
+            artifacts.put(target, key, lambda partial: save_index(index, partial))
     return written
 
 
@@ -404,10 +435,16 @@ def pointer_of(gallery: Gallery) -> dict[str, Any]:
     }
 
 
-def write_prod_pointer(prod_dir: Path, pointer: dict[str, Any]) -> Path:
-    """Atomically point production at a published batch set."""
+def write_prod_pointer(
+    session: Session, artifacts: ArtifactStore, prod_dir: Path, pointer: dict[str, Any]
+) -> Path:
+    """Atomically point production at a published batch set (the file and its artifact row in
+    `session`'s transaction)."""
     text = json.dumps(pointer, ensure_ascii=False, indent=1)
-    return write_atomically(prod_dir / POINTER_FILE, text.encode())
+    key = ArtifactKey(pointer["domain"], PROD_POINTER, None, {})
+    return artifacts.put(
+        prod_dir / POINTER_FILE, key, fill_bytes(text.encode()), session=session
+    ).path
 
 
 def read_prod_pointer(prod_dir: Path) -> dict[str, Any] | None:

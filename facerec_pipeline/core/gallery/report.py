@@ -13,6 +13,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from facerec_pipeline.core.artifacts.store import (
+    GALLERY_REPORT,
+    ArtifactKey,
+    ArtifactStore,
+    fill_bytes,
+)
 from facerec_pipeline.core.images.image_files import ImageRejected, thumbnail
 
 THUMB = 96
@@ -132,22 +138,47 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def inline_jpeg(path: Path, side: int, alt: str) -> str:
+    """A small inline copy of a stored picture (markdown), or a note when it cannot be read."""
+    try:
+        image = thumbnail(path, side)
+    except (ImageRejected, OSError) as error:
+        return f"({type(error).__name__})"
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=80)
+    return f"![{alt}](data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()})"
+
+
 def inline_png(data: bytes, alt: str) -> str:
     return f"![{alt}](data:image/png;base64,{base64.b64encode(data).decode()})"
 
 
-def write_report(target: Path, summary: str, plot: bytes, sheet: bytes) -> dict[str, Path]:
-    target.mkdir(parents=True, exist_ok=True)
-    files = {
-        "report": target / "report.md",
-        "plot": target / "distances.png",
-        "contact_sheet": target / "contact_sheet.png",
+def write_report(
+    target: Path,
+    summary: str,
+    plot: bytes,
+    sheet: bytes,
+    artifacts: ArtifactStore,
+    domain: str,
+    version: int,
+) -> dict[str, Path]:
+    """The version's report (markdown, distance plot, contact sheet), each file with its row."""
+    contents = {
+        "report": (
+            "report.md",
+            f"{summary}\n\n![distances](distances.png)\n\n"
+            "![contact sheet](contact_sheet.png)\n".encode(),
+        ),
+        "plot": ("distances.png", plot),
+        "contact_sheet": ("contact_sheet.png", sheet),
     }
-    files["plot"].write_bytes(plot)
-    files["contact_sheet"].write_bytes(sheet)
-    files["report"].write_text(
-        f"{summary}\n\n![distances](distances.png)\n\n![contact sheet](contact_sheet.png)\n"
-    )
+    files = {}
+    with artifacts.batch():
+        for part, (name, data) in contents.items():
+            key = ArtifactKey(
+                domain, GALLERY_REPORT, None, {"version": version, "file": name}, version
+            )
+            files[part] = artifacts.put(target / name, key, fill_bytes(data)).path
     return files
 
 

@@ -27,11 +27,15 @@ def build_ivf(matrix: np.ndarray, seed: int = 0):
     return index
 
 
-def write_index(index, path: Path) -> Path:
+def save_index(index, path: Path) -> None:
     import faiss
 
+    faiss.write_index(index, str(path))
+
+
+def write_index(index, path: Path) -> Path:
     partial = path.with_name(f".{path.name}.partial")
-    faiss.write_index(index, str(partial))
+    save_index(index, partial)
     partial.replace(path)
     return path
 

@@ -13,7 +13,14 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageOps
 
-from facerec_pipeline.core.files import copy_atomically, sha256_file, write_atomically
+from facerec_pipeline.core.artifacts.store import (
+    ORIGINAL,
+    ArtifactKey,
+    ArtifactStore,
+    fill_copy,
+    fill_move,
+)
+from facerec_pipeline.core.files import sha256_file, write_atomically
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 MAX_FILE_BYTES = 50 * 1024 * 1024
@@ -158,27 +165,32 @@ def photo_path(photos_dir: Path, sha256: str, suffix: str) -> Path:
     return photos_dir / sha256[:2] / f"{sha256}{suffix}"
 
 
-def store_content_addressed(source: Path, photos_dir: Path, sha256: str) -> Path:
-    """Copy `source` to its photo_path unless already there; return the path."""
+def original_key(domain: str, sha256: str, suffix: str) -> ArtifactKey:
+    return ArtifactKey(domain, ORIGINAL, sha256, {"suffix": suffix})
+
+
+def store_content_addressed(
+    source: Path, photos_dir: Path, sha256: str, artifacts: ArtifactStore, domain: str
+) -> Path:
+    """Copy `source` to its photo_path (with its artifact row) unless already there; return the
+    path."""
     suffix = source.suffix.lower() if source.suffix.lower() in IMAGE_SUFFIXES else ".bin"
     target = photo_path(photos_dir, sha256, suffix)
-    if not target.exists():
-        copy_atomically(source, target)
-    return target
+    key = original_key(domain, sha256, suffix)
+    return artifacts.put(target, key, fill_copy(source), sha256=sha256).path
 
 
-def move_content_addressed(file: Path, photos_dir: Path, sha256: str) -> Path:
+def move_content_addressed(
+    file: Path, photos_dir: Path, sha256: str, artifacts: ArtifactStore, domain: str
+) -> Path:
     """Move `file` (a finished download of content `sha256`, in INCOMING_DIR) to its
-    photo_path, keeping its suffix; return the path. Two downloads of one content may race
-    here: whichever lands, the content is the same."""
+    photo_path, keeping its suffix, with its artifact row; return the path. Two downloads of one
+    content may race here: whichever lands, the content is the same."""
     target = photo_path(photos_dir, sha256, file.suffix)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        file.replace(target)
-    except FileNotFoundError:
-        if not target.exists():
-            raise
-    return target
+    key = original_key(domain, sha256, file.suffix)
+    stored = artifacts.put(target, key, fill_move(file), sha256=sha256).path
+    file.unlink(missing_ok=True)  # the content was there already
+    return stored
 
 
 class InspectionCache:
