@@ -10,16 +10,16 @@ import blurhash
 import dagster as dg
 import pytest
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from facerec_pipeline.core.artifacts import failures as failures_module
 from facerec_pipeline.core.artifacts.audit import GRACE_SECONDS
 from facerec_pipeline.core.artifacts.store import THUMBNAIL, WEB
+from facerec_pipeline.core.images import previews as preview_making
 from facerec_pipeline.core.recognition.recognizer import Recognizer, load_prod_gallery
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.db.models import Artifact, Face, Gallery
 from facerec_pipeline.db.models import Image as ImageRow
-from facerec_pipeline.previews import assets as previews_assets
 from facerec_pipeline.resources import open_face_engine
 from facerec_pipeline.settings import Settings
 from facerec_pipeline_tests.conftest import add_folder_domain, build_folder
@@ -106,6 +106,21 @@ def test_rows_and_files_agree_and_a_rerun_writes_nothing(built):
     after = {row.path: (row.id, row.sha256, row.created_at) for row in rows(settings)}
     assert after == before  # no new row, none rewritten
     assert {path: settings.absolute(path).stat().st_mtime_ns for path in after} == mtimes
+
+
+def test_files_written_before_they_were_tracked_get_their_rows_on_the_next_run(built):
+    """As after migration 0011 on a storage root an older version filled: no row at all."""
+    facerec, settings, _ = built
+    before = {row.path: row.sha256 for row in rows(settings)}
+    with session_scope(settings.database_url) as session:
+        session.execute(delete(Artifact))
+    lost = json_of(facerec("artifacts", "verify", "--domain", "demo", "--json"))
+    assert {f["path"] for f in lost["orphaned"] + lost["recent"]} == set(before)  # all rowless
+    ran = facerec("run", "--domain", "demo")
+    assert ran.exit_code == 0, ran.output
+    assert {row.path: row.sha256 for row in rows(settings)} == before  # same files, same content
+    verified = facerec("artifacts", "verify", "--domain", "demo")
+    assert verified.exit_code == 0, verified.output
 
 
 def test_previews_thumbnail_web_copy_and_blurhash(built, composed):
@@ -203,7 +218,7 @@ def test_a_photo_whose_previews_fail_is_recorded_retried_and_listed(
     from facerec_pipeline.stats import domain_skips
 
     obama_domain(settings, tmp_path, photos)
-    real = previews_assets.make_previews
+    real = preview_making.make_previews
     broken = {"on": True}
 
     def failing(path, box=None):
@@ -211,7 +226,7 @@ def test_a_photo_whose_previews_fail_is_recorded_retried_and_listed(
             raise OSError("disk full (injected)")
         return real(path, box)
 
-    monkeypatch.setattr(previews_assets, "make_previews", failing)
+    monkeypatch.setattr(preview_making, "make_previews", failing)
     monkeypatch.setattr(failures_module, "MAX_ATTEMPTS", 3)
     with dg.instance_for_test() as instance:
         first = materialize(settings, instance, "demo")  # the run succeeds

@@ -10,7 +10,15 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 
-from facerec_pipeline.core.artifacts.store import ArtifactStore
+from facerec_pipeline.core.artifacts.store import (
+    EVALUATION_REPORT,
+    GALLERY_BATCH,
+    GALLERY_INDEX,
+    GALLERY_REPORT,
+    PROD_POINTER,
+    ArtifactKey,
+    ArtifactStore,
+)
 from facerec_pipeline.core.faces.engine import l2_normalize
 from facerec_pipeline.core.gallery.identity import consistency_decisions
 from facerec_pipeline.core.gallery.open_set import RULE, OperatingPoint, calibrate
@@ -167,6 +175,44 @@ def build_report(
         "report_path": dg.MetadataValue.path(str(files["report"])),
         "faces_per_person": dg.MetadataValue.md(people.to_frame("faces").to_markdown()),
     }
+
+
+def adopt_version_files(settings, session, code: str) -> int:
+    """Rows for the files of the domain's versions written before files were tracked (batches,
+    faiss index, reports, the production pointer); returns how many were adopted."""
+    store = ArtifactStore(settings)
+    adopted = 0
+    for gallery in session.scalars(select(Gallery).where(Gallery.domain == code)).all():
+        version = gallery.version
+        for batch in gallery.batch_paths or []:
+            folder = settings.absolute(batch)
+            adopted += store.adopt_folder(
+                folder,
+                lambda file, name=folder.name, v=version: ArtifactKey(
+                    code, GALLERY_BATCH, None, {"batch": name, "file": file}, v
+                ),
+            )
+        reports = settings.reports_dir(code) / f"gallery_v{version:04d}"
+        adopted += store.adopt_folder(
+            reports,
+            lambda file, v=version: ArtifactKey(
+                code,
+                EVALUATION_REPORT if file.startswith("evaluation_") else GALLERY_REPORT,
+                None,
+                {"version": v, "file": file},
+                v,
+            ),
+        )
+        index = index_path(settings.batched_dir(code), version)
+        if index.is_file() and not store.is_current(index, code):
+            key = ArtifactKey(code, GALLERY_INDEX, None, {"version": version}, version)
+            store.put(index, key, None)
+            adopted += 1
+    pointer = settings.prod_dir(code) / "gallery.json"
+    if pointer.is_file() and not store.is_current(pointer, code):
+        store.put(pointer, ArtifactKey(code, PROD_POINTER, None, {}), None)
+        adopted += 1
+    return adopted
 
 
 SHOWN_PREVIEWS = 12  # people whose thumbnail the gallery's metadata shows inline
@@ -337,6 +383,8 @@ def gallery(
         if built
         else {}
     )
+    with facerec.session() as session:  # reads only: the store writes in its own transactions
+        adopted = adopt_version_files(settings, session, code)
     context.add_output_metadata(
         {
             "gallery_version": version,
@@ -352,6 +400,7 @@ def gallery(
             "expected_far": point.expected_far,
             **report,
             **shown_previews,
+            "files_adopted": adopted,
         }
     )
     return frame.assign(gallery_id=gallery_id, domain=code)[GALLERY_FACE_COLUMNS]

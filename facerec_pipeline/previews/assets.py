@@ -16,13 +16,12 @@ from facerec_pipeline.core.artifacts.store import (
     ArtifactStore,
     fill_bytes,
 )
-from facerec_pipeline.core.images.image_files import ImageRejected
 from facerec_pipeline.core.images.previews import (
     THUMBNAIL_SIDE,
     WEB_SIDE,
-    make_previews,
     parameters,
     preview_path,
+    previews_or_error,
 )
 from facerec_pipeline.policy import stage_asset
 from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
@@ -68,41 +67,49 @@ def previews(
     failures = FailureLog(settings, code, STAGE, context.run_id)
     jobs = preview_jobs(raw_images, face_engine.current_faces(detected_faces))
     counts: Counter = Counter()
+    to_make = []
+    for job in jobs:
+        box = job["box"]
+        job["made"] = {
+            side: (
+                preview_path(settings.previews_dir(code), job["sha256"], parameters(side, box)),
+                ArtifactKey(code, stage, job["sha256"], parameters(side, box)),
+            )
+            for side, stage in ((THUMBNAIL_SIDE, THUMBNAIL), (WEB_SIDE, WEB))
+        }
+        if all(store.is_current(path, code) for path, _ in job["made"].values()):
+            counts["reused"] += 1
+            failures.record_success(job["sha256"])
+        elif not failures.should_try(job["sha256"]):
+            counts["given_up"] += 1
+        else:
+            to_make.append(job)
+    work = [(settings.absolute(job["file"]), job["box"]) for job in to_make]
+    engine, pool = face_engine.engine(), face_engine.pool()
+    if pool.serves(engine, work):  # decoding and blurhash are CPU work: the run's workers
+        found = pool.map(previews_or_error, work)
+    else:
+        found = (previews_or_error(engine, item) for item in work)
     with store.batch():
-        for done, job in enumerate(jobs, 1):
-            box = job["box"]
-            made = {
-                side: (
-                    preview_path(settings.previews_dir(code), job["sha256"], parameters(side, box)),
-                    ArtifactKey(code, stage, job["sha256"], parameters(side, box)),
-                )
-                for side, stage in ((THUMBNAIL_SIDE, THUMBNAIL), (WEB_SIDE, WEB))
-            }
-            if all(store.is_current(path, code) for path, _ in made.values()):
-                counts["reused"] += 1
-                failures.record_success(job["sha256"])
-            elif not failures.should_try(job["sha256"]):
-                counts["given_up"] += 1
+        for done, (job, made) in enumerate(zip(to_make, found, strict=True), 1):
+            if isinstance(made, str):
+                counts["failed"] += 1
+                failures.record_failure(job["sha256"], job["person_id"], job["file"], made)
+                context.log.warning(f"previews[{code}]: {job['file']}: {made}")
             else:
-                try:
-                    found = make_previews(settings.absolute(job["file"]), box)
-                    for side, preview in ((THUMBNAIL_SIDE, found.thumbnail), (WEB_SIDE, found.web)):
-                        path, key = made[side]
-                        store.put(
-                            path,
-                            key,
-                            fill_bytes(preview.data),
-                            blurhash=found.blurhash,
-                            size=(preview.width, preview.height),
-                        )
-                    counts["made"] += 1
-                    failures.record_success(job["sha256"])
-                except (ImageRejected, OSError, ValueError) as error:
-                    counts["failed"] += 1
-                    failures.record_failure(job["sha256"], job["person_id"], job["file"], error)
-                    context.log.warning(f"previews[{code}]: {job['file']}: {error}")
-            if done % PROGRESS_EVERY == 0 or done == len(jobs):
-                context.log.info(f"previews[{code}]: {done}/{len(jobs)} photos and faces")
+                for side, preview in ((THUMBNAIL_SIDE, made.thumbnail), (WEB_SIDE, made.web)):
+                    path, key = job["made"][side]
+                    store.put(
+                        path,
+                        key,
+                        fill_bytes(preview.data),
+                        blurhash=made.blurhash,
+                        size=(preview.width, preview.height),
+                    )
+                counts["made"] += 1
+                failures.record_success(job["sha256"])
+            if done % PROGRESS_EVERY == 0 or done == len(to_make):
+                context.log.info(f"previews[{code}]: made {done}/{len(to_make)}")
     failures.save()
     context.log.info(
         f"previews[{code}]: {counts['made']} made, {counts['reused']} current, "

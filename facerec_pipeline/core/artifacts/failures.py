@@ -39,9 +39,10 @@ class FailureLog:
         return self.before.get(image_sha256, 0) < MAX_ATTEMPTS
 
     def record_failure(
-        self, image_sha256: str, person_id: int | None, item: str | None, error: BaseException
+        self, image_sha256: str, person_id: int | None, item: str | None, error: BaseException | str
     ) -> None:
-        self.failed[image_sha256] = (person_id, item, f"{type(error).__name__}: {error}"[:2000])
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        self.failed[image_sha256] = (person_id, item, text[:2000])
 
     def record_success(self, image_sha256: str) -> None:
         if image_sha256 in self.before:

@@ -358,3 +358,19 @@ class ArtifactStore:
         ]
         self.remove(session, domain, [self.settings.absolute(path) for path in gone])
         return len(gone)
+
+    def adopt_folder(self, folder: Path, key_of: Callable[[str], ArtifactKey]) -> int:
+        """Give every file under `folder` that has no row its row (files written before they
+        were tracked; `key_of(path relative to the folder)`); returns how many."""
+        if not folder.is_dir():
+            return 0
+        adopted = 0
+        with self.batch():
+            for file in sorted(path for path in folder.rglob("*") if path.is_file()):
+                if file.name.endswith(".partial") or ".orphaned" in file.parts:
+                    continue
+                key = key_of(file.relative_to(folder).as_posix())
+                if self.known(key.domain).get(self.settings.relative(file)) is None:
+                    self.put(file, key, None)
+                    adopted += 1
+        return adopted

@@ -14,16 +14,18 @@ import blurhash
 import numpy as np
 from PIL import Image
 
-from facerec_pipeline.core.images.image_files import open_image
+from facerec_pipeline.core.images.image_files import ImageRejected, open_image
 
 THUMBNAIL_SIDE = 400
 WEB_SIDE = 800
 JPEG_QUALITY = 82
 # Around a face box: this share of its side on each side, so hair and chin show.
 FACE_MARGIN = 0.35
-# blurhash: 4x3 components from a 32 px copy (its cost grows with pixels x components).
+# blurhash: 4x3 components from a 16 px copy. The package is pure Python and its cost grows with
+# pixels x components: 8.5 ms from 32 px, 2.2 ms from 16 px for a hash that differs only in its
+# last digits (measured on the astronaut photo, 2026-11-24): the placeholder looks the same.
 BLURHASH_COMPONENTS = (4, 3)
-BLURHASH_SOURCE_SIDE = 32
+BLURHASH_SOURCE_SIDE = 16
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,15 @@ def blurhash_of(image: Image.Image) -> str:
     small = image.copy()
     small.thumbnail((BLURHASH_SOURCE_SIDE, BLURHASH_SOURCE_SIDE), Image.Resampling.BILINEAR)
     return blurhash.encode(np.asarray(small), *BLURHASH_COMPONENTS)
+
+
+def previews_or_error(_engine, job: tuple[Path, tuple | None]) -> Previews | str:
+    """make_previews for a worker process (WorkerPool.map passes its engine, unused here): the
+    previews, or the error as text (one broken photo must not stop the others)."""
+    try:
+        return make_previews(*job)
+    except (ImageRejected, OSError, ValueError) as error:
+        return f"{type(error).__name__}: {error}"
 
 
 def make_previews(path: Path, box: tuple[int, int, int, int] | None = None) -> Previews:
