@@ -183,16 +183,18 @@ class ArtifactStore:
         blurhash: str | None = None,
         size: tuple[int, int] | None = None,
         session: Session | None = None,
+        always: bool = False,
     ) -> Stored:
         """The one writer: `fill(partial)` writes the file's bytes to a temporary path, which is
         renamed to `target` in the transaction that writes its row. With `fill=None` the file
         already at `target` gets its row (adopted). When `target` is current (`is_current`; with
         `sha256`, of that content) nothing is written. With `session`, the row is written in that
-        session's transaction (a caller that holds the database, like a promotion)."""
+        session's transaction (a caller that holds the database, like a promotion). `always`:
+        write even a current file (its caller read it and knows it differs)."""
         relative = self.settings.relative(target)
         if Path(relative).is_absolute():
             raise ValueError(f"{target} is outside the storage root {self.settings.storage_dir}")
-        if self.is_current(target, key.domain, sha256):
+        if not always and self.is_current(target, key.domain, sha256):
             known_sha, known_size = self.known(key.domain)[relative]
             return Stored(target, relative, known_sha, known_size, None, None, None, False)
         if fill is None or (
@@ -264,7 +266,7 @@ class ArtifactStore:
             row.domain, row.stage, row.image_sha256, json.loads(row.parameters), row.gallery_version
         )
         self.known(row.domain).pop(relative, None)
-        return self.put(target, key, fill, session=session)
+        return self.put(target, key, fill, session=session, always=True)
 
     def remove(self, session: Session, domain: str, paths: list[Path]) -> int:
         """Delete files and their rows (in `session`'s transaction); returns files removed."""

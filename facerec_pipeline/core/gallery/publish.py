@@ -442,9 +442,8 @@ def write_prod_pointer(
     `session`'s transaction)."""
     text = json.dumps(pointer, ensure_ascii=False, indent=1)
     key = ArtifactKey(pointer["domain"], PROD_POINTER, None, {})
-    return artifacts.put(
-        prod_dir / POINTER_FILE, key, fill_bytes(text.encode()), session=session
-    ).path
+    data = fill_bytes(text.encode())  # written even when "current": it may be damaged in place
+    return artifacts.put(prod_dir / POINTER_FILE, key, data, session=session, always=True).path
 
 
 def read_prod_pointer(prod_dir: Path) -> dict[str, Any] | None:
