@@ -298,3 +298,31 @@ def _sha_of(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_weekly_verify_job_passes_then_fails_with_what_is_wrong(built):
+    from facerec_pipeline.resources import FacerecStorage
+    from facerec_pipeline.storage_audit.jobs import artifacts_verify_job, artifacts_verify_schedule
+
+    _, settings, _ = built
+    assert artifacts_verify_schedule.cron_schedule == "0 4 * * 0"  # weekly
+    resources = {
+        "facerec": FacerecStorage(
+            storage_dir=str(settings.storage_dir), database_url=settings.database_url
+        )
+    }
+    with dg.instance_for_test() as instance:
+        good = artifacts_verify_job.execute_in_process(resources=resources, instance=instance)
+        assert good.success and good.output_for_node("verify_artifacts_op")["ok"] is True
+        stray = settings.storage_dir / "training" / "demo" / "stray.jpg"
+        stray.write_bytes(b"added by hand")
+        old(stray)
+        bad = artifacts_verify_job.execute_in_process(
+            resources=resources, instance=instance, raise_on_error=False
+        )
+    assert not bad.success
+    (failure,) = [e for e in bad.all_events if e.event_type_value == "STEP_FAILURE"]
+    data = failure.step_failure_data
+    assert "0 missing, 0 damaged and 1 orphaned files" in data.error.message
+    assert data.user_failure_data.metadata["orphaned"].value == 1
+    assert "training/demo/stray.jpg" in data.user_failure_data.metadata["problems"].value
