@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
+import threading
 from pathlib import Path
 
 
@@ -16,27 +16,25 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _partial(target: Path) -> Path:
-    return target.with_name(f".{target.name}.{os.getpid()}.partial")
+def partial_path(target: Path) -> Path:
+    """The temporary name a write of `target` uses until it is renamed into place: beside it,
+    hidden, and distinct per process and thread (two writers of one content never collide)."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.partial")
 
 
 def write_atomically(target: Path, data: bytes) -> Path:
     """Write `data` to `target` through a temporary file renamed into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = _partial(target)
+    partial = partial_path(target)
     partial.write_bytes(data)
     partial.replace(target)
     return target
 
 
-def copy_atomically(source: Path, target: Path) -> Path:
-    return save_atomically(target, lambda partial: shutil.copyfile(source, partial))
-
-
 def save_atomically(target: Path, save) -> Path:
     """Call `save(path)` on a temporary path, then rename it to `target`."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = _partial(target)
+    partial = partial_path(target)
     save(partial)
     partial.replace(target)
     return target

@@ -67,12 +67,15 @@ class Audit:
         }
 
 
+def tracked_roots(settings: Settings, domain: str | None = None) -> list[Path]:
+    """The tracked areas (of one domain: its folder in each area)."""
+    roots = [settings.storage_dir / area for area in TRACKED_AREAS]
+    return roots if domain is None else [root / validate_domain_code(domain) for root in roots]
+
+
 def tracked_files(settings: Settings, domain: str | None = None) -> Iterator[Path]:
     """Every file in the tracked areas (of one domain: its folder in each area)."""
-    for area in TRACKED_AREAS:
-        root = settings.storage_dir / area
-        if domain is not None:
-            root = root / validate_domain_code(domain)
+    for root in tracked_roots(settings, domain):
         for folder, _, files in os.walk(root):
             for name in files:
                 yield Path(folder) / name
@@ -109,11 +112,11 @@ def verify(
         if relative in known:
             continue
         try:
-            age = now - file.stat().st_mtime
+            seen = file.stat()
         except OSError:
             continue  # gone meanwhile
-        finding = Finding(relative, "orphaned", f"{file.stat().st_size} bytes, no row")
-        (audit.recent if age < GRACE_SECONDS else audit.orphaned).append(finding)
+        finding = Finding(relative, "orphaned", f"{seen.st_size} bytes, no row")
+        (audit.recent if now - seen.st_mtime < GRACE_SECONDS else audit.orphaned).append(finding)
     return audit
 
 
@@ -183,10 +186,7 @@ def collect_garbage(
 
 
 def _remove_empty_folders(settings: Settings, domain: str | None) -> None:
-    for area in TRACKED_AREAS:
-        root = settings.storage_dir / area
-        if domain is not None:
-            root = root / domain
+    for root in tracked_roots(settings, domain):
         for folder, _, _ in sorted(os.walk(root), key=lambda entry: -len(entry[0])):
             path = Path(folder)
             if path != root and not any(path.iterdir()):

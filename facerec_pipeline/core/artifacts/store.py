@@ -29,7 +29,7 @@ from PIL import Image as PILImage
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
-from facerec_pipeline.core.files import sha256_file
+from facerec_pipeline.core.files import partial_path, sha256_file
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.db.models import Artifact
 from facerec_pipeline.settings import Settings
@@ -107,10 +107,6 @@ class _Pending:
     stored: Stored
 
 
-def _partial(target: Path) -> Path:
-    return target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.partial")
-
-
 def image_size(path: Path) -> tuple[int | None, int | None]:
     """Width and height from the file's header, or (None, None) for what is not a picture."""
     try:
@@ -125,12 +121,7 @@ def fill_bytes(data: bytes) -> Callable[[Path], None]:
 
 
 def fill_copy(source: Path) -> Callable[[Path], None]:
-    def copy(partial: Path) -> None:
-        with source.open("rb") as reader, partial.open("wb") as writer:
-            while block := reader.read(1 << 20):
-                writer.write(block)
-
-    return copy
+    return lambda partial: shutil.copyfile(source, partial)
 
 
 def fill_move(file: Path) -> Callable[[Path], None]:
@@ -202,7 +193,7 @@ class ArtifactStore:
         ):
             partial, probe = None, target
         else:
-            partial = _partial(target)
+            partial = partial_path(target)
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 fill(partial)
@@ -221,15 +212,8 @@ class ArtifactStore:
         )
         item = _Pending(target, partial, key, stored)
         if session is not None:
-            try:
-                self._upsert(session, item)
-                session.flush()
-                if partial is not None:
-                    partial.replace(target)
-            finally:
-                if partial is not None:
-                    partial.unlink(missing_ok=True)
-            self.known(key.domain)[relative] = (stored.sha256, stored.size)
+            self._place(session, [item])
+            self._remember(key.domain, relative, stored)
             return stored
         with self._lock:
             self._pending.append(item)
@@ -265,7 +249,6 @@ class ArtifactStore:
         key = ArtifactKey(
             row.domain, row.stage, row.image_sha256, json.loads(row.parameters), row.gallery_version
         )
-        self.known(row.domain).pop(relative, None)
         return self.put(target, key, fill, session=session, always=True)
 
     def remove(self, session: Session, domain: str, paths: list[Path]) -> int:
@@ -276,7 +259,7 @@ class ArtifactStore:
             chunk = relative[start : start + 400]
             session.execute(delete(Artifact).where(Artifact.path.in_(chunk)))
         for path in relative:
-            self.known(domain).pop(path, None)
+            self._remember(domain, path, None)
             file = self.settings.absolute(path)
             if file.is_file():
                 file.unlink()
@@ -300,25 +283,37 @@ class ArtifactStore:
     def flush(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, []
-            if not pending:
-                return
-            renamed: list[_Pending] = []
-            try:
+            if pending:
                 with session_scope(self.settings.database_url) as session:
-                    for item in pending:
-                        self._upsert(session, item)
-                    session.flush()
-                    for item in pending:
-                        if item.partial is not None:
-                            item.partial.replace(item.target)
-                        renamed.append(item)
-            finally:
-                for item in pending:
-                    if item not in renamed and item.partial is not None:
-                        item.partial.unlink(missing_ok=True)
-            for item in pending:
-                stored = item.stored
-                self.known(item.key.domain)[stored.relative] = (stored.sha256, stored.size)
+                    self._place(session, pending)
+                for item in pending:  # committed
+                    self._remember(item.key.domain, item.stored.relative, item.stored)
+
+    def _place(self, session: Session, items: list[_Pending]) -> None:
+        """Upsert the items' rows in `session`, then rename their files into place before the
+        caller commits; a temporary file not renamed (an error) is removed."""
+        try:
+            for item in items:
+                self._upsert(session, item)
+            session.flush()
+            for item in items:
+                if item.partial is not None:
+                    item.partial.replace(item.target)
+        finally:
+            for item in items:
+                if item.partial is not None:
+                    item.partial.unlink(missing_ok=True)  # gone once renamed
+
+    def _remember(self, domain: str, relative: str, stored: Stored | None) -> None:
+        """Keep the rows read by `known` in step with what was written or removed; a domain
+        whose rows were never read is left to be read from the database when needed."""
+        rows = self._known.get(domain)
+        if rows is None:
+            return
+        if stored is None:
+            rows.pop(relative, None)
+        else:
+            rows[relative] = (stored.sha256, stored.size)
 
     def _upsert(self, session, item: _Pending) -> None:
         key, stored = item.key, item.stored
