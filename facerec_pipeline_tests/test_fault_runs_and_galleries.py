@@ -95,6 +95,7 @@ KILL_POINTS = [
     (WRITE_ROWS, "before", "images"),
     (WRITE_ROWS, "before", "faces"),
     (WRITE_ROWS, "before", "face_embeddings"),
+    ("facerec_pipeline.previews.assets:previews_or_error", "after", "*"),
     ("facerec_pipeline.gallery.assets:write_batches", "after", "*"),
     ("facerec_pipeline.gallery.promotion:write_prod_pointer", "after", "*"),
 ]
@@ -139,6 +140,9 @@ def test_a_run_killed_in_any_stage_is_recovered_by_the_next_run(root, photos):
     assert len(training) == 4  # each photo stored once
     named = root.facerec("recognize", "--domain", "demo", "--json", str(photos / "obama3.jpg"))
     assert json.loads(named.stdout)[0]["faces"][0]["identity"]["person"] == "Barack Obama"
+    verified = root.facerec("artifacts", "verify", "--domain", "demo", "--json")
+    assert verified.returncode == 0, verified.stdout  # every file its row, every row its file
+    assert json.loads(verified.stdout)["rows_checked"] > 0
 
 
 def test_a_second_run_of_a_busy_domain_is_refused_and_a_dead_one_is_cleaned_up(root):
