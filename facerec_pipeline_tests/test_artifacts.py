@@ -70,7 +70,7 @@ def test_rows_and_files_agree_and_a_rerun_writes_nothing(built):
     stages = {row.stage for row in rows(settings)}
     assert {
         "original",
-        "face_chip",
+        "face_aligned",  # SFace's crop: the default model
         THUMBNAIL,
         WEB,
         "gallery_batch",
@@ -202,7 +202,8 @@ def test_verify_finds_deleted_modified_and_orphaned_files_and_gc_keeps_productio
 
     # production still answers after gc
     with open_face_engine(settings) as face_engine:
-        recognizer = Recognizer([load_prod_gallery(settings, "demo")], face_engine.engine())
+        model = face_engine.model()
+        recognizer = Recognizer([load_prod_gallery(settings, "demo")], face_engine.engine(model))
         (face,) = recognizer.recognize_image(photos / "obama3.jpg")["faces"]
     assert face["identity"]["person"] == "Barack Obama"
 

@@ -218,7 +218,7 @@ def test_a_rejected_version_passes_on_recheck_after_its_settings_change(settings
         ][-1] == (2, "rejected", ["min_faces_per_person"])
         get_domain(session, "alpha").min_faces_per_person = 1
     with session_scope(settings.database_url) as session:
-        version, outcomes = run_checks(session, settings, "alpha", 0.025)
+        version, outcomes = run_checks(session, settings, "alpha")
         assert version.status == "candidate" and all(p for p, _ in outcomes.values())
         promote(session, settings, version)
     assert load_prod_gallery(settings, "alpha").version == 2
@@ -389,7 +389,7 @@ def test_recognize_embeds_queries_as_the_gallery_was_built(settings, tmp_path, p
             "eileen_collins": [composed["astronaut.png"]],
         },
     )
-    add_folder_domain(settings, "gamma", folder)
+    add_folder_domain(settings, "gamma", folder, model="dlib")
     resources = {
         **build_resources(settings),
         "face_engine": FaceEngineResource(models_dir=str(settings.models_dir), min_confidence=0.6),

@@ -5,7 +5,8 @@ import json
 import sqlite3
 from pathlib import Path
 
-from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine
+from facerec_pipeline.core.face_models import SFACE_MODEL
+from facerec_pipeline.core.faces.engine import FaceEngine
 from facerec_pipeline.core.files import sha256_file
 from facerec_pipeline.core.recognition.recognizer import Recognizer, load_prod_gallery
 from facerec_pipeline.settings import Settings
@@ -44,7 +45,7 @@ def test_erase_a_person_everywhere(facerec, tmp_path, photos, composed, models_d
     storage = Path(facerec.env["FACEREC_STORAGE_DIR"])
     db = storage / "facerec.db"
     settings = Settings(storage_dir=storage, database_url=f"sqlite:///{db}")
-    engine = FaceEngine(EngineConfig(), models_dir)
+    engine = FaceEngine(SFACE_MODEL.engine, models_dir)
     before = Recognizer([load_prod_gallery(settings, "demo")], engine, settings=settings)
     assert before.recognize_image(photos / "biden.jpg")["faces"][0]["identity"]["person"] == (
         "Joe Biden"

@@ -3,10 +3,12 @@ of `open()` outside Dagster); DEEPFACE_HOME is set in one place, once per proces
 
 import os
 import re
+from dataclasses import replace
 
 import dagster as dg
 import pytest
 
+from facerec_pipeline.core.face_models import DLIB, FACE_MODELS
 from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine
 from facerec_pipeline.core.faces.quality_gates import GateConfig
 from facerec_pipeline.core.faces.validation import (
@@ -38,10 +40,11 @@ def test_a_run_stops_the_worker_processes_it_started(settings, photos, composed,
 
     @dg.asset
     def judged(face_engine: FaceEngineResource) -> None:
-        pool = face_engine.pool()
-        assert face_engine.pool() is pool and pool.engine is face_engine.engine()
+        model = face_engine.model()
+        pool = face_engine.pool(model)
+        assert face_engine.pool(model) is pool and pool.engine is face_engine.engine(model)
         if not seen:  # the first run starts the processes; the second only takes its pool
-            outcomes = validate_photos(face_engine.engine(), face_engine.gates, paths, pool)
+            outcomes = validate_photos(face_engine.engine(model), model.gates, paths, pool)
             assert len(list(outcomes)) == len(paths)
         seen.append((pool, pool.pids))
 
@@ -55,11 +58,11 @@ def test_a_run_stops_the_worker_processes_it_started(settings, photos, composed,
     assert not any(alive(pid) for pid in pids)
 
 
-def test_open_outside_dagster_closes_the_pool(settings, photos):
+def test_open_outside_dagster_closes_the_pools(settings, photos):
     with open_face_engine(settings) as face_engine:
-        pool = face_engine.pool()
-        engine = face_engine.engine()
-    assert pool.closed
+        pools = [face_engine.pool(face_engine.model(name)) for name in ("sface", "dlib")]
+        engine = face_engine.engine(face_engine.model())
+    assert all(pool.closed for pool in pools) and pools[0] is not pools[1]
     paths = [photos / "obama.jpg"] * (2 * MIN_PHOTOS_PER_WORKER)
     closed = WorkerPool(engine, workers=2)
     closed.close()
@@ -68,23 +71,25 @@ def test_open_outside_dagster_closes_the_pool(settings, photos):
 
 
 def test_no_engine_is_shared_between_configurations_or_openings(models_dir):
-    chips = FaceEngineResource(models_dir=str(models_dir))
+    resource = FaceEngineResource(models_dir=str(models_dir))
     deepface_crop = FaceEngineResource(models_dir=str(models_dir), dlib_chips=False)
-    with chips.open() as a, deepface_crop.open() as b, chips.open() as c:
-        assert a.engine() is a.engine()  # one engine for the length of an opening (a run)
-        assert a.engine().config == chips.engine_config
-        assert b.engine().config == deepface_crop.engine_config != chips.engine_config
-        assert c.engine() is not a.engine()  # the same configuration opened again: its own
+    with resource.open() as a, deepface_crop.open() as b, resource.open() as c:
+        dlib, sface = a.model("dlib"), a.model("sface")
+        assert a.engine(dlib) is a.engine(dlib)  # one engine for the length of an opening
+        assert a.engine(dlib).config == DLIB.engine and a.engine(sface).config == sface.engine
+        assert b.engine(b.model("dlib")).config == replace(DLIB.engine, dlib_chips=False)
+        assert c.engine(dlib) is not a.engine(dlib)  # the same configuration opened again
         with pytest.raises(ValueError, match="worker pool runs"):
-            validate_photos(b.engine(), GateConfig(), [], a.pool())
+            validate_photos(b.engine(b.model("dlib")), GateConfig(), [], a.pool(dlib))
 
 
 def test_the_pipeline_cli_and_bench_share_one_configuration(settings):
     pipeline = build_resources(settings)["face_engine"]
     outside = face_engine_resource(settings)
     assert pipeline.models_dir == outside.models_dir == str(settings.models_dir)
-    assert pipeline.engine_config == outside.engine_config == face_engine_resource().engine_config
-    assert pipeline.detector_config == outside.detector_config
+    for name in FACE_MODELS:
+        assert pipeline.model(name) == outside.model(name) == face_engine_resource().model(name)
+        assert pipeline.model(name) == FACE_MODELS[name]  # no setting replaced by default
 
 
 def test_deepface_home_is_set_in_one_place_once_per_process(models_dir, tmp_path, monkeypatch):

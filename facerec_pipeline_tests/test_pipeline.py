@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine
+from facerec_pipeline.core.face_models import SFACE_MODEL
+from facerec_pipeline.core.faces.engine import FaceEngine
 from facerec_pipeline.core.recognition.recognizer import Recognizer, load_prod_gallery
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.definitions import ASSET_CHECKS, ASSETS, build_resources
@@ -149,7 +150,7 @@ def test_gallery_files_pointer_and_rows(built):
     settings = built["settings"]
     batch = settings.batched_dir("demo") / "batch_0001"
     meta = json.loads((batch / "batch_metadata.json").read_text())
-    assert meta["gallery_version"] == 1 and meta["model_config"] == EngineConfig().model_key
+    assert meta["gallery_version"] == 1 and meta["model_config"] == SFACE_MODEL.engine.model_key
     assert {p["normalized_name"]: p["faces"] for p in meta["people"]} == {
         "barack_obama": 4,
         "eileen_collins": 1,
@@ -206,13 +207,14 @@ def test_lineage_names_run_code_version_and_inputs(built):
 def test_recognizes_enrolled_people_and_not_others(built, photos, models_dir):
     settings = built["settings"]
     recognizer = Recognizer(
-        [load_prod_gallery(settings, "demo")], FaceEngine(EngineConfig(), models_dir)
+        [load_prod_gallery(settings, "demo")], FaceEngine(SFACE_MODEL.engine, models_dir)
     )
     (obama,) = recognizer.recognize_image(photos / "obama3.jpg")["faces"]
     assert obama["identity"]["person"] == "Barack Obama"
     assert obama["identity"]["wikidata_id"] == "Q76"
     (biden,) = recognizer.recognize_image(photos / "biden.jpg")["faces"]
-    assert biden["identity"] is None and biden["matches"][0]["distance"] > 0.07
+    assert biden["identity"] is None
+    assert biden["matches"][0]["distance"] > SFACE_MODEL.verification_threshold
 
 
 def test_rerun_is_idempotent_then_picks_up_folder_changes(built, photos):
@@ -254,8 +256,9 @@ def test_rerun_is_idempotent_then_picks_up_folder_changes(built, photos):
 def test_a_new_face_configuration_rebuilds_the_domain_in_one_run_without_mixing(
     settings, tmp_path, photos, composed
 ):
-    """A domain built with DeepFace's crop, then re-run with dlib's chips (the default): one
-    run re-judges and re-embeds every photo, and the new version holds only the new faces."""
+    """A `dlib` domain built with DeepFace's crop, then re-run with dlib's chips (the model's
+    own): one run re-judges and re-embeds every photo, and the new version holds only the new
+    faces. (A new model does the same: test_model_switch.py.)"""
     folder = build_folder(
         tmp_path / "photos",
         {
@@ -264,7 +267,7 @@ def test_a_new_face_configuration_rebuilds_the_domain_in_one_run_without_mixing(
             "joe_biden": [photos / "biden.jpg"],
         },
     )
-    add_folder_domain(settings, "switch", folder)
+    add_folder_domain(settings, "switch", folder, model="dlib")
     old = {
         **build_resources(settings),
         "face_engine": FaceEngineResource(models_dir=str(settings.models_dir), dlib_chips=False),

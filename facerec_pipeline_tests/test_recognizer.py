@@ -3,16 +3,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from facerec_pipeline.core.face_models import DLIB, SFACE_MODEL
 from facerec_pipeline.core.faces.engine import EngineConfig, l2_normalize
 from facerec_pipeline.core.gallery.open_set import LEGACY_RULE, OperatingPoint, calibrate
 from facerec_pipeline.core.recognition.recognizer import LoadedGallery, Recognizer, ranked_people
 
 RNG = np.random.default_rng(3)
-CONFIG = EngineConfig()
+CONFIG = DLIB.engine
 A, B, C = l2_normalize(RNG.standard_normal((3, 128)))
 
 
-def gallery(domain, people):
+def gallery(domain, people, config=CONFIG):
     rows = [(name, vector) for name, vectors in people.items() for vector in vectors]
     names = list(people)
     matrix = np.stack([v for _, v in rows]).astype(np.float32)
@@ -20,12 +21,14 @@ def gallery(domain, people):
     return LoadedGallery(
         domain=domain,
         version=1,
-        model_config=CONFIG.model_key,
+        model_config=config.model_key,
         matrix=matrix,
         people=[{"person": n.title(), "normalized_name": n, "wikidata_id": None} for n in names],
         person_rows=person_rows,
         batch_metadata=[],
-        operating_point=calibrate(matrix, person_rows, fallback_threshold=CONFIG.threshold),
+        operating_point=calibrate(
+            matrix, person_rows, fallback_threshold=DLIB.verification_threshold
+        ),
     )
 
 
@@ -71,6 +74,24 @@ def test_galleries_of_another_model_are_refused():
     other = SimpleNamespace(config=EngineConfig(model_name="Facenet512"))
     with pytest.raises(ValueError, match="does not match"):
         Recognizer([CHILD], other)
+
+
+def test_each_gallery_is_searched_with_the_embedding_of_its_own_model():
+    sface = SimpleNamespace(config=SFACE_MODEL.engine)
+    parent = gallery("balkans", {"bob": [near(B)]}, SFACE_MODEL.engine)
+    recognizer = Recognizer([CHILD, parent], [SimpleNamespace(config=CONFIG), sface])
+    by_model = {CONFIG.model_key: near(C), SFACE_MODEL.engine.model_key: near(B)}
+    identity, matches, _ = recognizer.identify(by_model)
+    assert (identity["normalized_name"], identity["domain"]) == ("dan", "serbia")
+    by_model[CONFIG.model_key] = l2_normalize(RNG.standard_normal(128))  # a stranger to dlib
+    identity, _, _ = recognizer.identify(by_model)
+    assert (identity["normalized_name"], identity["domain"]) == ("bob", "balkans")
+    # Not found by the parent's model: its gallery is passed over, never searched with
+    # another model's embedding.
+    by_model[SFACE_MODEL.engine.model_key] = None
+    identity, matches, decision = recognizer.identify(by_model)
+    assert identity is None and decision["domain"] == "serbia"
+    assert {m["domain"] for m in matches} == {"serbia"}
 
 
 def test_the_ivf_index_finds_the_same_nearest_rows_as_exact_search():

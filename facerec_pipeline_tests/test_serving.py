@@ -34,7 +34,6 @@ from facerec_pipeline.core.recognition.recognizer import Recognizer
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.db.models import Artifact
 from facerec_pipeline.gallery.promotion import rollback
-from facerec_pipeline.resources import face_engine_resource
 from facerec_pipeline.serving.app import create_app
 from facerec_pipeline.serving.clients import add_client, revoke_client
 from facerec_pipeline.settings import Settings
@@ -132,11 +131,7 @@ def post_photo(client, world, who: str, photo: Path):
 
 
 def test_recognize_answers_as_the_recognizer_does(client, world, photos):
-    recognizer = Recognizer.for_domains(
-        world.settings,
-        ["alpha"],
-        default_config=face_engine_resource(world.settings).engine_config,
-    )
+    recognizer = Recognizer.for_domains(world.settings, ["alpha"])
     expected = recognizer.recognize_image(photos / "obama3.jpg")
     assert expected["faces"][0]["identity"]["person"] == "Barack Obama"
 

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import text
 from werkzeug import Response
 
-from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine
+from facerec_pipeline.core.face_models import SFACE_MODEL
+from facerec_pipeline.core.faces.engine import FaceEngine
 from facerec_pipeline.core.recognition.recognizer import Recognizer, load_prod_gallery
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.definitions import build_resources
@@ -186,7 +187,7 @@ def test_wikidata_domain_builds_a_gallery_and_records_every_skip(
         gallery = load_prod_gallery(settings, "presidents")
         rows = range(len(gallery.person_rows))
         assert Counter(gallery.person_at(r)["wikidata_id"] for r in rows) == {"Q76": 4, "Q6279": 1}
-        recognizer = Recognizer([gallery], FaceEngine(EngineConfig(), models_dir))
+        recognizer = Recognizer([gallery], FaceEngine(SFACE_MODEL.engine, models_dir))
         (face,) = recognizer.recognize_image(photos / "obama3.jpg")["faces"]
         assert face["identity"]["wikidata_id"] == "Q76"
 

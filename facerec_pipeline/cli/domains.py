@@ -14,6 +14,7 @@ from facerec_pipeline.cli.common import (
     user_errors,
 )
 from facerec_pipeline.cli.formatting import domains_table, key_value_table
+from facerec_pipeline.core.face_models import DEFAULT_FACE_MODEL, FACE_MODELS
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.domains.registry import (
     DomainSpec,
@@ -49,6 +50,13 @@ def domains() -> None:
     help="Paid search budget, USD per calendar month (UTC).",
 )
 @click.option("--cron", "refresh_cron", default="0 3 * * 1", show_default=True)
+@click.option(
+    "--model",
+    "face_model",
+    default=DEFAULT_FACE_MODEL,
+    show_default=True,
+    help=f"Face model ({', '.join(FACE_MODELS)}); see `facerec models list`.",
+)
 @user_errors
 def domains_add(code: str, inherit: str, **options: Any) -> None:
     """Add a domain and register it as a partition."""
@@ -110,10 +118,17 @@ def _set_active(code: str, active: bool) -> None:
 @click.option("--max-gallery-shrink", type=float, help="Share of faces a version may lose.")
 @click.option("--max-quality-drop", type=float, help="Expected DIR/rank-1 a version may lose.")
 @click.option("--min-faces-per-person", type=int, help="Floor of the min_faces_per_person check.")
+@click.option(
+    "--model",
+    "face_model",
+    help=f"Face model ({', '.join(FACE_MODELS)}): the next run embeds the domain's photos with "
+    "it and publishes a version calibrated for it through the checks.",
+)
 @user_errors
 def domains_set(code: str, **values: Any) -> None:
     """Change a domain's recognition and promotion settings. Check settings apply to the newest
-    version with `facerec gallery recheck`; a new target FAR needs a new version (`facerec run`)."""
+    version with `facerec gallery recheck`; a new target FAR or face model needs a new version
+    (`facerec run`)."""
     from facerec_pipeline.domains.registry import update_settings
 
     chosen = {name: value for name, value in values.items() if value is not None}
@@ -121,8 +136,28 @@ def domains_set(code: str, **values: Any) -> None:
         raise click.UsageError("name at least one setting to change (see --help)")
     settings = settings_ready()
     with session_scope(settings.database_url) as session:
-        update_settings(session, code, chosen)
+        domain = update_settings(session, code, chosen)
+        chosen = {**chosen, **({"face_model": domain.face_model} if "face_model" in chosen else {})}
     click.echo(f"domain {code!r}: " + ", ".join(f"{k}={v}" for k, v in chosen.items()))
+    if "face_model" in chosen:
+        _model_change_notes(settings, code, chosen["face_model"])
+
+
+def _model_change_notes(settings, code: str, name: str) -> None:
+    """What the next run does with a new face model, and whether its weights are in place."""
+    from facerec_pipeline.core.face_models import face_model
+    from facerec_pipeline.core.faces.weights import ModelWeightsMissing, check_weights
+
+    engine = face_model(name).engine
+    try:
+        check_weights(settings.models_dir, engine.model_name, engine.detector_backend)
+    except ModelWeightsMissing as missing:
+        click.echo(f"warning: runs of {code!r} will fail until then: {missing}", err=True)
+    click.echo(
+        f"the next `facerec run --domain {code}` detects and embeds the domain's photos with "
+        f"{name} (once: earlier models' faces are kept) and publishes a version calibrated "
+        "for it if it passes the checks; versions of other models still serve with their own"
+    )
 
 
 @domains.command("deactivate")

@@ -20,12 +20,13 @@ def domains_table(rows: list[dict[str, Any]]) -> str:
                 r["code"],
                 r["name"],
                 r["source"],
+                r["face_model"],
                 "yes" if r["is_active"] else "no",
                 ",".join(r["inherit_from"]),
             ]
             for r in rows
         ],
-        headers=["code", "name", "source", "active", "inherits"],
+        headers=["code", "name", "source", "model", "active", "inherits"],
     )
 
 
@@ -79,6 +80,7 @@ def versions_table(versions: list[dict[str, Any]], code: str) -> str:
                 v["status"]
                 + (" (prod)" if v["is_prod"] else "")
                 + (" (pinned)" if v["pinned"] else ""),
+                v["face_model"],
                 v["people"],
                 v["faces"],
                 v["quarantined"],
@@ -92,6 +94,7 @@ def versions_table(versions: list[dict[str, Any]], code: str) -> str:
         headers=[
             "version",
             "status",
+            "model",
             "people",
             "faces",
             "quarantined",
@@ -212,3 +215,20 @@ def artifacts_table(counts: list) -> str:
         for domain, stage, files, size in counts
     ]
     return tabulate(rows, headers=["domain", "stage", "files", "size"])
+
+
+def models_table(rows: list[dict[str, Any]]) -> str:
+    """`models list`: each face model, whether its weights are in place, licences, origin."""
+    return tabulate(
+        [
+            [
+                row["model"] + (" (default)" if row["default"] else ""),
+                "installed" if row["weights"] == "installed" else "missing",
+                "; ".join(row["licences"]),
+                ", ".join(sorted({f["from"] for f in row["files"]})) or "a DeepFace download",
+                ", ".join(row["domains"]) or "-",
+            ]
+            for row in rows
+        ],
+        headers=["model", "weights", "licences", "from", "domains"],
+    )

@@ -84,16 +84,10 @@ def gallery_recheck(code: str) -> None:
         promote,
         run_checks,
     )
-    from facerec_pipeline.resources import face_engine_resource
 
     settings = settings_ready()
     with session_scope(settings.database_url) as session:
-        version, outcomes = run_checks(
-            session,
-            settings,
-            code,
-            face_engine_resource(settings).engine_config.distinct_min_distance,
-        )
+        version, outcomes = run_checks(session, settings, code)
         for name, (passed, _) in outcomes.items():
             click.echo(f"  check {name}: {'passed' if passed else 'FAILED'}")
         if not all(passed for passed, _ in outcomes.values()):

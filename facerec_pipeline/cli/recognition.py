@@ -98,7 +98,6 @@ def evaluate(code: str, probes_dir: str, unknown_dir: str | None, as_json: bool)
 
 def _recognizer(settings: Settings, code: str, top_k: int):
     from facerec_pipeline.core.recognition.recognizer import Recognizer
-    from facerec_pipeline.resources import face_engine_resource
 
     with session_scope(settings.database_url) as session:
         order = search_order(session, code)
@@ -109,11 +108,9 @@ def _recognizer(settings: Settings, code: str, top_k: int):
             f"be stale (`facerec domains activate {each}` to build it again)",
             err=True,
         )
-    # Queries are embedded as the gallery's faces were (its batches record how); a gallery too
-    # old to say gets the pipeline's own face engine configuration.
-    recognizer = Recognizer.for_domains(
-        settings, order, top_k=top_k, default_config=face_engine_resource(settings).engine_config
-    )
+    # Queries are embedded as each gallery's faces were (its batches record how), by the model
+    # of the gallery they search.
+    recognizer = Recognizer.for_domains(settings, order, top_k=top_k)
     for reason in recognizer.skipped:
         click.echo(f"note: an inherited domain is not searched: {reason}", err=True)
     return recognizer

@@ -83,6 +83,9 @@ class Domain(Timestamps, Base):
     # new version's expected DIR may fall below the serving one's before it is stopped.
     target_far: Mapped[float] = mapped_column(Float, default=0.01, server_default="0.01")
     max_quality_drop: Mapped[float] = mapped_column(Float, default=0.05, server_default="0.05")
+    # The face model of the domain's galleries (core/face_models.py). Domains older than the
+    # setting keep `dlib`, what they were built with (migration 0012).
+    face_model: Mapped[str] = mapped_column(String(40), default="sface", server_default="sface")
     # Set by a rollback: this version serves until an operator unpins it or a version built
     # after `pinned_at` (from new content) passes its checks.
     pinned_version: Mapped[int | None] = mapped_column(Integer)

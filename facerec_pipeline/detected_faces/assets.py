@@ -11,7 +11,14 @@ import pandas as pd
 from sqlalchemy import text
 
 from facerec_pipeline.core.artifacts.failures import FailureLog
-from facerec_pipeline.core.artifacts.store import FACE_CHIP, FACE_CROP, ArtifactKey, ArtifactStore
+from facerec_pipeline.core.artifacts.store import (
+    FACE_ALIGNED,
+    FACE_CHIP,
+    FACE_CROP,
+    ArtifactKey,
+    ArtifactStore,
+)
+from facerec_pipeline.core.faces.engine import EngineConfig
 from facerec_pipeline.core.faces.validation import PhotoOutcome, save_crop, validate_photos
 from facerec_pipeline.core.images.duplicates import PhotoRef, find_duplicates
 from facerec_pipeline.policy import stage_asset
@@ -106,6 +113,14 @@ SOFT = ("face_too_small", "blurry", "low_confidence", "multiple_faces")
 CROP_NOT_WRITTEN = "crop_not_written"
 
 
+def crop_stage_of(engine: EngineConfig) -> str:
+    """The artifact stage of the crops `engine` cuts: dlib's chip, SFace's aligned crop or
+    DeepFace's crop."""
+    if engine.uses_dlib_chips:
+        return FACE_CHIP
+    return FACE_ALIGNED if engine.uses_sface else FACE_CROP
+
+
 def adopt_crop(artifacts: ArtifactStore, crop: Path, base: dict, old: dict, stage: str) -> None:
     """Give a crop written before files were tracked its artifact row (never rewritten)."""
     if not artifacts.is_current(crop, base["domain"]):
@@ -151,11 +166,12 @@ def detected_faces(
     fail a soft gate keeps their largest face. Photos judged before are not judged again."""
     code = context.partition_key
     settings = facerec.settings
-    gates = face_engine.gates
-    detector_config = face_engine.detector_config
+    model = face_engine.model_of_domain(facerec, code)
+    gates = model.gates
+    detector_config = model.detector_config
     artifacts = ArtifactStore(settings)
     failures = FailureLog(settings, code, "detected_faces", context.run_id)
-    crop_stage = FACE_CHIP if face_engine.engine_config.uses_dlib_chips else FACE_CROP
+    crop_stage = crop_stage_of(model.engine)
     with facerec.session() as session:
         previous = pd.read_sql_query(
             text("SELECT * FROM faces WHERE domain = :domain AND detector_config = :config"),
@@ -216,7 +232,9 @@ def detected_faces(
         crop_tag = hashlib.sha256(detector_config.encode()).hexdigest()[:8]
         if to_judge:
             paths = [settings.absolute(image.file_path) for _, image in to_judge]
-            outcomes = validate_photos(face_engine.engine(), gates, paths, face_engine.pool())
+            outcomes = validate_photos(
+                face_engine.engine(model), gates, paths, face_engine.pool(model)
+            )
             for done, ((index, image), outcome) in enumerate(
                 zip(to_judge, outcomes, strict=True), 1
             ):
@@ -263,6 +281,7 @@ def detected_faces(
             "reused_from_cache": reused,
             "crops_not_written": len(failures.failed),
             "detector_config": detector_config,
+            "face_model": model.name,
         }
     )
     return frame

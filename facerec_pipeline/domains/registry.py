@@ -13,6 +13,7 @@ from croniter import CroniterBadDateError, croniter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from facerec_pipeline.core.face_models import DEFAULT_FACE_MODEL, UnknownFaceModel, face_model
 from facerec_pipeline.db.models import Domain, DomainDataset
 from facerec_pipeline.settings import validate_domain_code
 
@@ -58,9 +59,11 @@ class DomainSpec:
     images_per_person: int = 10
     serp_budget: float = 0.0
     refresh_cron: str = "0 3 * * 1"
+    face_model: str = DEFAULT_FACE_MODEL
 
     def validate(self) -> None:
         validate_domain_code(self.code)
+        self.face_model = checked_face_model(self.face_model)
         if not self.display_name.strip():
             raise DomainError("a domain needs a display name (--name)")
         if self.source not in SOURCES:
@@ -117,6 +120,7 @@ def add_domain(session: Session, spec: DomainSpec) -> Domain:
         images_per_person=spec.images_per_person,
         serp_budget=spec.serp_budget,
         refresh_cron=spec.refresh_cron,
+        face_model=spec.face_model,
         is_active=True,
     )
     session.add(domain)
@@ -160,15 +164,28 @@ RECOGNITION_SETTINGS: dict[str, tuple[float, float]] = {
 }
 
 
-def update_settings(session: Session, code: str, values: dict[str, float]) -> Domain:
+def checked_face_model(name: str) -> str:
+    """The catalogue's name of face model `name`; DomainError naming the choices."""
+    try:
+        return face_model(name).name
+    except UnknownFaceModel as error:
+        raise DomainError(str(error)) from error
+
+
+def update_settings(session: Session, code: str, values: dict[str, float | str]) -> Domain:
     """Change recognition and promotion settings; each is checked against its range. A new
-    target FAR builds a new gallery version on the next run; the checks of the newest version
-    are run again by `facerec gallery recheck`."""
+    target FAR or face model builds a new gallery version on the next run (a new model embeds
+    the domain's photos with it once); the checks of the newest version are run again by
+    `facerec gallery recheck`."""
     domain = get_domain(session, code)
     for name, value in values.items():
+        if name == "face_model":
+            domain.face_model = checked_face_model(str(value))
+            continue
         if name not in RECOGNITION_SETTINGS:
             raise DomainError(
-                f"{name!r} is not a setting; choose from {sorted(RECOGNITION_SETTINGS)}"
+                f"{name!r} is not a setting; choose from "
+                f"{sorted([*RECOGNITION_SETTINGS, 'face_model'])}"
             )
         low, high = RECOGNITION_SETTINGS[name]
         if not low <= value <= high:
@@ -217,6 +234,7 @@ def describe(session: Session, domain: Domain) -> dict[str, Any]:
         "serp_budget": domain.serp_budget,
         "refresh_cron": domain.refresh_cron,
         "is_active": domain.is_active,
+        "face_model": domain.face_model,
         **{name: getattr(domain, name) for name in RECOGNITION_SETTINGS},
         "created_at": domain.created_at.isoformat() if domain.created_at else None,
     }

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
-from facerec_pipeline.core.faces.engine import deepface_version
+from facerec_pipeline.core.face_models import current_faces
+from facerec_pipeline.core.faces.engine import library_version
 from facerec_pipeline.core.faces.validation import embed_crops
 from facerec_pipeline.db.models import FaceEmbedding
 from facerec_pipeline.policy import stage_asset
@@ -54,9 +55,10 @@ def face_embeddings(
     Faces already embedded under it are reused."""
     code = context.partition_key
     settings = facerec.settings
-    config = face_engine.engine_config
+    model = face_engine.model_of_domain(facerec, code)
+    config = model.engine
     model_config = config.model_key
-    current = face_engine.current_faces(detected_faces)
+    current = current_faces(detected_faces, model)
     accepted = current[current["status"] == "accepted"].drop_duplicates("image_sha256")
     existing = _existing_embeddings(facerec, list(accepted["image_sha256"]), model_config)
     missing = accepted[~accepted["image_sha256"].isin(existing)]
@@ -65,7 +67,7 @@ def face_embeddings(
         "model_name": config.model_name,
         "detector_backend": config.detector_backend,
         "normalization": config.normalization,
-        "library_version": f"deepface-{deepface_version()}",
+        "library_version": library_version(config),
     }
     rows = [
         {**base, "image_sha256": sha, "dim": row.dim, "embedding": row.embedding}
@@ -73,7 +75,7 @@ def face_embeddings(
     ]
     if len(missing):
         paths = [settings.absolute(path) for path in missing["crop_path"]]
-        vectors = embed_crops(face_engine.engine(), paths, face_engine.pool())
+        vectors = embed_crops(face_engine.engine(model), paths, face_engine.pool(model))
         for done, (sha, vector) in enumerate(zip(missing["image_sha256"], vectors, strict=True), 1):
             rows.append(
                 {
@@ -94,6 +96,7 @@ def face_embeddings(
             "embedded_this_run": len(missing),
             "reused_from_cache": len(existing),
             "model_config": model_config,
+            "face_model": model.name,
         }
     )
     return frame

@@ -19,9 +19,10 @@ from facerec_pipeline.core.artifacts.store import (
     ArtifactKey,
     ArtifactStore,
 )
+from facerec_pipeline.core.face_models import current_faces
 from facerec_pipeline.core.faces.engine import l2_normalize
 from facerec_pipeline.core.gallery.identity import consistency_decisions
-from facerec_pipeline.core.gallery.open_set import RULE, OperatingPoint, calibrate
+from facerec_pipeline.core.gallery.open_set import OperatingPoint, calibrate, rule_text
 from facerec_pipeline.core.gallery.previews import thumbnail_key, thumbnails_of
 from facerec_pipeline.core.gallery.publish import (
     GalleryEntry,
@@ -263,9 +264,10 @@ def gallery(
     (`production_gallery`)."""
     code = context.partition_key
     settings = facerec.settings
-    config = face_engine.engine_config
+    model = face_engine.model_of_domain(facerec, code)
+    config = model.engine
     # Rows of earlier face configurations are kept in `faces`, never mixed in.
-    detected_faces = face_engine.current_faces(detected_faces)
+    detected_faces = current_faces(detected_faces, model)
     frame = gallery_candidates(candidates, detected_faces, face_embeddings, config.model_key)
     if frame.empty:
         raise dg.Failure(
@@ -276,7 +278,7 @@ def gallery(
     vectors = l2_normalize(
         np.stack([np.frombuffer(blob, dtype="<f4") for blob in frame["embedding"]])
     )
-    frame = identity_filter(frame, vectors, face_engine.identity_distance)
+    frame = identity_filter(frame, vectors, model.identity_max_distance)
     keep = (frame["identity_status"] == "accepted").to_numpy()
     entries = ordered_entries(
         [
@@ -300,7 +302,8 @@ def gallery(
         target_far = get_domain(session, code).target_far
         # The operating point is part of what a version serves: a new target FAR or decision
         # rule, a new version.
-        digest = content_hash(entries, f"{config.model_key}|far{target_far}|{RULE}")
+        rule = rule_text(model.nearest_share)
+        digest = content_hash(entries, f"{config.model_key}|far{target_far}|{rule}")
         latest = latest_version(session, code)
         if latest is not None and latest.content_sha256 == digest:
             target, built = latest, False
@@ -314,7 +317,8 @@ def gallery(
                 matrix,
                 np.unique(labels, return_inverse=True)[1],
                 target_far,
-                fallback_threshold=config.threshold,
+                fallback_threshold=model.verification_threshold,
+                share=model.nearest_share,
             )
             version = (
                 session.scalar(select(func.max(Gallery.version)).where(Gallery.domain == code)) or 0
@@ -390,6 +394,7 @@ def gallery(
             "gallery_version": version,
             "built_this_run": built,
             "status": status,
+            "face_model": model.name,
             "people": len({e.person_id for e in entries}),
             "faces": len(entries),
             "quarantined": int((~keep).sum()),
@@ -413,17 +418,13 @@ def gallery(
     ],
     can_subset=False,
 )
-def gallery_promotion_checks(
-    context: dg.AssetCheckExecutionContext, facerec: FacerecStorage, face_engine: FaceEngineResource
-):
+def gallery_promotion_checks(context: dg.AssetCheckExecutionContext, facerec: FacerecStorage):
     """The newest version must pass all of these before `production_gallery` serves it; if one
     fails the version is marked rejected and production keeps the version it has. `facerec
     gallery recheck` runs them again after settings changed."""
     code = context.op_execution_context.partition_key
     with facerec.session() as session:
-        candidate, outcomes = run_checks(
-            session, facerec.settings, code, face_engine.engine_config.distinct_min_distance
-        )
+        candidate, outcomes = run_checks(session, facerec.settings, code)
         version = candidate.version
     for name, (passed, figures) in outcomes.items():
         verdict = f"{name} {'passed' if passed else 'FAILED'}: {figures_text(figures)}"

@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from facerec_pipeline.core.artifacts.store import ArtifactStore
+from facerec_pipeline.core.face_models import UnknownFaceModel, model_of_config
 from facerec_pipeline.core.gallery.publish import (
     POINTER_FILE,
     PUBLISHED,
@@ -190,13 +191,11 @@ CHECK_DESCRIPTIONS = {
 CHECK_NAMES = list(CHECK_DESCRIPTIONS)
 
 
-def run_checks(
-    session: Session, settings: Settings, domain: str, distinct_min_distance: float
-) -> tuple[Gallery, dict]:
+def run_checks(session: Session, settings: Settings, domain: str) -> tuple[Gallery, dict]:
     """Run the blocking checks on the newest version of `domain` with the domain's current
-    settings; store them on the version and set its status (candidate when all pass, rejected
-    otherwise; a published version keeps its status). Returns (version, {check: (passed,
-    figures)})."""
+    settings (and the distances of the face model that built the version); store them on the
+    version and set its status (candidate when all pass, rejected otherwise; a published
+    version keeps its status). Returns (version, {check: (passed, figures)})."""
     settings_row = get_domain(session, domain)
     candidate = latest_version(session, domain)
     if candidate is None:
@@ -234,7 +233,9 @@ def run_checks(
         "coherent_model": checks.coherent_model(loaded),
         "no_photo_in_two_people": checks.no_photo_in_two_people(loaded),
         "min_faces_per_person": checks.faces_per_person(loaded, settings_row.min_faces_per_person),
-        "distinct_identities": checks.distinct_identities(loaded, distinct_min_distance),
+        "distinct_identities": checks.distinct_identities(
+            loaded, model_of_config(candidate.model_config).distinct_min_distance
+        ),
         "loo_accuracy": checks.leave_one_out_accuracy(loaded, settings_row.min_loo_accuracy),
         "not_shrunk": checks.not_shrunk(
             candidate.face_count,
@@ -310,6 +311,13 @@ def rollback(session: Session, settings: Settings, domain: str, to: int | None) 
     return target
 
 
+def _model_name(model_config: str) -> str:
+    try:
+        return model_of_config(model_config).name
+    except UnknownFaceModel:
+        return model_config.split("|", 1)[0]
+
+
 def list_versions(session: Session, domain: str) -> list[dict[str, Any]]:
     pinned = get_domain(session, domain).pinned_version
     galleries = session.scalars(
@@ -324,6 +332,8 @@ def list_versions(session: Session, domain: str) -> list[dict[str, Any]]:
             "people": g.person_count,
             "faces": g.face_count,
             "quarantined": g.quarantined_count,
+            "face_model": _model_name(g.model_config),
+            "model_config": g.model_config,
             "loo_top1_accuracy": (g.evaluation or {}).get("loo_top1_accuracy"),
             "operating_point": g.operating_point,
             "failed_checks": sorted(k for k, v in (g.checks or {}).items() if not v["passed"]),

@@ -16,6 +16,7 @@ from facerec_pipeline.core.artifacts.store import (
     ArtifactStore,
     fill_bytes,
 )
+from facerec_pipeline.core.face_models import current_faces
 from facerec_pipeline.core.images.previews import (
     THUMBNAIL_SIDE,
     WEB_SIDE,
@@ -65,7 +66,8 @@ def previews(
     settings = facerec.settings
     store = ArtifactStore(settings)
     failures = FailureLog(settings, code, STAGE, context.run_id)
-    jobs = preview_jobs(raw_images, face_engine.current_faces(detected_faces))
+    model = face_engine.model_of_domain(facerec, code)
+    jobs = preview_jobs(raw_images, current_faces(detected_faces, model))
     counts: Counter = Counter()
     to_make = []
     for job in jobs:
@@ -85,7 +87,7 @@ def previews(
         else:
             to_make.append(job)
     work = [(settings.absolute(job["file"]), job["box"]) for job in to_make]
-    engine, pool = face_engine.engine(), face_engine.pool()
+    engine, pool = face_engine.engine(model), face_engine.pool(model)
     if pool.serves(engine, work):  # decoding and blurhash are CPU work: the run's workers
         found = pool.map(previews_or_error, work)
     else:

@@ -92,15 +92,8 @@ class RecognizerPool:
             return work(slot.recognizer)
 
     def _build(self, order: list[str]) -> Recognizer:
-        from facerec_pipeline.resources import face_engine_resource
-
         try:
-            recognizer = Recognizer.for_domains(
-                self.settings,
-                order,
-                top_k=self.top_k,
-                default_config=face_engine_resource(self.settings).engine_config,
-            )
+            recognizer = Recognizer.for_domains(self.settings, order, top_k=self.top_k)
         except CANNOT_SERVE as error:
             self.failures[order[0]] = str(error)
             raise
@@ -131,12 +124,11 @@ class RecognizerPool:
             }
 
     def warm(self) -> None:
-        """Load the recognizer of every domain with a production gallery and run its face
-        detector once (its models load at first use)."""
-        blank = np.zeros((64, 64, 3), dtype=np.uint8)
+        """Load the recognizer of every domain with a production gallery and run each of its
+        face engines once (their models load at first use)."""
         for order in self.serving_domains().values():
             try:
-                self.use(order, lambda recognizer: recognizer.engine.detect(blank))
+                self.use(order, lambda recognizer: [e.warm() for e in recognizer.engines.values()])
             except CANNOT_SERVE:
                 continue  # recorded in failures, reported by /readyz
 

@@ -41,6 +41,7 @@ from facerec_pipeline.settings import Settings
 ORIGINAL = "original"
 FACE_CROP = "face_crop"
 FACE_CHIP = "face_chip"
+FACE_ALIGNED = "face_aligned"  # SFace's 112 px crop, aligned on YuNet's 5 landmarks
 THUMBNAIL = "thumbnail_400"
 WEB = "web_800"
 GALLERY_BATCH = "gallery_batch"
@@ -52,6 +53,7 @@ STAGES = (
     ORIGINAL,
     FACE_CROP,
     FACE_CHIP,
+    FACE_ALIGNED,
     THUMBNAIL,
     WEB,
     GALLERY_BATCH,
@@ -60,7 +62,7 @@ STAGES = (
     EVALUATION_REPORT,
     PROD_POINTER,
 )
-IMAGE_STAGES = (ORIGINAL, FACE_CROP, FACE_CHIP, THUMBNAIL, WEB)
+IMAGE_STAGES = (ORIGINAL, FACE_CROP, FACE_CHIP, FACE_ALIGNED, THUMBNAIL, WEB)
 FLUSH_EVERY = 200
 
 

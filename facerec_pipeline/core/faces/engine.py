@@ -18,6 +18,9 @@ quarter of the pixels DeepFace's upsampled pass scans). When it finds a confiden
 enough that any face it could miss is too small to challenge it under the dominance rule of the
 quality gates, that is the answer; otherwise the upsampled pass runs, as in DeepFace. Portraits,
 the common case, take the cheap path.
+
+The `SFace` model with the `yunet` detector (OpenCV Zoo's, run by OpenCV: sface.py) detects,
+aligns and embeds on its own; DeepFace is not involved.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from facerec_pipeline.core.faces.detected import DetectedFace
 from facerec_pipeline.core.faces.dlib_resnet import DlibFaceResNet
+from facerec_pipeline.core.faces.sface import ALIGNED_SIZE, YuNetSFace
 from facerec_pipeline.core.faces.weights import (
     DLIB_LANDMARKS,
     DLIB_RESNET,
@@ -51,16 +56,7 @@ COSINE_THRESHOLDS = {
     "VGG-Face": 0.68,
     "GhostFaceNet": 0.65,
 }
-
-
-# Distances measured on the LFW development set with Dlib on dlib's chips (BENCHMARKS.md):
-# 99% of true faces lie within 0.097 of the mean of their person's other faces, so the identity
-# filter quarantines beyond 0.10; different people's mean faces are 0.033 apart at the closest
-# while the two halves of one person's photos are 0.013 (median) and 0.026 (90th percentile)
-# apart, so two people closer than 0.025 look like one. Other configurations scale these by
-# their 1:1 threshold: a guess, not a measurement.
-DLIB_CHIP_IDENTITY_MAX_DISTANCE = 0.10
-DLIB_CHIP_DISTINCT_MIN_DISTANCE = 0.025
+SFACE, YUNET = "SFace", "yunet"  # OpenCV Zoo's, through OpenCV (sface.py), never DeepFace's
 
 # Without upsampling, dlib's HOG detector finds faces whose box would measure 64 px and more
 # (measured on the packaged test faces, scaled down: all found from 55 px, none under 49 px). A
@@ -74,6 +70,11 @@ CHIP_SIZE, CHIP_PADDING = 150, 0.25
 
 @dataclass(frozen=True)
 class EngineConfig:
+    """How faces are detected, cut and embedded. The field defaults are the `Dlib` engine as
+    versions before the model became a domain setting recorded it (their batches store these
+    fields; a field added since takes its default when such a record is read), so a default
+    never changes; each model's own configuration is in core/face_models.py."""
+
     model_name: str = "Dlib"
     detector_backend: str = "dlib"
     normalization: str = "base"
@@ -83,11 +84,17 @@ class EngineConfig:
     # the quality gates' min_confidence, so a trusted face is confident there too.
     coarse_min_score: float = 0.5
     dlib_chips: bool = True  # Dlib model: dlib's own face chips instead of DeepFace's crop
-    mirror_average: bool = True  # dlib chips: average the descriptors of the chip and its mirror
+    # Dlib chips and SFace: average the descriptors of the crop and of its mirror image.
+    mirror_average: bool = True
+    min_detection_score: float = 0.5  # yunet: faces scored under this are not reported
 
     @property
     def uses_dlib_chips(self) -> bool:
         return self.dlib_chips and self.model_name == "Dlib"
+
+    @property
+    def uses_sface(self) -> bool:
+        return self.model_name == SFACE
 
     @property
     def uses_coarse_pass(self) -> bool:
@@ -95,6 +102,11 @@ class EngineConfig:
 
     @property
     def detector_key(self) -> str:
+        if self.uses_sface:
+            return (
+                f"{self.detector_backend}-2023mar-int8bq@{self.detect_max_side}px"
+                f"|score{self.min_detection_score}|align{ALIGNED_SIZE}"
+            )
         coarse = (
             f"|coarse{COARSE_TRUSTED_FACE}@{self.coarse_min_score}" if self.uses_coarse_pass else ""
         )
@@ -104,31 +116,16 @@ class EngineConfig:
     @property
     def model_key(self) -> str:
         """Identifies embeddings that may be compared; embeddings of two keys never mix. The
-        crop (DeepFace's alignment or dlib's chip) is part of the detector key."""
+        crop (DeepFace's alignment, dlib's chip, SFace's 5-point alignment) is part of the
+        detector key. SFace's does not name DeepFace's version: DeepFace does not touch it."""
+        mirrored = self.mirror_average and (self.uses_dlib_chips or self.uses_sface)
+        mirror = "|mirror" if mirrored else ""
+        if self.uses_sface:
+            return f"{self.model_name}-2021dec-int8bq|{self.detector_key}{mirror}"
         version = deepface_version()
-        mirror = "|mirror" if self.uses_dlib_chips and self.mirror_average else ""
         return (
             f"{self.model_name}|{self.normalization}|{self.detector_key}{mirror}|deepface-{version}"
         )
-
-    @property
-    def threshold(self) -> float:
-        return COSINE_THRESHOLDS.get(self.model_name, 0.4)
-
-    def _scaled(self, measured_on_dlib_chips: float) -> float:
-        if self.uses_dlib_chips:
-            return measured_on_dlib_chips
-        return round(measured_on_dlib_chips * self.threshold / COSINE_THRESHOLDS["Dlib"], 4)
-
-    @property
-    def identity_max_distance(self) -> float:
-        """A face farther than this from its person's other faces is quarantined."""
-        return self._scaled(DLIB_CHIP_IDENTITY_MAX_DISTANCE)
-
-    @property
-    def distinct_min_distance(self) -> float:
-        """Two people whose mean faces are closer than this look like one person."""
-        return self._scaled(DLIB_CHIP_DISTINCT_MIN_DISTANCE)
 
 
 def deepface_version() -> str:
@@ -137,22 +134,13 @@ def deepface_version() -> str:
     return version("deepface")
 
 
-@dataclass
-class DetectedFace:
-    x: int
-    y: int
-    w: int
-    h: int
-    confidence: float
-    crop_bgr: np.ndarray  # aligned face cut from the full-resolution image
+def library_version(config: EngineConfig) -> str:
+    """The library that runs `config`'s model: OpenCV for SFace, DeepFace's version otherwise."""
+    if config.uses_sface:
+        import cv2
 
-    @property
-    def area(self) -> int:
-        return self.w * self.h
-
-    @property
-    def size(self) -> int:
-        return min(self.w, self.h)
+        return f"opencv-{cv2.__version__}"
+    return f"deepface-{deepface_version()}"
 
 
 class FaceEngine:
@@ -162,9 +150,23 @@ class FaceEngine:
     from `models_dir` directly)."""
 
     def __init__(self, config: EngineConfig, models_dir: Path):
+        if config.uses_sface != (config.detector_backend == YUNET):
+            raise ValueError(
+                f"the {SFACE} model runs with the {YUNET} detector only (it is aligned with "
+                f"YuNet's 5 landmarks), not {config.model_name} with {config.detector_backend}"
+            )
         self.config = config
         self.models_dir = models_dir
         check_weights(models_dir, config.model_name, config.detector_backend)
+
+    @cached_property
+    def _sface(self) -> YuNetSFace:
+        return YuNetSFace(
+            self.models_dir,
+            self.config.detect_max_side,
+            self.config.min_detection_score,
+            self.config.mirror_average,
+        )
 
     @cached_property
     def _deepface(self) -> Any:
@@ -183,6 +185,8 @@ class FaceEngine:
 
     def detect(self, image_rgb: np.ndarray) -> list[DetectedFace]:
         """All faces in an RGB image, boxes in the image's own pixel coordinates."""
+        if self.config.uses_sface:
+            return self._sface.detect(image_rgb)
         import cv2
         from deepface.models.Detector import FacialAreaRegion
         from deepface.modules.detection import extract_face
@@ -362,11 +366,25 @@ class FaceEngine:
         both = np.asarray(both, dtype=np.float32)
         return (both[: len(rgb)] + both[len(rgb) :]) / 2
 
+    def warm(self) -> None:
+        """Load every model this engine runs (each loads at its first use otherwise)."""
+        self.detect(np.zeros((64, 64, 3), dtype=np.uint8))
+        if self.config.uses_sface:
+            side = ALIGNED_SIZE
+        elif self.config.uses_dlib_chips:
+            side = CHIP_SIZE
+        else:
+            side = 152
+        self.embed([np.zeros((side, side, 3), dtype=np.uint8)])
+
     def embed(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
-        """Embeddings (n x dim, float32) of the crops detect() cut: dlib chips for `Dlib`,
-        DeepFace's aligned crops (embedded as DeepFace.represent does) otherwise."""
+        """Embeddings (n x dim, float32) of the crops detect() cut: SFace's aligned crops for
+        `SFace`, dlib chips for `Dlib`, DeepFace's aligned crops (embedded as
+        DeepFace.represent does) otherwise."""
         if not crops_bgr:
             return np.zeros((0, 0), dtype=np.float32)
+        if self.config.uses_sface:
+            return self._sface.embed(crops_bgr)
         if self.config.uses_dlib_chips:
             return self._embed_dlib_chips(crops_bgr)
         if self.config.model_name == "Dlib":

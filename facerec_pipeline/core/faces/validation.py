@@ -79,7 +79,9 @@ _worker: dict = {}
 def _start_worker(config, models_dir: str) -> None:
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(1)  # one BLAS thread per worker: the workers already fill the cores
+    # One thread per worker (BLAS, OpenCV's own pool): the workers already fill the cores.
+    threadpool_limits(1)
+    cv2.setNumThreads(1)
     _worker["engine"] = FaceEngine(config, Path(models_dir))
 
 

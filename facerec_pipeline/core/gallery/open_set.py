@@ -41,6 +41,15 @@ RULE = (
     "mean of the max(2, 1 + n/4) nearest of a person's n faces; score d1 - (mean(d2..d4) - d1); "
     "threshold: 95% upper bound of the simulated strangers named <= target FAR"
 )
+
+
+def rule_text(share: float) -> str:
+    """The rule a version is calibrated with, in words (RULE at the default share)."""
+    if share == NEAREST_SHARE:
+        return RULE
+    return RULE.replace("1 + n/4", f"1 + {share:g}n")
+
+
 LEGACY_RULE = "mean of the 2 nearest faces per person; score d1 - (mean(d2..d4) - d1)"
 DEFAULT_TARGET_FAR = 0.01
 CALIBRATION_PROBES = 10_000  # gallery faces used as pseudo-probes (a random sample above this)
@@ -170,6 +179,7 @@ def calibrate(
     fallback_threshold: float = 0.0,
     max_probes: int = CALIBRATION_PROBES,
     seed: int = 0,
+    share: float = NEAREST_SHARE,
 ) -> OperatingPoint:
     """The operating point of a gallery (rows grouped by person, L2-normalized) for
     `target_far`, from the gallery's own faces (module docstring). With fewer than two people
@@ -187,9 +197,9 @@ def calibrate(
             expected_rank1=None,
             stranger_trials=0,
             enrolled_trials=0,
-            rule=RULE,
+            rule=rule_text(share),
             calibrated=False,
-            nearest_share=NEAREST_SHARE,
+            nearest_share=share,
         )
     probes = sample_probes(len(matrix), max_probes, seed)
     stranger, enrolled_correct, enrolled_score = [], [], []
@@ -198,7 +208,7 @@ def calibrate(
         chunk = probes[begin : begin + step]
         distances = 1.0 - matrix[chunk] @ matrix.T
         distances[np.arange(len(chunk)), chunk] = np.inf  # the face itself is left out
-        per_person = person_distances(distances, starts)
+        per_person = person_distances(distances, starts, share)
         own = rows[chunk]
         has_other_face = np.isfinite(per_person[np.arange(len(chunk)), own])
         top, scores = score_people(per_person[has_other_face])
@@ -230,9 +240,9 @@ def calibrate(
         expected_rank1=round(float(correct.mean()), 4) if has_enrolled else None,
         stranger_trials=len(stranger_scores),
         enrolled_trials=len(correct),
-        rule=RULE,
+        rule=rule_text(share),
         calibrated=resolved,
-        nearest_share=NEAREST_SHARE,
+        nearest_share=share,
         far_upper_bound=round(far_upper_bound(named, len(stranger_scores)), 4),
     )
 

@@ -10,6 +10,7 @@ import numpy as np
 from sqlalchemy import select
 
 from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine, l2_normalize
+from facerec_pipeline.core.faces.weights import ModelWeightsMissing
 from facerec_pipeline.core.gallery.open_set import (
     COHORT,
     NEAREST_SHARE,
@@ -41,6 +42,35 @@ def stored_engine_config(gallery: LoadedGallery) -> EngineConfig | None:
     (None for versions written before they did)."""
     stored = gallery.batch_metadata[0].get("engine_config") if gallery.batch_metadata else None
     return EngineConfig(**stored) if stored else None
+
+
+def engine_config_of(gallery: LoadedGallery) -> EngineConfig:
+    """The configuration to embed a gallery's queries with: the one its batches record, or for
+    a version too old to record one, the `dlib` engine every such version was built with.
+    Refused (ValueError) when it would not make the gallery's embeddings (its model key differs:
+    another DeepFace release, say): such a version cannot be searched faithfully."""
+    config = stored_engine_config(gallery) or EngineConfig()
+    if config.model_key != gallery.model_config:
+        raise ValueError(
+            f"v{gallery.version} of {gallery.domain!r} was embedded as {gallery.model_config}, "
+            f"which does not match what its recorded face configuration gives now "
+            f"({config.model_key}); run `facerec run --domain {gallery.domain}` to build a "
+            "version with the installed libraries"
+        )
+    return config
+
+
+def same_face(a: Any, b: Any) -> float:
+    """Intersection over union of two face boxes (x, y, w, h)."""
+    width = max(0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
+    height = max(0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
+    union = a.w * a.h + b.w * b.h - width * height
+    return width * height / union if union > 0 else 0.0
+
+
+# Two detectors' boxes of one face overlap by this much at least (measured on the packaged test
+# photos: YuNet's box against dlib's, IoU 0.45-0.6 for the same face, 0 for different faces).
+SAME_FACE_IOU = 0.3
 
 
 def serving_pointer(settings: Settings, domain: str) -> dict[str, Any] | None:
@@ -169,65 +199,88 @@ def decide(gallery: LoadedGallery, ranked: list[dict[str, Any]]) -> dict[str, An
 
 
 class Recognizer:
+    """Names the faces of a photo from galleries searched in order (a domain, then the domains
+    it inherits). Each gallery is searched with the face engine of the model that built it:
+    the photo is detected and embedded by each model its galleries use, and a face found by the
+    first gallery's model is searched in another model's gallery through the face that model's
+    detector finds at the same place."""
+
     def __init__(
         self,
         galleries: list[LoadedGallery],
-        engine: FaceEngine,
+        engines: FaceEngine | list[FaceEngine],
         top_k: int = 5,
         settings: Settings | None = None,
     ):
         if not galleries:
             raise NoGallery("no gallery to search")
         self.settings = settings  # given: galleries reload when a new version is published
-        configs = {gallery.model_config for gallery in galleries}
-        if configs != {engine.config.model_key}:
-            raise ValueError(
-                f"gallery model configuration {sorted(configs)} does not match the engine's "
-                f"{engine.config.model_key}; rebuild the gallery or configure the engine to match"
-            )
+        engines = engines if isinstance(engines, list) else [engines]
+        self.engines = {engine.config.model_key: engine for engine in engines}
+        for gallery in galleries:
+            if gallery.model_config not in self.engines:
+                raise ValueError(
+                    f"gallery model configuration {gallery.model_config} does not match the "
+                    f"engines' {sorted(self.engines)}; rebuild the gallery or configure the "
+                    "engine to match"
+                )
         self.galleries = galleries
-        self.engine = engine
         self.top_k = top_k
         self.skipped: list[str] = []  # inherited domains that cannot serve, and why
         self.notes: list[str] = []  # galleries served in place of a damaged production version
+
+    @property
+    def engine(self) -> FaceEngine:
+        """The engine of the first gallery: it finds the faces an answer lists."""
+        return self.engines[self.galleries[0].model_config]
 
     @classmethod
     def for_domains(
         cls,
         settings: Settings,
         domains: list[str],
-        engine: FaceEngine | None = None,
         top_k: int = 5,
-        default_config: EngineConfig | None = None,
     ) -> Recognizer:
         """The first domain's production gallery (required), then those of the domains it
-        inherits that can serve (`skipped` says why each other one cannot). Without an
-        `engine`, one is made with the configuration the first gallery was built with
-        (`default_config`, else the defaults, for a gallery that does not record it)."""
+        inherits that can serve (`skipped` says why each other one cannot), each with an engine
+        of the configuration its version records."""
         first, note = load_serving_gallery(settings, domains[0])
-        if engine is None:
-            config = stored_engine_config(first) or default_config or EngineConfig()
-            engine = FaceEngine(config, settings.models_dir)
         galleries, notes, skipped = [first], [note] if note else [], []
         for domain in domains[1:]:
             try:
                 gallery, note = load_serving_gallery(settings, domain)
-            except (NoGallery, GalleryDamaged) as missing:
+                engine_config_of(gallery)
+            except (NoGallery, GalleryDamaged, ValueError) as missing:
                 skipped.append(str(missing))
                 continue
             galleries.append(gallery)
             notes += [note] if note else []
-        recognizer = cls(galleries, engine, top_k, settings)
+        engines: dict[str, FaceEngine] = {}
+        for gallery in galleries:
+            if gallery.model_config not in engines:
+                engines[gallery.model_config] = FaceEngine(
+                    engine_config_of(gallery), settings.models_dir
+                )
+        recognizer = cls(galleries, list(engines.values()), top_k, settings)
         recognizer.skipped = skipped
         recognizer.notes = notes
         return recognizer
+
+    def _engine_for(self, gallery: LoadedGallery) -> FaceEngine:
+        """The engine of a gallery's model, made when a newly served version needs one."""
+        if gallery.model_config not in self.engines:
+            assert self.settings is not None
+            self.engines[gallery.model_config] = FaceEngine(
+                engine_config_of(gallery), self.settings.models_dir
+            )
+        return self.engines[gallery.model_config]
 
     def refresh(self) -> list[str]:
         """Reload every gallery whose domain the database now says another version serves, or
         whose serving version's files were rewritten in place (an erasure); drop one whose
         domain nothing serves any more. Returns the domains reloaded or dropped. Costs one small
-        query per domain. A new version that is damaged is not loaded: the loaded one keeps
-        answering, and `notes` says why."""
+        query per domain. A new version that is damaged, or whose face engine cannot be made,
+        is not loaded: the loaded one keeps answering, and `notes` says why."""
         if self.settings is None:
             return []
         reloaded, gone = [], []
@@ -241,36 +294,36 @@ class Recognizer:
                     int(pointer["version"]) != gallery.version
                     or pointer.get("file_checksums") != gallery.checksums
                 ):
-                    if pointer["model_config"] != self.engine.config.model_key:
-                        note = (
-                            f"v{pointer['version']} of {gallery.domain!r} was built with "
-                            f"another face configuration ({pointer['model_config']}): "
-                            f"restart the recognizer to serve it. Meanwhile "
-                            f"v{gallery.version} answers."
-                        )
-                        self.notes = [*[n for n in self.notes if n != note], note]
-                        continue
-                    self.galleries[position] = load_version(self.settings, pointer)
+                    loaded = load_version(self.settings, pointer)
+                    self._engine_for(loaded)  # another model's version: its engine first
+                    self.galleries[position] = loaded
                     reloaded.append(gallery.domain)
-            except (GalleryDamaged, NoGallery) as damaged:
+            except (GalleryDamaged, NoGallery, ValueError, ModelWeightsMissing) as damaged:
                 note = f"{damaged} Meanwhile v{gallery.version} answers."
                 self.notes = [*[n for n in self.notes if n != note], note]
         for gallery in gone:
             self.galleries = [kept for kept in self.galleries if kept is not gallery]
             self.notes.append(f"no version of {gallery.domain!r} serves any more")
             reloaded.append(gallery.domain)
+        used = {gallery.model_config for gallery in self.galleries}
+        self.engines = {key: engine for key, engine in self.engines.items() if key in used}
         return reloaded
 
     def identify(
-        self, vector: np.ndarray
+        self, vector: np.ndarray | dict[str, np.ndarray | None]
     ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, Any]]:
         """Search the galleries in order; the first whose best person passes its own operating
-        point decides. Returns (identity or None, the nearest people of every gallery nearest
+        point decides. `vector`: the face's embedding, or its embedding by each model key
+        (None where that model's detector did not find the face: its galleries are passed
+        over). Returns (identity or None, the nearest people of every gallery searched nearest
         first, the decision that named them or else the first gallery's)."""
         identity, decision = None, None
         matches: list[dict[str, Any]] = []
         for gallery in self.galleries:
-            ranked = ranked_people(gallery, vector, self.top_k)
+            query = vector.get(gallery.model_config) if isinstance(vector, dict) else vector
+            if query is None:
+                continue
+            ranked = ranked_people(gallery, query, self.top_k)
             matches.extend(ranked[: self.top_k])
             verdict = decide(gallery, ranked)
             if decision is None or (identity is None and verdict["accepted"]):
@@ -280,10 +333,28 @@ class Recognizer:
         matches.sort(key=lambda match: match["distance"])
         return identity, matches[: self.top_k], decision
 
+    def embed_faces(self, image_rgb: np.ndarray) -> tuple[list[Any], list[dict[str, Any]]]:
+        """The faces the first gallery's model finds (largest first) and, per face, its
+        embedding by each model the galleries use: by another model, that of the face its own
+        detector finds at the same place (SAME_FACE_IOU), or None."""
+        primary = self.engine
+        faces = primary.detect(image_rgb)
+        vectors: list[dict[str, Any]] = [{} for _ in faces]
+        for key, engine in self.engines.items():
+            found = faces if engine is primary else engine.detect(image_rgb)
+            pairs = [
+                (index, _best_overlap(face, found) if engine is not primary else index)
+                for index, face in enumerate(faces)
+            ]
+            cut = [found[match].crop_bgr for _, match in pairs if match is not None]
+            embedded = iter(l2_normalize(engine.embed(cut)) if cut else [])
+            for index, match in pairs:
+                vectors[index][key] = next(embedded) if match is not None else None
+        return faces, vectors
+
     def recognize_image(self, path: Path) -> dict[str, Any]:
         self.refresh()
-        faces = self.engine.detect(load_rgb(path))
-        vectors = l2_normalize(self.engine.embed([face.crop_bgr for face in faces]))
+        faces, vectors = self.embed_faces(load_rgb(path))
         results = []
         for face, vector in zip(faces, vectors, strict=True):
             identity, matches, decision = self.identify(vector)
@@ -300,3 +371,10 @@ class Recognizer:
         if self.notes:
             answer["notes"] = list(self.notes)
         return answer
+
+
+def _best_overlap(face: Any, found: list[Any]) -> int | None:
+    """The index of the face in `found` that overlaps `face` most, if it is the same face."""
+    overlaps = [same_face(face, other) for other in found]
+    best = int(np.argmax(overlaps)) if overlaps else None
+    return best if best is not None and overlaps[best] >= SAME_FACE_IOU else None
