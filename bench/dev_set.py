@@ -290,8 +290,13 @@ def _blur_copy(crop_bgr: np.ndarray) -> np.ndarray:
 
 
 def detect_everything(paths: list[Path], models_dir: Path, workers: int, config) -> dict:
+    import multiprocessing
+
     with ProcessPoolExecutor(
-        workers, initializer=_start, initargs=(config, str(models_dir))
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),  # never fork a process OpenCV threads
+        initializer=_start,
+        initargs=(config, str(models_dir)),
     ) as pool:
         return {p: (h, f) for p, h, f in pool.map(_detect_and_embed, map(str, paths), chunksize=16)}
 

@@ -172,6 +172,15 @@ def current_faces(faces, model: FaceModel):
     return faces[faces["detector_config"] == model.detector_config]
 
 
+def model_name_of(model_config: str) -> str:
+    """The catalogue's name of the model that made embeddings of `model_config`, or the key's
+    first field when no model of the catalogue made them."""
+    try:
+        return model_of_config(model_config).name
+    except UnknownFaceModel:
+        return model_config.split("|", 1)[0]
+
+
 def with_overrides(model: FaceModel, **overrides) -> FaceModel:
     """`model` with the engine, gate and identity settings given (None: the model's own)."""
     chosen = {key: value for key, value in overrides.items() if value is not None}

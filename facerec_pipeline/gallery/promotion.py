@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from facerec_pipeline.core.artifacts.store import ArtifactStore
-from facerec_pipeline.core.face_models import UnknownFaceModel, model_of_config
+from facerec_pipeline.core.face_models import model_name_of, model_of_config
 from facerec_pipeline.core.gallery.publish import (
     POINTER_FILE,
     PUBLISHED,
@@ -311,13 +311,6 @@ def rollback(session: Session, settings: Settings, domain: str, to: int | None) 
     return target
 
 
-def _model_name(model_config: str) -> str:
-    try:
-        return model_of_config(model_config).name
-    except UnknownFaceModel:
-        return model_config.split("|", 1)[0]
-
-
 def list_versions(session: Session, domain: str) -> list[dict[str, Any]]:
     pinned = get_domain(session, domain).pinned_version
     galleries = session.scalars(
@@ -332,7 +325,7 @@ def list_versions(session: Session, domain: str) -> list[dict[str, Any]]:
             "people": g.person_count,
             "faces": g.face_count,
             "quarantined": g.quarantined_count,
-            "face_model": _model_name(g.model_config),
+            "face_model": model_name_of(g.model_config),
             "model_config": g.model_config,
             "loo_top1_accuracy": (g.evaluation or {}).get("loo_top1_accuracy"),
             "operating_point": g.operating_point,

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from facerec_pipeline.core.face_models import model_name_of
 from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine, l2_normalize
 from facerec_pipeline.core.faces.weights import ModelWeightsMissing
 from facerec_pipeline.core.gallery.open_set import (
@@ -187,6 +188,7 @@ def decide(gallery: LoadedGallery, ranked: list[dict[str, Any]]) -> dict[str, An
     return {
         "domain": gallery.domain,
         "gallery_version": gallery.version,
+        "face_model": model_name_of(gallery.model_config),
         "best": ranked[0]["normalized_name"],
         "distance": ranked[0]["distance"],
         "margin": round(float(cohort.mean() - distances[0, 0]), 5) if len(cohort) else None,
