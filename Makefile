@@ -30,12 +30,14 @@ test: install
 	$(BIN)/python -m facerec_pipeline.sample .cache/test_images
 	$(BIN)/python -m pytest -q
 
-# Speed against DeepFace on this machine; writes BENCHMARKS.md (about 10 minutes on 2 cores).
+# Speed of each face model against DeepFace on this machine; writes BENCHMARKS.md (about 15
+# minutes on 2 cores).
 bench: install
 	$(BIN)/python -m bench.run
 
 # Recognition quality on the LFW development set (build it with ../shared/datasets/build_lfw_dev.py;
-# FACEREC_DEV_SET=<its folder>): rank-1, DIR, FAR, gates, DeepFace beside (about 10 minutes).
+# FACEREC_DEV_SET=<its folder>), for each offline face model: rank-1, DIR, FAR, every setting of
+# each model replayed, DeepFace beside (about 25 minutes on 2 cores).
 bench-dev: install
 	$(BIN)/python -m bench.dev_set
 

@@ -79,6 +79,9 @@ class FaceEngineResource(dg.ConfigurableResource):
     identity_max_distance: float | None = None
     # Processes for detection and embedding (dlib holds the GIL). Default: the machine's cores.
     workers: int = max(1, min(os.cpu_count() or 1, 8))
+    # Photos per worker from which a batch goes to the workers; None: the engine's own,
+    # measured on 2 cores (core/faces/validation.py: min_photos_per_worker).
+    min_photos_per_worker: int | None = None
 
     _engines: dict[EngineConfig, FaceEngine] = PrivateAttr(default_factory=dict)
     _pools: dict[EngineConfig, WorkerPool] = PrivateAttr(default_factory=dict)
@@ -103,7 +106,7 @@ class FaceEngineResource(dg.ConfigurableResource):
         overrides = {
             field: getattr(self, field)
             for field in type(self).model_fields
-            if field not in ("models_dir", "workers")
+            if field not in ("models_dir", "workers", "min_photos_per_worker")
         }
         return with_overrides(face_model(name), **overrides)
 
@@ -126,7 +129,9 @@ class FaceEngineResource(dg.ConfigurableResource):
         embed_crops: started at the first batch large enough to need them, stopped when the
         run ends."""
         if model.engine not in self._pools:
-            self._pools[model.engine] = WorkerPool(self.engine(model), self.workers)
+            self._pools[model.engine] = WorkerPool(
+                self.engine(model), self.workers, self.min_photos_per_worker
+            )
         return self._pools[model.engine]
 
 

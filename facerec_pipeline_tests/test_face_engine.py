@@ -115,7 +115,7 @@ def test_parallel_validation_and_embedding_match_the_serial_results(
     paths = (sorted(photos.glob("*.*")) + [composed["two_faces.jpg"], composed["corrupt.jpg"]]) * 4
     assert len(paths) >= 2 * MIN_PHOTOS_PER_WORKER  # large enough to use the worker processes
     serial = list(validate_photos(engine, model.gates, paths))
-    with WorkerPool(engine, workers=2) as pool:
+    with WorkerPool(engine, workers=2, min_per_worker=MIN_PHOTOS_PER_WORKER) as pool:
         assert pool.serves(engine, paths)
         parallel = list(validate_photos(engine, model.gates, paths, pool))
         assert len(pool.pids) == 2

@@ -48,7 +48,13 @@ def test_a_run_stops_the_worker_processes_it_started(settings, photos, composed,
             assert len(list(outcomes)) == len(paths)
         seen.append((pool, pool.pids))
 
-    resources = {"face_engine": FaceEngineResource(models_dir=str(settings.models_dir), workers=2)}
+    resources = {
+        "face_engine": FaceEngineResource(
+            models_dir=str(settings.models_dir),
+            workers=2,
+            min_photos_per_worker=MIN_PHOTOS_PER_WORKER,  # SFace's own is larger than this test
+        )
+    }
     for _ in range(2):
         assert dg.materialize([judged], resources=resources, instance=instance).success
     (first, pids), (second, _) = seen
@@ -64,7 +70,7 @@ def test_open_outside_dagster_closes_the_pools(settings, photos):
         engine = face_engine.engine(face_engine.model())
     assert all(pool.closed for pool in pools) and pools[0] is not pools[1]
     paths = [photos / "obama.jpg"] * (2 * MIN_PHOTOS_PER_WORKER)
-    closed = WorkerPool(engine, workers=2)
+    closed = WorkerPool(engine, workers=2, min_per_worker=MIN_PHOTOS_PER_WORKER)
     closed.close()
     with pytest.raises(RuntimeError, match="closed"):
         next(validate_photos(engine, GateConfig(), paths, closed))  # starts no new processes

@@ -225,7 +225,7 @@ def models_table(rows: list[dict[str, Any]]) -> str:
                 row["model"] + (" (default)" if row["default"] else ""),
                 "installed" if row["weights"] == "installed" else "missing",
                 "; ".join(row["licences"]),
-                ", ".join(sorted({f["from"] for f in row["files"]})) or "a DeepFace download",
+                ", ".join(sorted({f["from"] for f in row["files"]})),
                 ", ".join(row["domains"]) or "-",
             ]
             for row in rows

