@@ -404,9 +404,10 @@ def score_replay(
         vectors, rows_of_person, fallback_threshold=model.verification_threshold, share=share
     )
     starts = person_starts(rows_of_person)
-    probes = [(v, t) for v, t in replayed.probes if people is None or t in set(people)]
+    chosen = None if people is None else set(people.tolist())  # the half's people
+    probes = [(v, t) for v, t in replayed.probes if chosen is None or t in chosen]
     strangers = replayed.strangers + [
-        v for v, t in replayed.probes if people is not None and t not in set(people)
+        v for v, t in replayed.probes if chosen is not None and t not in chosen
     ]
 
     def answers(queries: list) -> tuple[np.ndarray, np.ndarray]:

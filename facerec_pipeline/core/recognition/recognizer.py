@@ -248,22 +248,18 @@ class Recognizer:
         of the configuration its version records."""
         first, note = load_serving_gallery(settings, domains[0])
         galleries, notes, skipped = [first], [note] if note else [], []
+        configs = {first.model_config: engine_config_of(first)}
         for domain in domains[1:]:
             try:
                 gallery, note = load_serving_gallery(settings, domain)
-                engine_config_of(gallery)
+                configs.setdefault(gallery.model_config, engine_config_of(gallery))
             except (NoGallery, GalleryDamaged, ValueError) as missing:
                 skipped.append(str(missing))
                 continue
             galleries.append(gallery)
             notes += [note] if note else []
-        engines: dict[str, FaceEngine] = {}
-        for gallery in galleries:
-            if gallery.model_config not in engines:
-                engines[gallery.model_config] = FaceEngine(
-                    engine_config_of(gallery), settings.models_dir
-                )
-        recognizer = cls(galleries, list(engines.values()), top_k, settings)
+        engines = [FaceEngine(config, settings.models_dir) for config in configs.values()]
+        recognizer = cls(galleries, engines, top_k, settings)
         recognizer.skipped = skipped
         recognizer.notes = notes
         return recognizer
