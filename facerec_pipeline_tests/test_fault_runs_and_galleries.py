@@ -229,6 +229,44 @@ def test_a_damaged_production_version_never_answers(root, photos):
     assert "gallery v1 of 'demo'" in none_left.stderr and "will not serve" in none_left.stderr
 
 
+def test_a_stray_or_damaged_faiss_index_never_breaks_recognition(root, photos):
+    """A faiss index file beside the batches that the version's checksums do not name is not
+    the version's: never read. A version built before checksums whose index cannot be read, or
+    indexes other rows, does not serve: the last intact version answers."""
+    import faiss
+
+    two_versions(root, photos)
+    index = root.storage / "recognized_faces_batched" / "demo" / "index_v0002.faiss"
+
+    def recognized() -> tuple[dict, str]:
+        answer = root.facerec("recognize", "--domain", "demo", "--json", str(photos / "obama3.jpg"))
+        assert answer.returncode == 0 and "Traceback" not in answer.stderr, answer.stderr
+        (result,) = json.loads(answer.stdout)
+        assert result["faces"][0]["identity"]["person"] == "Barack Obama"
+        return result["faces"][0]["decision"], answer.stderr
+
+    index.write_bytes(os.urandom(4096))  # stray: v2's checksums do not name it
+    assert recognized()[0]["gallery_version"] == 2
+    with session_scope(root.url) as session:  # as a version built before checksums
+        session.get(Gallery, _versions(root)[2].id).file_checksums = None
+    decision, notes = recognized()
+    assert decision["gallery_version"] == 1
+    assert "index_v0002.faiss is not a readable faiss IVF index" in notes
+    flat = faiss.IndexFlatIP(128)  # a faiss index, but not the IVF index a version writes
+    flat.add(np.eye(128, dtype=np.float32)[:10])
+    faiss.write_index(flat, str(index))
+    decision, notes = recognized()
+    assert decision["gallery_version"] == 1 and "not a readable faiss IVF index" in notes
+    other = faiss.IndexIVFFlat(faiss.IndexFlatIP(128), 128, 1, faiss.METRIC_INNER_PRODUCT)
+    other.train(np.eye(128, dtype=np.float32))
+    other.add(np.eye(128, dtype=np.float32)[:10])
+    faiss.write_index(other, str(index))
+    decision, notes = recognized()
+    assert decision["gallery_version"] == 1 and "indexes 10 rows, the batches hold" in notes
+    index.unlink()
+    assert recognized()[0]["gallery_version"] == 2
+
+
 def test_a_rollback_sticks_until_unpinned_or_new_content(root, photos, composed):
     two_versions(root, photos)
     back = root.facerec("gallery", "rollback", "--domain", "demo", "--to", "1")

@@ -99,17 +99,17 @@ def served_paths(batch_dirs: list[Path], index: Path | None) -> list[Path]:
     return paths + ([index] if index is not None and index.exists() else [])
 
 
+def checksum_key(storage_dir: Path, path: Path) -> str:
+    """How a version's checksums name a file: its path relative to the storage root (absolute
+    outside it)."""
+    return (
+        path.relative_to(storage_dir).as_posix() if path.is_relative_to(storage_dir) else str(path)
+    )
+
+
 def file_checksums(storage_dir: Path, paths: list[Path]) -> dict[str, str]:
-    """sha256 per file, keyed by the path relative to the storage root (absolute outside it)."""
-
-    def key(path: Path) -> str:
-        return (
-            path.relative_to(storage_dir).as_posix()
-            if path.is_relative_to(storage_dir)
-            else str(path)
-        )
-
-    return {key(path): sha256_file(path) for path in paths}
+    """sha256 per file, keyed by checksum_key."""
+    return {checksum_key(storage_dir, path): sha256_file(path) for path in paths}
 
 
 def damaged_files(storage_dir: Path, checksums: dict[str, str]) -> list[str]:
@@ -154,7 +154,9 @@ def load_batches(
     files."""
     verify_version(storage_dir, domain, version, checksums)
     try:
-        return _load_batches(storage_dir, domain, version, model_config, batch_paths, with_faces)
+        return _load_batches(
+            storage_dir, domain, version, model_config, batch_paths, with_faces, checksums
+        )
     except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as error:
         raise GalleryDamaged(
             f"gallery v{version} of {domain!r} cannot be read and will not serve: {error}. "
@@ -170,6 +172,7 @@ def _load_batches(
     model_config: str,
     batch_paths: list[str],
     with_faces: bool,
+    checksums: dict[str, str] | None,
 ) -> LoadedGallery:
     if not batch_paths:
         raise ValueError("the version names no batch")
@@ -205,14 +208,14 @@ def _load_batches(
             )
         if with_faces:
             faces.extend(batch_faces or json.loads((batch_dir / "faces.json").read_text()))
-    index = None
-    first = Path(batch_paths[0])
-    candidate = index_path((first if first.is_absolute() else storage_dir / first).parent, version)
-    if candidate.exists():
-        from facerec_pipeline.core.gallery.search_index import read_index
-
-        index = read_index(candidate)
     matrix = np.concatenate(matrices).astype(np.float32, copy=False)
+    first = Path(batch_paths[0])
+    index = _served_index(
+        storage_dir,
+        index_path((first if first.is_absolute() else storage_dir / first).parent, version),
+        checksums,
+        len(matrix),
+    )
     norms = np.linalg.norm(matrix, axis=1) if matrix.ndim == 2 else np.zeros(0)
     if matrix.ndim != 2 or not np.all(np.abs(norms - 1.0) < 1e-3):
         raise ValueError("embeddings.npy holds rows that are not unit vectors (damaged)")
@@ -227,6 +230,24 @@ def _load_batches(
         faces=faces,
         index=index,
     )
+
+
+def _served_index(storage_dir: Path, path: Path, checksums: dict | None, rows: int):
+    """The version's faiss index: the one its checksums name (already verified), or for a
+    version built before checksums, the file at its place. A file the checksums do not name is
+    not the version's (left there by hand or by another run) and is never read; ValueError for
+    one faiss cannot read or that indexes another number of rows."""
+    if not path.exists() or (checksums and checksum_key(storage_dir, path) not in checksums):
+        return None
+    from facerec_pipeline.core.gallery.search_index import read_index
+
+    try:
+        index = read_index(path)
+    except (RuntimeError, AttributeError) as error:  # unreadable; not the IVF index we write
+        raise ValueError(f"{path} is not a readable faiss IVF index ({error})") from error
+    if index.ntotal != rows:
+        raise ValueError(f"{path} indexes {index.ntotal} rows, the batches hold {rows}")
+    return index
 
 
 @dataclass(frozen=True)
