@@ -339,6 +339,10 @@ def test_previews_serve_the_jpeg_to_the_domains_tokens_only(client, world):
         ("beta", web_id),
         ("alpha", last + 1000),
         ("alpha", original),  # not a preview: the stored photo itself is never served
+        ("alpha", 2**63),  # beyond any database's integer: no such preview, not a 500
+        ("alpha", 10**30),
+        ("alpha", 0),
+        ("alpha", -1),
     ):
         refused = client.get(f"/v1/previews/{asked}", headers=world.auth(who))
         assert refused.status_code == 404, (who, asked)

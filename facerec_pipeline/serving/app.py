@@ -395,7 +395,9 @@ def create_app(
         domains, by the id a `thumbnail_url` of /v1/people names."""
         order = order_of(client)
         with session_scope(settings.database_url) as session:
-            artifact = session.get(Artifact, artifact_id)
+            # An id no database integer holds (SQLite and PostgreSQL: 64 bits) is no row.
+            in_range = 0 < artifact_id < 2**63
+            artifact = session.get(Artifact, artifact_id) if in_range else None
             stored = (
                 artifact.path
                 if artifact is not None
