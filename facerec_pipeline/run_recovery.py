@@ -220,10 +220,15 @@ def refuse_concurrent_run(instance: dg.DagsterInstance, domain: str) -> None:
             if process.pid
             else run.status.value.lower()
         )
+        stop = (
+            f"`kill {process.pid}` on {process.host or 'this machine'}"
+            if process.pid
+            else "Terminate on the run's page in the Dagster UI"
+        )
         raise RunInProgress(
             f"domain {domain!r} already has run {run.run_id} in progress ({where}); wait for it "
-            f"to finish, or stop it (`dagster run delete -f {run.run_id}` after killing its "
-            "process; a killed process is cleaned up by the next `facerec run`)"
+            f"to finish, or stop it ({stop}): the next `facerec run` marks a killed run failed "
+            "and frees what it held"
         )
 
 

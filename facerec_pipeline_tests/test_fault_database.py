@@ -193,6 +193,58 @@ def test_a_database_url_into_a_missing_directory_creates_nothing(facerec, tmp_pa
     assert not (facerec.storage / "facerec.db").exists()
 
 
+def test_commands_that_only_read_never_create_a_database(facerec, tmp_path, photos):
+    typo = tmp_path / "facerc.db"  # a mistyped file name in an existing directory
+    url = f"sqlite:///{typo}"
+    for args in (
+        ["recognize", "--domain", "demo", str(photos / "obama.jpg")],
+        ["evaluate", "--domain", "demo", "--probes", str(tmp_path)],
+        ["domains", "list"],
+        ["domains", "show", "demo"],
+        ["stats"],
+        ["skips", "--domain", "demo"],
+        ["gallery", "list", "--domain", "demo"],
+        ["artifacts", "verify"],
+        ["models", "list"],
+    ):
+        one_line_error(
+            facerec(*args, DATABASE_URL=url),
+            f"no database at {typo} (DATABASE_URL)",
+            "never creates one; fix DATABASE_URL",
+        )
+    assert not typo.exists()
+    # A fresh storage root: listing says there is nothing yet, and still creates nothing.
+    assert "no domains yet" in facerec("domains", "list").output
+    assert facerec("stats").exit_code == 0
+    assert facerec("models", "list").exit_code == 0
+    one_line_error(
+        facerec("recognize", "--domain", "demo", str(photos / "obama.jpg")),
+        "no database at",
+        "add a domain first",
+    )
+    assert not (facerec.storage / "facerec.db").exists()
+
+
+def test_a_database_another_process_locks_says_so(facerec, monkeypatch):
+    import sqlite3
+
+    from facerec_pipeline.db import engine as db_engine
+
+    assert facerec("domains", "list").exit_code == 0  # the database exists
+    monkeypatch.setattr(db_engine, "SQLITE_BUSY_TIMEOUT_MS", 300)  # wait 0.3 s, not 30
+    holder = sqlite3.connect(facerec.storage / "facerec.db")
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        error = one_line_error(facerec("domains", "list"), "database is locked")
+        assert "another process holds the database locked" in error
+        assert "writable" not in error
+    finally:
+        holder.rollback()
+        holder.close()
+    assert facerec("domains", "list").exit_code == 0
+
+
 @pytest.mark.parametrize(
     "url",
     [

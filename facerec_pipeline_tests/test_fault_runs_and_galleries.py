@@ -159,6 +159,7 @@ def test_a_second_run_of_a_busy_domain_is_refused_and_a_dead_one_is_cleaned_up(r
         second = root.facerec("run", "--domain", "demo")
         assert second.returncode == 1
         assert "already has run" in second.stderr and f"pid {busy.pid}" in second.stderr
+        assert f"`kill {busy.pid}`" in second.stderr and "dagster run delete" not in second.stderr
     finally:
         busy.send_signal(signal.SIGKILL)
         busy.wait(timeout=30)

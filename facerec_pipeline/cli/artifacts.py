@@ -23,7 +23,7 @@ def domain_session(code: str | None) -> Iterator[tuple[Settings, Session]]:
     """Settings and a session; an unknown --domain is an error naming the known ones."""
     from facerec_pipeline.domains.registry import get_domain
 
-    settings = settings_ready()
+    settings = settings_ready(create=False)
     with session_scope(settings.database_url) as session:
         if code is not None:
             get_domain(session, code)

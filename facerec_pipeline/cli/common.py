@@ -70,19 +70,61 @@ def upgrade_database(settings: Settings) -> tuple[str | None, str | None]:
             f"`facerec db restore BACKUP`{other}"
         ) from error
     except DatabaseUnavailable as error:
+        if "locked" in str(error):  # there and writable, but another process holds it
+            raise DatabaseUnavailable(
+                f"{error}; another process holds the database locked (a sqlite3 shell or "
+                "tool with an open transaction or `PRAGMA locking_mode=EXCLUSIVE`, a stuck "
+                "process): close it and try again"
+            ) from error
         raise DatabaseUnavailable(f"{error}; {settings.database_hint()}") from error
 
 
-def settings_ready() -> Settings:
-    """Settings from the environment, with the database schema brought up to date."""
+def settings_ready(create: bool = True) -> Settings:
+    """Settings from the environment, with the database schema brought up to date. A command
+    that only reads passes `create=False`: a SQLite file that does not exist is then an error
+    (NoDatabase), never a new empty database (a mistyped DATABASE_URL would otherwise answer
+    from one)."""
     settings = load_settings()
+    missing = missing_database(settings)
+    if missing is not None and not create:
+        raise NoDatabase(missing)
     upgrade_database(settings)
     return settings
 
 
-def read_db(query: Callable[..., Any], *args: Any) -> Any:
-    """Run `query(session, *args)` against an up-to-date database and return its result."""
-    settings = settings_ready()
+class NoDatabase(DatabaseUnavailable):
+    """A command that only reads found no database (and created none)."""
+
+
+def missing_database(settings: Settings) -> str | None:
+    """Why the settings' SQLite file does not exist yet (None when it does, or not SQLite)."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    path = Path(url.database)
+    if path.exists() or not path.absolute().parent.is_dir():
+        return None  # there; or in a missing directory, which opening it refuses and names
+    if settings.database_url_from_env:
+        return (
+            f"no database at {url.database} (DATABASE_URL): this command only reads and never "
+            "creates one; fix DATABASE_URL (a mistyped file name?)"
+        )
+    return (
+        f"no database at {url.database} yet: this command only reads and never creates one; "
+        "add a domain first (`facerec domains add`, or `facerec sample`)"
+    )
+
+
+def read_db(query: Callable[..., Any], *args: Any, missing: Any = NoDatabase) -> Any:
+    """Run `query(session, *args)` against an up-to-date database and return its result; never
+    creates the database. With none at the default place (a fresh storage root), `missing` is
+    the answer when given; one DATABASE_URL names but that does not exist is always NoDatabase."""
+    try:
+        settings = settings_ready(create=False)
+    except NoDatabase:
+        if missing is NoDatabase or load_settings().database_url_from_env:
+            raise
+        return missing
     with session_scope(settings.database_url) as session:
         return query(session, *args)
 

@@ -81,7 +81,9 @@ def domains_add(code: str, inherit: str, **options: Any) -> None:
 @user_errors
 def domains_list(as_json: bool) -> None:
     """List domains."""
-    rows = read_db(lambda session: [describe(session, d) for d in list_domains(session)])
+    rows = read_db(
+        lambda session: [describe(session, d) for d in list_domains(session)], missing=[]
+    )
     if as_json:
         echo_json(rows)
         return

@@ -25,7 +25,7 @@ def recognize(code: str, top_k: int, as_json: bool, images: tuple[str, ...]) -> 
     """Name the faces in IMAGES using the domain's production gallery (then inherited ones)."""
     from facerec_pipeline.core.images.image_files import ImageRejected
 
-    settings = settings_ready()
+    settings = settings_ready(create=False)
     recognizer = _recognizer(settings, code, top_k)
     for note in recognizer.notes:
         click.echo(f"warning: {note}", err=True)
@@ -78,7 +78,7 @@ def evaluate(code: str, probes_dir: str, unknown_dir: str | None, as_json: bool)
     from facerec_pipeline.core.evaluation.probe_evaluation import evaluate_probes, photos_in
     from facerec_pipeline.gallery.evaluation_report import record_evaluation
 
-    settings = settings_ready()
+    settings = settings_ready(create=False)
     probes = photos_in(Path(probes_dir))
     unknown = photos_in(Path(unknown_dir)) if unknown_dir else []
     recognizer = _recognizer(settings, code, top_k=5)

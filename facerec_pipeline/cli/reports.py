@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from facerec_pipeline.cli.common import echo_json, read_db, user_errors
+from facerec_pipeline.cli.common import NoDatabase, echo_json, read_db, user_errors
 from facerec_pipeline.cli.formatting import skips_table, stats_table
 from facerec_pipeline.domains.registry import list_domains
 
@@ -24,7 +24,7 @@ def stats(code: str | None, as_json: bool) -> None:
         codes = [code] if code is not None else [domain.code for domain in list_domains(session)]
         return [domain_stats(session, each, cost) for each in codes]
 
-    figures = read_db(figures_of)
+    figures = read_db(figures_of, missing=[] if code is None else NoDatabase)
     if as_json:
         echo_json(figures if code is None else figures[0])
         return

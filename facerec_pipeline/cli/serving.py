@@ -26,7 +26,7 @@ def serve(host: str, port: int, max_upload_mb: float) -> None:
 
     from facerec_pipeline.serving.app import create_app
 
-    settings = settings_ready()
+    settings = settings_ready(create=False)
     app = create_app(settings, max_upload_bytes=int(max_upload_mb * 1024 * 1024))
     click.echo(f"serving on http://{host}:{port} (API docs at /docs)", err=True)
     uvicorn.run(app, host=host, port=port, workers=1, proxy_headers=True, log_level="info")

@@ -55,7 +55,8 @@ def models_list(as_json: bool) -> None:
         lambda session: {
             name: [d.code for d in list_domains(session) if d.face_model == name]
             for name in FACE_MODELS
-        }
+        },
+        missing={name: [] for name in FACE_MODELS},
     )
     rows = []
     for name, model in FACE_MODELS.items():
