@@ -56,6 +56,25 @@ def test_rgba_and_exif_rotation_become_upright_rgb(photos, tmp_path):
     assert load_rgb(rotated).shape[:2] == (image.width, image.height)
 
 
+@pytest.mark.parametrize("depth", ["I;16", "I", "F"])
+def test_grey_photos_of_more_than_8_bits_read_as_they_look(photos, tmp_path, depth):
+    """16-bit PNG and TIFF, 32-bit integer and float TIFF grey photos keep their tones (Pillow's
+    own conversion turns every value above 255 white)."""
+    grey = np.asarray(Image.open(photos / "obama.jpg").convert("L"))
+    if depth == "I;16":
+        wide, suffix = Image.fromarray(grey.astype(np.uint16) * 257), ".png"
+    elif depth == "I":
+        wide, suffix = Image.fromarray(grey.astype(np.int32) * 257, "I"), ".tif"
+    else:
+        wide, suffix = Image.fromarray(grey.astype(np.float32) / 255, "F"), ".tif"
+    wide.save(tmp_path / f"wide{suffix}")
+    with Image.open(tmp_path / f"wide{suffix}") as reopened:
+        assert reopened.mode == depth
+    read = load_rgb(tmp_path / f"wide{suffix}")
+    assert read.dtype == np.uint8 and read.shape == (*grey.shape, 3)
+    assert np.abs(read[:, :, 0].astype(int) - grey).max() <= 1
+
+
 def test_perceptual_hash_matches_a_resized_copy_not_another_photo(photos):
     obama = Image.open(photos / "obama.jpg")
     resized = obama.resize((obama.width // 3, obama.height // 3))

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 from click.testing import CliRunner
@@ -154,6 +155,18 @@ def test_recognize_answers_as_the_recognizer_does(client, world, photos):
     assert raw.json()["faces"] == answer["faces"] and raw.json()["image"] is None
     # Uploads are written to a private temporary file, deleted after the answer.
     assert not glob.glob(os.path.join(tempfile.gettempdir(), "facerec-upload-*"))
+
+    # A 16-bit grey PNG of the same photo is read as it looks, and named.
+    grey = np.asarray(Image.open(photos / "obama3.jpg").convert("L")).astype(np.uint16) * 257
+    wide = io.BytesIO()
+    Image.fromarray(grey).save(wide, format="PNG")
+    sixteen = client.post(
+        "/v1/recognize",
+        headers=world.auth("alpha"),
+        files={"file": ("obama3_16bit.png", wide.getvalue(), "image/png")},
+    )
+    assert sixteen.status_code == 200, sixteen.text
+    assert sixteen.json()["faces"][0]["identity"]["person"] == "Barack Obama"
 
 
 def test_a_token_reaches_its_own_domain_only(client, world, photos):

@@ -100,12 +100,32 @@ def open_image(path: Path) -> Image.Image:
 def _rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        return _wide_grey(image)
     if image.mode in ("RGBA", "LA", "P", "PA"):
         rgba = image.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
     return image.convert("RGB")
+
+
+def _wide_grey(image: Image.Image) -> Image.Image:
+    """A grey image of more than 8 bits a sample (16-bit PNG or TIFF: "I;16", "I"; float: "F")
+    brought to 8 bits over its range: Pillow's own conversion clips every value above 255 to
+    white, which leaves no face to find. 16-bit modes span 0-65535; a 32-bit integer or float
+    image spans 0-255, 0-65535 or its own maximum, whichever holds its values (0-1 for floats
+    up to 1)."""
+    values = np.asarray(image, dtype=np.float64)
+    top = float(values.max()) if values.size else 0.0
+    if image.mode.startswith("I;16"):
+        span = 65535.0
+    elif image.mode == "F" and top <= 1.0:
+        span = 1.0
+    else:
+        span = 255.0 if top <= 255 else 65535.0 if top <= 65535 else top
+    grey = np.clip(np.round(values / span * 255.0), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, "L").convert("RGB")
 
 
 def load_rgb(path: Path) -> np.ndarray:
