@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -266,3 +267,65 @@ def test_a_rerun_adds_no_duplicate_skip_rows(ran):
     again = ran["facerec"]("run", "--domain", "demo")
     assert again.exit_code == 0, again.output
     assert source_skip_rows(ran["storage"]) == before
+
+
+def test_odd_folder_names_never_stop_a_domain(facerec, tmp_path, photos, composed):
+    """A person folder whose name cannot be a person's reference (a backslash) is skipped with
+    its reason; a folder named only with spaces is a person with a name still; hyphens and
+    apostrophes stay in names made from folder names."""
+    root = tmp_path / "photos"
+    for folder, photo in (
+        ("jean-claude_juncker", photos / "obama.jpg"),
+        ("back\\slash", photos / "biden.jpg"),
+        ("   ", composed["astronaut.png"]),
+    ):
+        (root / folder).mkdir(parents=True)
+        shutil.copyfile(photo, root / folder / photo.name)
+    scan = scan_source(root)
+    assert [(p.folder, p.full_name) for p in scan.people] == [
+        ("   ", "(unnamed folder '   ')"),
+        ("jean-claude_juncker", "Jean-Claude Juncker"),
+    ]
+    assert [(s.item, s.reason) for s in scan.skips] == [
+        ("folder:back\\slash", "unusable_folder_name")
+    ]
+    added = facerec(
+        "domains", "add", "demo", "--name", "Demo", "--source", "folder", "--path", root
+    )
+    assert added.exit_code == 0
+    ran = facerec("run", "--domain", "demo")
+    assert ran.exit_code == 0, ran.output
+    skips = json.loads(facerec("skips", "--domain", "demo", "--json").stdout)
+    (odd,) = [s for s in skips if s["item"] == "folder:back\\slash"]
+    assert odd["reason"] == "unusable_folder_name" and "rename the folder" in odd["detail"]
+    answer = facerec("recognize", "--domain", "demo", "--json", composed["astronaut.png"])
+    named = json.loads(answer.stdout)[0]["faces"][0]["identity"]
+    assert named["person"] == "(unnamed folder '   ')"
+
+
+def test_one_wikidata_id_on_two_people_is_said_in_the_run(facerec, tmp_path, photos, composed):
+    root = tmp_path / "photos"
+    for folder, photo in (("obama", photos / "obama.jpg"), ("collins", composed["astronaut.png"])):
+        (root / folder).mkdir(parents=True)
+        shutil.copyfile(photo, root / folder / photo.name)
+    (root / "name_mapping.json").write_text(
+        json.dumps(
+            {
+                "obama": {"full_name": "Barack Obama", "wikidata_id": "Q76"},
+                "collins": {"full_name": "Eileen Collins", "wikidata_id": "Q76"},
+            }
+        )
+    )
+    added = facerec(
+        "domains", "add", "demo", "--name", "Demo", "--source", "folder", "--path", root
+    )
+    assert added.exit_code == 0
+    ran = facerec("run", "--domain", "demo")
+    assert ran.exit_code == 0, ran.output
+    assert "Q76 is given to 2 people (Eileen Collins, Barack Obama)" in ran.output
+    history = json.loads(facerec("history", "--domain", "demo", "--json").stdout)
+    assert history[0]["counts"]["candidates"]["people_sharing_a_wikidata_id"] == 2
+    with dg.DagsterInstance.from_config(facerec.env["DAGSTER_HOME"]) as instance:
+        (event,) = instance.fetch_materializations(dg.AssetKey("candidates"), limit=1).records
+        shown = event.asset_materialization.metadata["wikidata_ids_on_two_people"].value
+    assert shown == {"Q76": ["Eileen Collins", "Barack Obama"]}

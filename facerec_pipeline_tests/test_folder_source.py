@@ -51,6 +51,12 @@ def test_people_keep_their_name_as_written_beside_the_transliterated_one(tmp_pat
 def test_display_names_and_uniqueness():
     assert display_name_from_folder("novak_djokovic") == "Novak Djokovic"
     assert display_name_from_folder("Ana Ivanović") == "Ana Ivanović"
+    assert display_name_from_folder("Jean-Claude_Juncker") == "Jean-Claude Juncker"
+    assert display_name_from_folder("jean-claude_juncker") == "Jean-Claude Juncker"
+    assert display_name_from_folder("Carrie-Anne_Moss") == "Carrie-Anne Moss"
+    assert display_name_from_folder("Kim_Dae-jung") == "Kim Dae-jung"
+    assert display_name_from_folder("Sinead_O'Connor") == "Sinead O'Connor"
+    assert display_name_from_folder("  ") == "(unnamed folder '  ')"
     assert unique_normalized_name("john_smith", set(), "Q1") == "john_smith"
     assert unique_normalized_name("john_smith", {"john_smith"}, "Q2") == "john_smith_q2"
     assert unique_normalized_name("john_smith", {"john_smith"}, None) == "john_smith_2"

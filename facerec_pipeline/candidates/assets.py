@@ -46,6 +46,15 @@ def assign_normalized_names(
     return people
 
 
+def shared_wikidata_ids(people: list[dict]) -> dict[str, list[str]]:
+    """Each Wikidata id given to more than one person, with their names."""
+    by_id: dict[str, list[str]] = {}
+    for person in people:
+        if person.get("wikidata_id"):
+            by_id.setdefault(person["wikidata_id"], []).append(person["full_name"])
+    return {qid: names for qid, names in sorted(by_id.items()) if len(names) > 1}
+
+
 def known_candidate(person: Person) -> Candidate:
     return Candidate(
         person_key=person.person_key,
@@ -108,12 +117,27 @@ def candidates(
     frame = pd.DataFrame(people, columns=CANDIDATE_COLUMNS)
     new = sum(1 for person in people if person["person_key"] not in existing)
     context.log.info(f"candidates[{code}]: {len(frame)} people from {domain.source} ({new} new)")
+    shared = shared_wikidata_ids(people)
+    for qid, names in shared.items():
+        context.log.warning(
+            f"candidates[{code}]: {qid} is given to {len(names)} people ({', '.join(names)}): "
+            "one of them is probably wrong (name_mapping.json, or the source)"
+        )
     context.add_output_metadata(
         {
             "people": len(frame),
             "new_people": new,
             # only when someone was left out: history figures stay as they were otherwise
             **({"erased_left_out": offered - len(people)} if offered - len(people) else {}),
+            # only when one is: a figure that is usually absent stays out of the history
+            **(
+                {
+                    "people_sharing_a_wikidata_id": sum(len(names) for names in shared.values()),
+                    "wikidata_ids_on_two_people": dg.MetadataValue.json(shared),
+                }
+                if shared
+                else {}
+            ),
             "source": domain.source,
         }
     )

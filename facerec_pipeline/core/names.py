@@ -35,11 +35,14 @@ def normalize_name(name: str) -> str:
 
 
 def display_name_from_folder(folder_name: str) -> str:
-    """'novak_djokovic' -> 'Novak Djokovic'; names with capitals are kept as they are."""
-    words = re.split(r"[_\-\s]+", folder_name.strip())
+    """'novak_djokovic' -> 'Novak Djokovic', 'jean-claude_juncker' -> 'Jean-Claude Juncker';
+    only the underscore stands for a space: hyphens and apostrophes are part of names
+    ('Kim_Dae-jung' -> 'Kim Dae-jung'), and names with capitals are kept as they are. A
+    folder name with no letter at all is named after the folder, quoted."""
+    words = [word for word in re.split(r"[_\s]+", folder_name.strip()) if word]
     if folder_name == folder_name.lower():
-        words = [word.capitalize() for word in words]
-    return " ".join(word for word in words if word) or folder_name
+        words = ["-".join(part.capitalize() for part in word.split("-")) for word in words]
+    return " ".join(words) or f"(unnamed folder {folder_name!r})"
 
 
 def unique_normalized_name(base: str, taken: set[str], disambiguator: str | None) -> str:

@@ -20,6 +20,7 @@ from facerec_pipeline.core.images.image_files import (
     store_content_addressed,
 )
 from facerec_pipeline.core.names import display_name_from_folder
+from facerec_pipeline.db.source_refs import SourceRefError
 from facerec_pipeline.sources.interfaces import (
     Candidate,
     FolderRef,
@@ -131,6 +132,15 @@ def _refusal(path: Path, real_root: Path) -> tuple[str, str] | None:
     return None
 
 
+def _unusable_folder_name(name: str) -> tuple[str, str] | None:
+    """A person folder whose name cannot be a person's reference (a backslash in it)."""
+    try:
+        FolderRef(name)
+    except SourceRefError as error:
+        return "unusable_folder_name", f"{error}; rename the folder to be read"
+    return None
+
+
 def _item(path: Path, root: Path) -> str:
     """How an entry is named in the skips: like a photo's `images.source_url`."""
     return f"folder:{path.relative_to(root).as_posix()}"
@@ -174,6 +184,8 @@ def scan_source(root: Path) -> FolderScan:
             if entry.name == MAPPING_FILE:
                 continue
             refusal = "not_in_a_person_folder", "files belong in a folder named after the person"
+        if refusal is None:
+            refusal = _unusable_folder_name(entry.name)
         if refusal is not None:
             skips.append(FolderSkip(None, _item(entry, root), *refusal))
             continue
