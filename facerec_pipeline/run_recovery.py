@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -128,7 +129,7 @@ def recover_dead_runs(instance: dg.DagsterInstance, settings: Settings) -> list[
         )
         instance.report_run_failed(run, message=reason)
         instance.event_log_storage.free_concurrency_slots_for_run(process.run_id)
-        removed = remove_partial_files(settings.storage_dir, process.pid)
+        removed = remove_partial_files(settings.storage_dir)
         removed += remove_unrecorded_batches(settings, process.run_id)
         record_run(instance, process.run_id, settings.database_url)
         lines.append(
@@ -171,13 +172,34 @@ def close_orphaned_history(instance: dg.DagsterInstance, settings: Settings) -> 
     return lines
 
 
-def remove_partial_files(storage_dir: Path, pid: int) -> int:
-    """Half-written files and folders a dead process left: `.name.<pid>.partial` (atomic
-    writes) and `.batch_NNNN.partial` (gallery batches)."""
+# core/files.partial_path: `.<name>.<pid>.<thread>.partial`; `.<name>.<pid>.partial` is the
+# form written before threads were named.
+PARTIAL_FILES = (
+    re.compile(r"^\..+\.(\d+)\.\d+\.partial$"),
+    re.compile(r"^\..+\.(\d+)\.partial$"),
+)
+
+
+def partial_writer(name: str) -> int | None:
+    """The pid of the process that writes a file of partial_path's form (None: not one)."""
+    for form in PARTIAL_FILES:
+        found = form.match(name)
+        if found:
+            return int(found.group(1))
+    return None
+
+
+def remove_partial_files(storage_dir: Path) -> int:
+    """Half-written files and folders dead processes left, found by their form: a file of
+    `partial_path`'s form whose writer (the pid in its name) no longer lives on this machine,
+    whichever process that was (the run's, or one of its worker processes killed with it),
+    and `.batch_NNNN.partial` (gallery batches, written by the run that is being recovered).
+    A file a live process is writing is left alone."""
     removed = 0
     for path in list(storage_dir.rglob("*.partial")):
-        mine = path.name.endswith(f".{pid}.partial") or path.name.startswith(".batch_")
-        if mine and path.exists():
+        writer = partial_writer(path.name)
+        dead = writer is not None and not psutil.pid_exists(writer)
+        if (dead or path.name.startswith(".batch_")) and path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
             removed += 1
     return removed

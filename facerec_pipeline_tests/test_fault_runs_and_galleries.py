@@ -92,6 +92,8 @@ def test_main_module_runs_the_cli(root):
 WRITE_ROWS = "facerec_pipeline.lineage.io_manager:write_stage_output"
 KILL_POINTS = [
     (WRITE_ROWS, "before", "people"),
+    # a photo half-copied into storage: its partial file is there, its row and name are not
+    ("facerec_pipeline.core.artifacts.store:image_size", "after", "*"),
     (WRITE_ROWS, "before", "images"),
     (WRITE_ROWS, "before", "faces"),
     (WRITE_ROWS, "before", "face_embeddings"),
@@ -143,6 +145,36 @@ def test_a_run_killed_in_any_stage_is_recovered_by_the_next_run(root, photos):
     verified = root.facerec("artifacts", "verify", "--domain", "demo", "--json")
     assert verified.returncode == 0, verified.stdout  # every file its row, every row its file
     assert json.loads(verified.stdout)["rows_checked"] > 0
+
+
+def test_recovery_removes_the_half_written_files_of_every_dead_writer(tmp_path):
+    """Found by their form: the pid in a partial file's name is its writer's, whether the run's
+    own process or one of its workers killed with it; a live writer's file is left alone."""
+    from facerec_pipeline.core.files import partial_path
+    from facerec_pipeline.run_recovery import remove_partial_files
+
+    exited = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead = int(exited.stdout)
+    crops = tmp_path / "trainingPass" / "demo" / "barack_obama"
+    crops.mkdir(parents=True)
+    live = partial_path(crops / "a.png")  # this process: alive
+    written = [
+        crops / f".b.png.{dead}.{140000000000 + dead}.partial",  # a dead worker's
+        crops / f".c.png.{dead}.partial",  # the form before threads were named
+        tmp_path / "previews" / f".d_400.jpg.{dead}.7.partial",
+        live,
+        crops / "e.png",  # a finished file
+    ]
+    for path in written:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+    batch = tmp_path / "recognized_faces_batched" / "demo" / ".batch_0001.partial"
+    batch.mkdir(parents=True)
+    assert remove_partial_files(tmp_path) == 4
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == sorted([live, crops / "e.png"])
+    assert not batch.exists()
 
 
 def test_a_second_run_of_a_busy_domain_is_refused_and_a_dead_one_is_cleaned_up(root):
