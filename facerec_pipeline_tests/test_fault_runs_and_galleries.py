@@ -262,6 +262,26 @@ def test_a_damaged_production_version_never_answers(root, photos):
     assert "gallery v1 of 'demo'" in none_left.stderr and "will not serve" in none_left.stderr
 
 
+def test_a_damaged_newest_version_is_built_again_by_the_next_run(root, photos):
+    """Its faces are in the database: the next run builds them again as a new version, which
+    passes its checks and serves; a rollback and unpin meanwhile change nothing to that."""
+    two_versions(root, photos)
+    _damage(root.storage / _versions(root)[2].batch_paths[0] / "embeddings.npy", "overwritten")
+    assert root.facerec("gallery", "rollback", "--domain", "demo", "--to", "1").returncode == 0
+    assert root.facerec("gallery", "unpin", "--domain", "demo").returncode == 0
+    ran = root.facerec("run", "--domain", "demo")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "v2 holds these faces but its files are damaged" in ran.stderr
+    versions = _versions(root)
+    assert sorted(versions) == [1, 2, 3] and versions[3].is_prod
+    assert versions[3].content_sha256 == versions[2].content_sha256
+    answer = root.facerec("recognize", "--domain", "demo", "--json", str(photos / "obama3.jpg"))
+    assert answer.returncode == 0 and "damaged" not in answer.stderr, answer.stderr
+    assert json.loads(answer.stdout)[0]["faces"][0]["decision"]["gallery_version"] == 3
+    again = root.facerec("run", "--domain", "demo")  # now intact: nothing more is built
+    assert again.returncode == 0 and sorted(_versions(root)) == [1, 2, 3]
+
+
 def test_a_stray_or_damaged_faiss_index_never_breaks_recognition(root, photos):
     """A faiss index file beside the batches that the version's checksums do not name is not
     the version's: never read. A version built before checksums whose index cannot be read, or

@@ -27,6 +27,7 @@ from facerec_pipeline.core.gallery.previews import thumbnail_key, thumbnails_of
 from facerec_pipeline.core.gallery.publish import (
     GalleryEntry,
     content_hash,
+    damaged_files,
     file_checksums,
     index_path,
     next_batch_number,
@@ -305,7 +306,19 @@ def gallery(
         rule = rule_text(model.nearest_share)
         digest = content_hash(entries, f"{config.model_key}|far{target_far}|{rule}")
         latest = latest_version(session, code)
-        if latest is not None and latest.content_sha256 == digest:
+        # The newest version holds these faces, but a damaged file of it would fail its checks
+        # on every run: it is built again from the database as a new version instead.
+        damaged = (
+            damaged_files(settings.storage_dir, latest.file_checksums or {})
+            if latest is not None and latest.content_sha256 == digest
+            else []
+        )
+        if damaged:
+            context.log.warning(
+                f"gallery[{code}]: v{latest.version} holds these faces but its files are "
+                f"damaged ({'; '.join(damaged[:3])}): built again as a new version"
+            )
+        if latest is not None and latest.content_sha256 == digest and not damaged:
             target, built = latest, False
             figures = dict(latest.evaluation or {})
             point = OperatingPoint.from_dict(latest.operating_point)
