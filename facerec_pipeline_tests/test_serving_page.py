@@ -292,3 +292,35 @@ def test_the_people_list_paints_placeholders_then_the_thumbnails(server, world, 
         assert tab.errors == []
     finally:
         tab.close()
+
+
+def test_the_api_docs_render_offline_from_the_servers_own_files(server, browser):
+    """/docs and /redoc in Chromium with every request to another host refused: the pages
+    render the API from scripts and styles the server itself serves."""
+    for path, rendered in (("/docs", ".opblock-summary-path"), ("/redoc", "h1")):
+        html = requests.get(f"{server}{path}", timeout=10).text
+        assert "cdn." not in html and "fonts.googleapis" not in html
+        context = browser.new_context()
+        elsewhere: list[str] = []
+
+        def only_this_server(route, request, found=elsewhere):
+            if request.url.startswith(server):
+                route.continue_()
+                return
+            # Refused, all of it; only an image may be asked (ReDoc's "by Redocly" logo,
+            # which the page shows without): nothing it needs to render comes from elsewhere.
+            if request.resource_type != "image":
+                found.append(f"{request.resource_type} {request.url}")
+            route.abort()
+
+        try:
+            page = context.new_page()
+            page.route("**/*", only_this_server)
+            page.set_default_timeout(TIMEOUT_MS)
+            assert page.goto(f"{server}{path}").status == 200
+            page.wait_for_selector(rendered, timeout=TIMEOUT_MS)
+            text = page.inner_text("body")
+            assert "/v1/recognize" in text and "facerec" in text, path
+            assert not elsewhere, elsewhere
+        finally:
+            context.close()

@@ -222,6 +222,42 @@ def _public_name(filename: str | None) -> str | None:
     return name or None
 
 
+DOCS_ASSETS = "/docs-assets"
+
+
+def add_api_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc with their scripts and styles served by this server, from
+    the files the `fastapi-offline` package installs, as FastAPI documents for self-hosting
+    (how-to/custom-docs-ui-assets): an offline deployment gets working pages, not blank ones
+    waiting on a CDN."""
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} - API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} - API",
+            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
+
+
 def create_app(
     settings: Settings,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
@@ -243,7 +279,10 @@ def create_app(
         summary="Names the faces in a photo from the client's domain's production gallery.",
         version="1",
         lifespan=lifespan,
+        docs_url=None,  # served below from installed files: FastAPI's own pages load a CDN
+        redoc_url=None,
     )
+    add_api_docs(app)
     app.state.pool = pool
     app.state.settings = settings
     app.state.max_upload_bytes = max_upload_bytes
