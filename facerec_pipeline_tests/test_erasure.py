@@ -9,6 +9,10 @@ from facerec_pipeline.core.face_models import SFACE_MODEL
 from facerec_pipeline.core.faces.engine import FaceEngine
 from facerec_pipeline.core.files import sha256_file
 from facerec_pipeline.core.recognition.recognizer import Recognizer, load_prod_gallery
+from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.definitions import build_resources
+from facerec_pipeline.domains.registry import get_domain
+from facerec_pipeline.gallery.retraining import retrain_request
 from facerec_pipeline.settings import Settings
 from facerec_pipeline_tests.conftest import build_folder
 
@@ -104,6 +108,11 @@ def test_erase_a_person_everywhere(facerec, tmp_path, photos, composed, models_d
     assert before.recognize_image(photos / "biden.jpg")["faces"][0]["identity"] is None
     obama = after.recognize_image(photos / "obama3.jpg")["faces"][0]["identity"]
     assert obama["person"] == "Barack Obama"
+    # The folder still holds their photo, which is not a change for the retraining sensor.
+    with session_scope(settings.database_url) as session:
+        domain = get_domain(session, "demo")
+        source = build_resources(settings)["sources"].for_domain(domain, settings)
+        assert retrain_request(session, domain, "2026-12-02", source) is None
     # The folder is still there: a refresh does not bring them back.
     again = facerec("run", "--domain", "demo")
     assert again.exit_code == 0, again.output
@@ -116,3 +125,37 @@ def test_erase_a_person_everywhere(facerec, tmp_path, photos, composed, models_d
     # A second erasure is a clear error.
     twice = facerec("people", "erase", "--domain", "demo", "folder:joe_biden", "--yes")
     assert twice.exit_code == 1 and "already erased" in twice.output
+
+
+def test_erase_while_a_rollback_pin_holds(facerec, tmp_path, photos, composed):
+    """The rebuilt version stays a candidate behind the pin; the output says so and which version
+    serves, instead of claiming a publication that did not happen."""
+    folder = build_folder(
+        tmp_path / "photos",
+        {
+            "barack_obama": [photos / "obama.jpg"],
+            "joe_biden": [photos / "biden.jpg"],
+            "eileen_collins": [composed["astronaut.png"]],
+        },
+    )
+    facerec("domains", "add", "demo", "--name", "Demo", "--source", "folder", "--path", str(folder))
+    assert facerec("run", "--domain", "demo").exit_code == 0
+    (folder / "barack_obama" / "obama2.jpg").write_bytes((photos / "obama2.jpg").read_bytes())
+    assert facerec("run", "--domain", "demo").exit_code == 0
+    rolled = facerec("gallery", "rollback", "--domain", "demo", "--to", "1")
+    assert rolled.exit_code == 0, rolled.output
+
+    erased = facerec("people", "erase", "--domain", "demo", "joe_biden", "--yes")
+    assert erased.exit_code == 0, erased.output
+    last = erased.output.strip().splitlines()[-1]
+    assert "published" not in last, last
+    assert "built v3, which stays candidate; v1, scrubbed of them, keeps serving" in last, last
+    assert "pinned to v1 by a rollback" in last and "facerec gallery unpin --domain demo" in last
+    versions = json.loads(facerec("gallery", "list", "--domain", "demo", "--json").stdout)
+    assert sorted((v["version"], v["is_prod"], v["people"]) for v in versions) == [
+        (1, True, 2),
+        (2, False, 2),
+        (3, False, 2),
+    ]
+    storage = Path(facerec.env["FACEREC_STORAGE_DIR"])
+    assert rows(storage / "facerec.db", "SELECT new_gallery_version FROM erasures") == [(1,)]

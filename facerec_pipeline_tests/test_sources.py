@@ -83,7 +83,7 @@ def test_each_domain_gets_its_source_from_one_place(settings, tmp_path):
     assert isinstance(folder, FolderSource) and isinstance(wikimedia, WikimediaSource)
     assert unknown.value.retryable is False
     assert (folder.refetches_below_target, wikimedia.refetches_below_target) == (False, True)
-    assert wikimedia.offered_urls() is None  # the web is not polled by the retraining sensor
+    assert wikimedia.offered_photos() is None  # the web is not polled by the retraining sensor
     assert folder.photos_dir == wikimedia.photos_dir.parent / "photos"
 
 
@@ -108,11 +108,14 @@ def test_the_folder_source_answers_the_interface(settings, tmp_path, photos):
         expected = photo_path(settings.training_dir("photos"), row["sha256"], ".jpg")
         assert settings.absolute(row["file_path"]) == expected and expected.exists()
     assert [(p, s.reason) for p, s in result.skips] == [(None, "not_in_a_person_folder")]
-    assert source.offered_urls() == {"folder:ana/obama.jpg", "folder:bob/biden.jpg"}
+    assert source.offered_photos() == {
+        "folder:ana/obama.jpg": "folder:ana",
+        "folder:bob/biden.jpg": "folder:bob",
+    }
     wrong = [PersonPhotos(3, "Cid", CommonsRef(("C.jpg",)))]
     with pytest.raises(SourceError, match="commons reference, not a folder one"):
         source.photos(PhotoRequest("photos", wrong))
     missing = FolderSource(tmp_path / "gone", tmp_path, str, tmp_path / "scan.json", store)
     with pytest.raises(SourceError, match="does not exist") as refused:
         missing.people([])
-    assert refused.value.retryable is False and missing.offered_urls() is None
+    assert refused.value.retryable is False and missing.offered_photos() is None

@@ -88,9 +88,14 @@ def erase(code: str, person: str, yes: bool, operator: str | None) -> None:
     audit row without their data; publish a version built without them."""
     import dagster as dg
 
-    from facerec_pipeline.core.gallery.publish import serving_row
     from facerec_pipeline.domains.registry import get_domain
-    from facerec_pipeline.gallery.erasure import erase_person, find_person, plan, record_outcome
+    from facerec_pipeline.gallery.erasure import (
+        erase_person,
+        find_person,
+        plan,
+        rebuild_outcome,
+        record_outcome,
+    )
     from facerec_pipeline.pipeline_run import run_domain
     from facerec_pipeline.run_recovery import refuse_concurrent_run
 
@@ -125,11 +130,8 @@ def erase(code: str, person: str, yes: bool, operator: str | None) -> None:
             register_partition(settings, code)
             run = run_domain(settings, code, instance=instance, echo=click.echo)
             with session_scope(settings.database_url) as session:
-                serving = serving_row(session, code)
-                version = serving.version if serving else None
-            if run.success:
-                outcome = f"run {run.run_id} published v{version}"
-            else:
+                version, outcome = rebuild_outcome(session, code, run.run_id)
+            if not run.success:
                 failed = True
                 outcome = f"run {run.run_id} failed: " + "; ".join(run.failures)
     except BaseException as error:  # the rows are gone already: Dagster's records still go

@@ -36,6 +36,7 @@ from facerec_pipeline.core.gallery.publish import (
     move_aside,
     pointer_of,
     served_paths,
+    serving_row,
     write_prod_pointer,
 )
 from facerec_pipeline.db.exclusions import excluded_key_hashes, person_key_hash
@@ -391,6 +392,34 @@ def erase_person(
     session.add(audit)
     session.flush()
     return ErasureResult(audit.id, counts, versions["retired"], needles)
+
+
+def rebuild_outcome(session: Session, code: str, run_id: str) -> tuple[int | None, str]:
+    """What the run after an erasure did, in one line, and the version that serves now (scrubbed
+    or rebuilt, without the person either way): a rollback's pin keeps the pinned version
+    serving, so the rebuilt one may stay a candidate."""
+    from facerec_pipeline.gallery.promotion import pin_message
+
+    serving = serving_row(session, code)
+    newest = session.scalar(
+        select(Gallery).where(Gallery.domain == code).order_by(Gallery.version.desc()).limit(1)
+    )
+    if serving is None:
+        return None, f"run {run_id} succeeded; no version serves"
+    if newest is None or newest.version == serving.version:
+        if serving.run_id == run_id:
+            return serving.version, f"run {run_id} published v{serving.version}"
+        return serving.version, (
+            f"run {run_id} built no new version; v{serving.version}, scrubbed of them, serves"
+        )
+    outcome = (
+        f"run {run_id} built v{newest.version}, which stays {newest.status}; "
+        f"v{serving.version}, scrubbed of them, keeps serving"
+    )
+    domain = get_domain(session, code)
+    if domain.pinned_version == serving.version:
+        outcome += f" ({pin_message(domain)})"
+    return serving.version, outcome
 
 
 def record_outcome(

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from facerec_pipeline.core.gallery.publish import serving_row
+from facerec_pipeline.db.exclusions import excluded_key_hashes, person_key_hash
 from facerec_pipeline.db.models import Domain, Face, GalleryFace, Image
 from facerec_pipeline.sources.interfaces import PhotoSource
 from facerec_pipeline.stats import domain_sourcing
@@ -42,10 +43,13 @@ def _fingerprint(items: list[str]) -> str:
 
 def source_changes(session: Session, code: str, source: PhotoSource) -> list[str]:
     """Photos added to (+url) or removed from (-url) the source since it was last ingested,
-    when the source can tell without a fetch (a folder); none otherwise."""
-    offered = source.offered_urls()
-    if offered is None:
+    when the source can tell without a fetch (a folder); none otherwise. The photos of people
+    erased from the domain are no change: no run takes them in."""
+    photos = source.offered_photos()
+    if photos is None:
         return []
+    erased = excluded_key_hashes(session, code)
+    offered = {url for url, key in photos.items() if person_key_hash(key) not in erased}
     known = set(
         session.scalars(
             select(Image.source_url).where(Image.domain == code, Image.removed_at.is_(None))

@@ -304,9 +304,13 @@ class FolderSource:
         }
         return PhotosFound(rows, skips, [], figures)
 
-    def offered_urls(self) -> set[str] | None:
+    def offered_photos(self) -> dict[str, str] | None:
         try:
             people = scan_folder(self.root)
         except FolderSourceError:
             return None
-        return {photo_source_url(p.folder, photo.name) for p in people for photo in p.photos}
+        return {
+            photo_source_url(p.folder, photo.name): p.person_key
+            for p in people
+            for photo in p.photos
+        }

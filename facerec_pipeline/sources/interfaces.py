@@ -110,9 +110,10 @@ class PhotoSource(Protocol):
         (core/images/image_files.py). SourceError when the source cannot be read at all."""
         ...
 
-    def offered_urls(self) -> set[str] | None:
-        """The `images.source_url` of every photo the source offers now, when that is cheap to
-        tell (a folder scan); None when only a fetch would tell (the web) or it cannot be read."""
+    def offered_photos(self) -> dict[str, str] | None:
+        """Every photo the source offers now, its `images.source_url` to its person's key, when
+        that is cheap to tell (a folder scan); None when only a fetch would tell (the web) or it
+        cannot be read."""
         ...
 
 

@@ -176,5 +176,5 @@ class WikimediaSource:
         }
         return PhotosFound(list(request.stored) + rows, skips, calls, figures)
 
-    def offered_urls(self) -> set[str] | None:
+    def offered_photos(self) -> dict[str, str] | None:
         return None  # only a fetch tells what Commons offers now
