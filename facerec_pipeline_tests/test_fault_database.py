@@ -179,6 +179,44 @@ def test_a_damaged_database_says_restore_and_restore_keeps_its_bytes(facerec, tm
     assert len(copies) == 2 and damaged in [copy.read_bytes() for copy in copies]
 
 
+def test_a_damaged_wal_or_value_says_restore_in_one_line(facerec, tmp_path):
+    """A `-wal` cut while a reader holds it open ("disk I/O error"), and a value no longer in its
+    type's form (a flipped byte the reader trusts): one line naming the newest backup to restore."""
+    add_domain(facerec, "kept", tmp_path / "photos")
+    backup = backed_up_to(facerec("db", "backup"))
+    database = facerec.storage / "facerec.db"
+    reader = sqlite3.connect(database)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM domains").fetchall()  # holds the WAL open
+    writer = sqlite3.connect(database)
+    for step in range(30):
+        writer.execute("UPDATE domains SET display_name = ?", (f"Kept {step}",))
+        writer.commit()
+    writer.close()
+    wal = database.with_name("facerec.db-wal")
+    os.truncate(wal, wal.stat().st_size // 2 + 123)
+    try:
+        for args in (["domains", "list"], ["stats"], ["domains", "show", "kept"]):
+            one_line_error(
+                facerec(*args),
+                f"the database sqlite:///{database} is damaged (disk I/O error)",
+                f"facerec db restore {backup}",
+            )
+    finally:
+        reader.close()
+    restored = facerec("db", "restore", str(backup), "--yes")
+    assert restored.exit_code == 0, restored.output
+    assert domain_codes(facerec) == ["kept"]
+
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE domains SET created_at = '2026-1Z-02 17:1'")
+    one_line_error(
+        facerec("domains", "show", "kept"),
+        f"the database sqlite:///{database} is damaged (Invalid isoformat string: '2026-1Z-02 17:1')",
+        f"facerec db restore {backup}",
+    )
+
+
 # --- DATABASE_URL ---------------------------------------------------------------------------------
 def test_a_database_url_into_a_missing_directory_creates_nothing(facerec, tmp_path):
     missing = tmp_path / "nonexistent_dir"

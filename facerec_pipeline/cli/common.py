@@ -15,7 +15,12 @@ import click
 from sqlalchemy.engine import make_url
 
 from facerec_pipeline.core.faces.weights import ModelWeightsMissing
-from facerec_pipeline.db.engine import DatabaseDamaged, DatabaseUnavailable, session_scope
+from facerec_pipeline.db.engine import (
+    DatabaseDamaged,
+    DatabaseUnavailable,
+    database_damage,
+    session_scope,
+)
 from facerec_pipeline.db.migrate import upgrade
 from facerec_pipeline.domains.registry import DomainError
 from facerec_pipeline.settings import InvalidDomainCode, Settings, SettingsError
@@ -40,10 +45,37 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except USER_ERRORS as error:
-            raise click.ClickException(str(error)) from error
+        except Exception as error:
+            damage = database_damage(error)
+            if damage is not None:
+                raise click.ClickException(damaged_database_message(damage)) from error
+            if isinstance(error, USER_ERRORS):
+                raise click.ClickException(str(error)) from error
+            raise
 
     return wrapper
+
+
+def damaged_database_message(reason: str) -> str:
+    """One line: the database is damaged, and the backup to restore (the newest good one)."""
+    from facerec_pipeline.backups.database_backup import (
+        database_backups_dir,
+        list_backups,
+        newest_good_backup,
+    )
+
+    settings = Settings.from_env()
+    found = list_backups(database_backups_dir(settings.database_url, settings.backups_dir))
+    newest = newest_good_backup(found)
+    restore = (
+        f"`facerec db restore {found[newest]}` (the newest good backup)"
+        if newest is not None
+        else f"`facerec db restore BACKUP` (no backup of it was found in {settings.backups_dir})"
+    )
+    return (
+        f"the database {settings.database_label} is damaged ({reason}); stop what uses it and "
+        f"restore the last backup: {restore}"
+    )
 
 
 def load_settings() -> Settings:

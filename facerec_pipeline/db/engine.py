@@ -4,6 +4,7 @@ SQLite file whose directory is missing is an error, not a new empty database som
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,29 @@ class DatabaseUnavailable(RuntimeError):
 
 class DatabaseDamaged(DatabaseUnavailable):
     """The database file is not a readable SQLite database."""
+
+
+# What SQLite says when the bytes it reads are not what it wrote (the file, its `-wal`).
+DAMAGE_SIGNS = ("disk i/o error", "malformed", "not a database", "database corruption")
+
+
+def database_damage(error: BaseException) -> str | None:
+    """Why `error` means the database's stored bytes are damaged, or None: SQLite's own words
+    for a damaged file or `-wal`, or a stored value that no longer has its column's form (a
+    flipped byte in a WAL frame the reader trusts reaches SQLAlchemy's result processors)."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(error, DBAPIError):
+        reason = str(error.orig if error.orig is not None else error).strip().splitlines()
+        reason = reason[0] if reason else ""
+        return reason if any(sign in reason.lower() for sign in DAMAGE_SIGNS) else None
+    if isinstance(error, ValueError | TypeError):  # JSONDecodeError is a ValueError
+        frames = traceback.extract_tb(error.__traceback__)
+        if any(
+            "_apply_processors" in frame.name or "_processors" in frame.filename for frame in frames
+        ):
+            return str(error)
+    return None
 
 
 def _configure_sqlite(dbapi_connection, _record) -> None:
