@@ -227,6 +227,15 @@ def remove_unrecorded_batches(settings: Settings, run_id: str) -> int:
     return removed
 
 
+def _where_and_stop(instance: dg.DagsterInstance, run: dg.DagsterRun) -> tuple[str, str]:
+    """Where a live run is, and how an operator stops it."""
+    process = process_of(instance, run)
+    if not process.pid:
+        return run.status.value.lower(), "Terminate on the run's page in the Dagster UI"
+    host = process.host or "this machine"
+    return f"pid {process.pid} on {host}", f"`kill {process.pid}` on {host}"
+
+
 def refuse_concurrent_run(instance: dg.DagsterInstance, domain: str) -> None:
     """A second live run of the same domain would race the first: say which one holds it."""
     for run in instance.get_runs(
@@ -236,21 +245,31 @@ def refuse_concurrent_run(instance: dg.DagsterInstance, domain: str) -> None:
             tags={PARTITION_TAG: domain},
         )
     ):
-        process = process_of(instance, run)
-        where = (
-            f"pid {process.pid} on {process.host or 'this machine'}"
-            if process.pid
-            else run.status.value.lower()
-        )
-        stop = (
-            f"`kill {process.pid}` on {process.host or 'this machine'}"
-            if process.pid
-            else "Terminate on the run's page in the Dagster UI"
-        )
+        where, stop = _where_and_stop(instance, run)
         raise RunInProgress(
             f"domain {domain!r} already has run {run.run_id} in progress ({where}); wait for it "
             f"to finish, or stop it ({stop}): the next `facerec run` marks a killed run failed "
             "and frees what it held"
+        )
+
+
+def refuse_while_runs_live(instance: dg.DagsterInstance, action: str) -> None:
+    """`action` (a restore) must not run under a live run of this storage root, of any job. A
+    run whose process is gone does not refuse it (the next run recovers it); nothing here reads
+    the facerec database, which may be the damaged one being restored."""
+    for run in instance.get_runs(
+        filters=dg.RunsFilter(statuses=WATCHED_STATUSES + [dg.DagsterRunStatus.QUEUED])
+    ):
+        process = process_of(instance, run)
+        if process.pid and judged_here(instance, process):
+            if not is_alive(process.pid, process.since):
+                continue
+        where, stop = _where_and_stop(instance, run)
+        domain = run.tags.get(PARTITION_TAG)
+        raise RunInProgress(
+            f"run {run.run_id} ({run.job_name}{f' of {domain!r}' if domain else ''}) is in "
+            f"progress ({where}): {action} under it would lose what it writes or break it; wait "
+            f"for it to finish or stop it ({stop}), then try again"
         )
 
 

@@ -147,6 +147,35 @@ def test_restore_refuses_foreign_empty_and_garbage_files(facerec, tmp_path):
     assert database.exists() and not list(facerec.storage.glob("backups/*/pre-restore-*"))
 
 
+def test_restore_refuses_a_backup_of_another_storage_root(facerec, tmp_path, photos, models_dir):
+    """Same domain code, other files: restored here, every version would be damaged."""
+    other = tmp_path / "other_root"
+    other.mkdir()
+    (other / "models").symlink_to(models_dir, target_is_directory=True)
+    for storage, photo in ((facerec.storage, "obama.jpg"), (other, "biden.jpg")):
+        folder = build_folder(tmp_path / f"photos_{photo}", {"someone": [photos / photo]})
+        env = {"FACEREC_STORAGE_DIR": str(other)} if storage == other else {}
+        add_domain(facerec, "demo", folder, **env)
+        ran = facerec("run", "--domain", "demo", **env)
+        assert ran.exit_code == 0, ran.output
+    foreign = backed_up_to(facerec("db", "backup", FACEREC_STORAGE_DIR=str(other)))
+    own = backed_up_to(facerec("db", "backup"))
+    database = facerec.storage / "facerec.db"
+    before = database.read_bytes()
+    error = one_line_error(
+        facerec("db", "restore", str(foreign), "--yes"),
+        f"{foreign} was taken with another storage root",
+        f"none of its 1 served gallery versions has its files under {facerec.storage}",
+        "v1 of 'demo': recognized_faces_batched/demo/",
+        "FACEREC_STORAGE_DIR set to the storage root it was taken with",
+        "nothing restored, the database is unchanged",
+    )
+    assert "missing" in error or "altered" in error
+    assert database.read_bytes() == before
+    restored = facerec("db", "restore", str(own), "--yes")  # its own backup still restores
+    assert restored.exit_code == 0, restored.output
+
+
 def test_restore_refuses_a_revision_this_code_does_not_know(facerec, tmp_path):
     newer = old_database(tmp_path / "newer.db", "0003", "future")
     with sqlite3.connect(newer) as db:

@@ -178,6 +178,9 @@ def test_recovery_removes_the_half_written_files_of_every_dead_writer(tmp_path):
 
 
 def test_a_second_run_of_a_busy_domain_is_refused_and_a_dead_one_is_cleaned_up(root):
+    backed_up = root.facerec("db", "backup")
+    assert backed_up.returncode == 0, backed_up.stderr
+    backup = backed_up.stdout.split("backed up to ")[1].split(";")[0]
     busy = root.killed_at(
         WRITE_ROWS,
         "hang",
@@ -192,6 +195,14 @@ def test_a_second_run_of_a_busy_domain_is_refused_and_a_dead_one_is_cleaned_up(r
         assert second.returncode == 1
         assert "already has run" in second.stderr and f"pid {busy.pid}" in second.stderr
         assert f"`kill {busy.pid}`" in second.stderr and "dagster run delete" not in second.stderr
+        # A restore under the live run is refused too, and changes nothing.
+        before = (root.storage / "facerec.db").stat().st_mtime_ns
+        restore = root.facerec("db", "restore", backup, "--yes")
+        assert restore.returncode == 1, restore.stdout + restore.stderr
+        assert "of 'demo') is in progress" in restore.stderr and f"pid {busy.pid}" in restore.stderr
+        assert "nothing restored, the database is unchanged" in restore.stderr
+        assert "Traceback" not in restore.stderr
+        assert (root.storage / "facerec.db").stat().st_mtime_ns == before
     finally:
         busy.send_signal(signal.SIGKILL)
         busy.wait(timeout=30)

@@ -13,6 +13,7 @@ storage/backups/) are never pruned and can still be restored."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -171,6 +172,38 @@ def check_dump_file(path: Path) -> str:
             f"({found}; known: {known[0]} to {known[-1]}): made by a newer facerec, or altered"
         )
     return revisions[0]
+
+
+def served_files_elsewhere(backup: Path, storage_dir: Path) -> str | None:
+    """Why the SQLite backup `backup` belongs to another storage root, or None: it has gallery
+    versions that served (production, published) with recorded file checksums, and not one of
+    them is intact under `storage_dir` (restored here, every version would be damaged and the
+    domains stuck). PostgreSQL archives and schemas before file checksums are not judged."""
+    from facerec_pipeline.core.gallery.publish import damaged_files
+
+    if backup.suffix == DUMP_SUFFIX:
+        return None
+    try:
+        with closing(sqlite3.connect(f"file:{backup}?mode=ro", uri=True)) as connection:
+            versions = connection.execute(
+                "SELECT domain, version, file_checksums FROM galleries WHERE file_checksums IS "
+                "NOT NULL AND status IN ('production', 'published') ORDER BY domain, version"
+            ).fetchall()
+    except sqlite3.Error:
+        return None
+    first_problem = None
+    for domain, version, checksums in versions:
+        problems = damaged_files(storage_dir, json.loads(checksums or "{}"))
+        if not problems:
+            return None  # one served version's files are here: this storage root's database
+        first_problem = first_problem or f"v{version} of {domain!r}: {problems[0]}"
+    if first_problem is None:
+        return None
+    return (
+        f"{backup} was taken with another storage root: none of its {len(versions)} served gallery "
+        f"versions has its files under {storage_dir} ({first_problem}); restore it with "
+        "FACEREC_STORAGE_DIR set to the storage root it was taken with"
+    )
 
 
 def check_backup_file(path: Path, thorough: bool = True) -> str:

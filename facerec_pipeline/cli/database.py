@@ -6,7 +6,12 @@ from pathlib import Path
 
 import click
 
-from facerec_pipeline.cli.common import load_settings, upgrade_database, user_errors
+from facerec_pipeline.cli.common import (
+    ensure_dagster_home,
+    load_settings,
+    upgrade_database,
+    user_errors,
+)
 from facerec_pipeline.db.engine import session_scope
 
 
@@ -46,21 +51,28 @@ def db_restore(backup: str, yes: bool) -> None:
     the current one is kept as pre-restore-*.db (PostgreSQL: BACKUP is a pg_dump archive,
     facerec-*.dump, and the current database is dumped as pre-restore-*.dump first), an older
     schema is upgraded and the production pointers are rewritten from the restored rows."""
+    import dagster as dg
+
     from facerec_pipeline.backups.database_backup import (
         NotAFacerecDatabase,
         check_backup_file,
         restore_database,
+        served_files_elsewhere,
     )
     from facerec_pipeline.db.migrate import head_revision
     from facerec_pipeline.gallery.promotion import reconcile_prod_pointers
+    from facerec_pipeline.run_recovery import RunInProgress, refuse_while_runs_live
 
     settings = load_settings()
     try:
         revision = check_backup_file(Path(backup))  # refuse before asking
-    except NotAFacerecDatabase as refused:
-        raise NotAFacerecDatabase(
-            f"{refused}; nothing restored, the database is unchanged"
-        ) from refused
+        elsewhere = served_files_elsewhere(Path(backup), settings.storage_dir)
+        if elsewhere:
+            raise NotAFacerecDatabase(elsewhere)
+        ensure_dagster_home(settings)
+        refuse_while_runs_live(dg.DagsterInstance.get(), "a restore")
+    except (NotAFacerecDatabase, RunInProgress) as refused:
+        raise type(refused)(f"{refused}; nothing restored, the database is unchanged") from refused
     if not yes:
         click.confirm(
             f"Replace {settings.database_label} with {backup} (schema {revision})?", abort=True
