@@ -241,7 +241,8 @@ def test_a_damaged_wal_or_value_says_restore_in_one_line(facerec, tmp_path):
         connection.execute("UPDATE domains SET created_at = '2026-1Z-02 17:1'")
     one_line_error(
         facerec("domains", "show", "kept"),
-        f"the database sqlite:///{database} is damaged (Invalid isoformat string: '2026-1Z-02 17:1')",
+        f"the database sqlite:///{database} is damaged",
+        "(Invalid isoformat string: '2026-1Z-02 17:1')",
         f"facerec db restore {backup}",
     )
 

@@ -101,12 +101,13 @@ def world(tmp_path_factory, models_dir, photos, composed) -> World:
 
 
 def wait_ready(get, seconds: float = 120) -> dict:
+    """/readyz once every domain with a production gallery serves."""
     deadline = time.monotonic() + seconds
     while True:
         response = get("/readyz")
-        if response.status_code == 200:
+        if response.status_code == 200 and response.json()["status"] == "ready":
             return response.json()
-        assert response.status_code == 503 and response.json()["detail"]
+        assert response.status_code in (200, 503), response.text
         assert time.monotonic() < deadline, response.json()
         time.sleep(0.2)
 
@@ -115,10 +116,7 @@ def wait_ready(get, seconds: float = 120) -> dict:
 def client(world):
     with TestClient(create_app(world.settings)) as test_client:
         ready = wait_ready(test_client.get)
-        assert ready["domains"] == {
-            "alpha": [{"domain": "alpha", "version": 1}],
-            "beta": [{"domain": "beta", "version": 1}],
-        }
+        assert ready == {"status": "ready", "serving": 2, "loading": 0, "cannot_load": 0}
         yield test_client
 
 
@@ -430,13 +428,47 @@ def test_uploads_over_the_byte_limit_get_413(world, photos):
     assert multipart.status_code == 413
 
 
-def test_health_readiness_and_docs(world):
+def test_health_readiness_and_docs(world, monkeypatch):
     app = TestClient(create_app(world.settings, warm=False))
     assert app.get("/healthz").json() == {"status": "ok"}
-    # Nothing loaded yet: not ready, with the reason; loading starts and then it is ready.
+    pool = app.app.state.pool
+    monkeypatch.setattr(pool, "warm_in_background", lambda: None)  # only what the test loads
+    # Nothing loaded yet: not ready, counted, no domain named to a caller without a token.
     first = app.get("/readyz")
-    assert first.status_code == 503 and first.json()["detail"].startswith("loading")
-    assert set(wait_ready(app.get)["domains"]) == {"alpha", "beta"}
+    assert first.status_code == 503, first.text
+    assert first.json() == {
+        "status": "not ready",
+        "detail": "loading",
+        "serving": 0,
+        "loading": 2,
+        "cannot_load": 0,
+    }
+    # One domain loaded (as its first request does): ready for it while the other loads.
+    pool.use(["alpha"], lambda recognizer: None)
+    partly = app.get("/readyz")
+    assert partly.status_code == 200, partly.text
+    assert partly.json() == {"status": "partly ready", "serving": 1, "loading": 1, "cannot_load": 0}
+    for body in (first.text, partly.text):
+        assert "alpha" not in body and "beta" not in body
+    # A client's token: its own search order, each domain's state and serving version.
+    alpha = app.get("/readyz", headers=world.auth("alpha"))
+    assert alpha.status_code == 200 and alpha.json() == {
+        "status": "ready",
+        "domain": "alpha",
+        "search_order": [{"domain": "alpha", "version": 1, "state": "serving"}],
+    }
+    beta = app.get("/readyz", headers=world.auth("beta"))
+    assert beta.status_code == 503 and beta.json()["search_order"] == [
+        {"domain": "beta", "version": 1, "state": "loading"}
+    ]
+    gamma = app.get("/readyz", headers=world.auth("gamma"))  # no gallery, inherits alpha
+    assert gamma.status_code == 200 and gamma.json()["search_order"] == [
+        {"domain": "gamma", "version": None, "state": "no gallery yet"},
+        {"domain": "alpha", "version": 1, "state": "serving"},
+    ]
+    assert app.get("/readyz", headers={"Authorization": "Bearer nope"}).status_code == 401
+    monkeypatch.undo()
+    assert wait_ready(app.get)["serving"] == 2
     paths = app.get("/openapi.json").json()["paths"]
     assert {
         "/v1/recognize",
@@ -545,6 +577,9 @@ def test_a_new_version_and_a_rollback_serve_without_restart(client, world, photo
     assert obama_from_beta() == (2, "Barack Obama")
     with session_scope(world.settings.database_url) as session:
         rollback(session, world.settings, "beta", 1)
+    # Readiness says the version that serves now, before any request loads it.
+    ready = client.get("/readyz", headers=world.auth("beta")).json()
+    assert ready["search_order"] == [{"domain": "beta", "version": 1, "state": "serving"}]
     assert obama_from_beta() == (1, None)
     listed = client.get("/v1/domains", headers=world.auth("beta")).json()
     assert listed["search_order"][0]["gallery_version"] == 1

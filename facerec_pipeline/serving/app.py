@@ -311,39 +311,64 @@ def create_app(
         """The process answers (no authentication)."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"], responses={503: {"description": "Not ready"}})
-    def readyz() -> JSONResponse:
-        """200 once the face engine and every domain with a production gallery are loaded;
-        503 with the reason otherwise (no authentication)."""
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        responses={503: {"description": "Nothing serves yet (with a token: its domain does not)"}},
+    )
+    def readyz(
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    ) -> JSONResponse:
+        """Without a token: 200 once at least one domain with a production gallery serves (a
+        domain still loading is loaded at its first request), with how many serve, load or
+        cannot load, and no domain named; 503 while none serves. With a client's token: its
+        search order, each domain serving (with the version the database serves), loading,
+        without a gallery, or unable to load and why; 503 until the token's domain serves."""
         try:
             wanted = pool.serving_domains()
         except Exception as error:  # the database itself is unavailable
             LOG.error(f"/readyz: database unavailable: {error}")
             return JSONResponse({"detail": "database unavailable (the server log says why)"}, 503)
         loaded = pool.loaded()
-        failed = {code: pool.failures[code] for code in wanted if code in pool.failures}
-        missing = sorted(code for code in wanted if code not in loaded and code not in failed)
-        if failed or missing or pool.warming:
+        if any(code not in loaded for code in wanted):
             pool.warm_in_background()  # a domain fixed or published since is loaded again
-        if failed:
-            reasons = "; ".join(
-                f"{code}: {public(why, settings)}" for code, why in sorted(failed.items())
-            )
-            return JSONResponse({"detail": f"cannot load: {reasons}"}, 503)
-        if missing or pool.warming:
-            waiting = ", ".join(missing) or "the face engine"
-            return JSONResponse({"detail": f"loading: {waiting}"}, 503)
-        return JSONResponse(
-            {
-                "status": "ready",
-                "domains": {
-                    code: [
-                        {"domain": g.domain, "version": g.version} for g in loaded[code].galleries
-                    ]
-                    for code in sorted(wanted)
-                },
-            }
-        )
+        if credentials is not None and credentials.credentials:
+            return _readiness_of(client_of(credentials), loaded)
+        failing = sum(code in pool.failures for code in wanted if code not in loaded)
+        counts = {
+            "serving": sum(code in loaded for code in wanted),
+            "loading": sum(code not in loaded for code in wanted) - failing,
+            "cannot_load": failing,
+        }
+        if counts["serving"] or not wanted:
+            status = "ready" if counts["serving"] == len(wanted) else "partly ready"
+            return JSONResponse({"status": status, **counts})
+        detail = "loading" if counts["loading"] else "no domain can be loaded"
+        return JSONResponse({"status": "not ready", "detail": detail, **counts}, 503)
+
+    def _readiness_of(client: ClientView, loaded: dict[str, Recognizer]) -> JSONResponse:
+        """/readyz for one client: the domains of its search order only. A domain serves once a
+        loaded recognizer holds its gallery; the version is the one the database serves now
+        (what the next request answers from, after a rollback too)."""
+        order = order_of(client)
+        in_use = {g.domain for recognizer in loaded.values() for g in recognizer.galleries}
+        domains = []
+        with session_scope(settings.database_url) as session:
+            for code in order:
+                row = serving_row(session, code)
+                entry: dict[str, Any] = {"domain": code, "version": row.version if row else None}
+                if row is None:
+                    entry["state"] = "no gallery yet"
+                elif code in in_use:
+                    entry["state"] = "serving"
+                elif code in pool.failures:
+                    entry.update(state="cannot load", detail=public(pool.failures[code], settings))
+                else:
+                    entry["state"] = "loading"
+                domains.append(entry)
+        ready = any(entry["state"] == "serving" for entry in domains)
+        body = {"status": "ready" if ready else "not ready", "domain": client.domain}
+        return JSONResponse({**body, "search_order": domains}, 200 if ready else 503)
 
     @app.get("/v1/domains", tags=["domains"])
     def domains(client: ClientView = Depends(client_of)) -> dict[str, Any]:
