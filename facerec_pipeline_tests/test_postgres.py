@@ -169,6 +169,70 @@ def test_the_service_answers_from_postgres(on_postgres, photos):
     assert refused.status_code == 401
 
 
+def _allow_connections(pg, database: str, allowed: bool) -> None:
+    """As if the server stopped for `database` (or came back): new connections are refused and
+    the open ones are cut."""
+    import psycopg2
+
+    connection = psycopg2.connect(
+        host=pg.host, port=pg.port, user="postgres", password=pg.password, dbname="postgres"
+    )
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(allowed).lower()}')
+            if not allowed:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (database,),
+                )
+    finally:
+        connection.close()
+
+
+def test_the_service_answers_503_while_postgres_is_down(on_postgres, pg, photos, caplog):
+    """PostgreSQL gone under a running server: 503 with Retry-After and one log line per request,
+    not a plain-text 500; answers again once it is back."""
+    from fastapi.testclient import TestClient
+
+    from facerec_pipeline.serving.app import create_app
+    from facerec_pipeline.serving.clients import add_client
+    from facerec_pipeline.settings import Settings
+    from facerec_pipeline_tests.test_serving import wait_ready
+
+    url = on_postgres["env"]["DATABASE_URL"]
+    settings = Settings(storage_dir=on_postgres["storage"], database_url=url)
+    with session_scope(url) as session:
+        token = add_client(session, "pg-app-down", "demo")
+    auth = {"Authorization": f"Bearer {token}"}
+    photo = (photos / "obama3.jpg").read_bytes()
+
+    def recognize():
+        files = {"file": ("obama3.jpg", photo, "image/jpeg")}
+        return client.post("/v1/recognize", headers=auth, files=files)
+
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        wait_ready(client.get)
+        assert recognize().status_code == 200
+        _allow_connections(pg, "facerec", False)
+        try:
+            caplog.clear()
+            for answer in (recognize(), client.get("/v1/people", headers=auth)):
+                assert answer.status_code == 503, answer.text
+                assert answer.json() == {"detail": "the database is unavailable; retry later"}
+                assert answer.headers["Retry-After"] == "30"
+            assert client.get("/readyz").status_code == 503
+            logged = [r.getMessage() for r in caplog.records if r.name == "facerec.serve"]
+            assert len(logged) == 3 and all("database unavailable" in line for line in logged)
+            assert all("\n" not in line for line in logged)
+        finally:
+            _allow_connections(pg, "facerec", True)
+        answer = recognize()
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["faces"][0]["identity"]["person"] == "Barack Obama"
+
+
 def test_backup_with_pg_dump_then_restore(on_postgres, pg):
     invoke, env = on_postgres["invoke"], on_postgres["env"]
     backed_up = invoke("db", "backup")

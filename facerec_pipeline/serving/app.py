@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import blurhash
 import numpy as np
+import sqlalchemy.exc
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -38,7 +39,7 @@ from facerec_pipeline.core.gallery.previews import people_previews
 from facerec_pipeline.core.gallery.publish import GalleryDamaged, serving_row
 from facerec_pipeline.core.images.image_files import IMAGE_SUFFIXES, ImageRejected
 from facerec_pipeline.core.recognition.recognizer import NoGallery, Recognizer, serving_pointer
-from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.db.engine import DatabaseUnavailable, session_scope
 from facerec_pipeline.db.models import Artifact
 from facerec_pipeline.domains.registry import DomainError, list_domains, search_order
 from facerec_pipeline.serving.clients import ClientView, authenticate
@@ -56,6 +57,15 @@ PEOPLE_LIMIT, PEOPLE_LIMIT_MAX = 200, 1000
 PLACEHOLDER_WIDTH = 32
 PREVIEW_STAGES = (THUMBNAIL, WEB)
 PREVIEW_CACHE = "private, max-age=86400"
+# The database cannot be reached (PostgreSQL stopped, a network cut, SQLite's file locked or
+# damaged): every endpoint answers 503 with Retry-After, and the log has one line per request.
+DATABASE_DOWN = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    DatabaseUnavailable,
+)
+RETRY_AFTER_S = 30
 T = TypeVar("T")
 
 
@@ -258,6 +268,22 @@ def add_api_docs(app: FastAPI) -> None:
         )
 
 
+def _one_line(error: Exception) -> str:
+    """The error's type and the first line of what the driver said (no SQL, no parameters)."""
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return f"{type(error).__name__}: {reason[0] if reason else ''}"
+
+
+def database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    """503 with Retry-After, and one line in the log, when the database cannot be reached."""
+    LOG.error(f"{request.method} {request.url.path}: database unavailable: {_one_line(error)}")
+    return JSONResponse(
+        {"detail": "the database is unavailable; retry later"},
+        503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 def create_app(
     settings: Settings,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
@@ -283,6 +309,8 @@ def create_app(
         redoc_url=None,
     )
     add_api_docs(app)
+    for unavailable in DATABASE_DOWN:
+        app.add_exception_handler(unavailable, database_unavailable)
     app.state.pool = pool
     app.state.settings = settings
     app.state.max_upload_bytes = max_upload_bytes
@@ -327,8 +355,12 @@ def create_app(
         try:
             wanted = pool.serving_domains()
         except Exception as error:  # the database itself is unavailable
-            LOG.error(f"/readyz: database unavailable: {error}")
-            return JSONResponse({"detail": "database unavailable (the server log says why)"}, 503)
+            LOG.error(f"GET /readyz: database unavailable: {_one_line(error)}")
+            return JSONResponse(
+                {"detail": "database unavailable (the server log says why)"},
+                503,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
         loaded = pool.loaded()
         if any(code not in loaded for code in wanted):
             pool.warm_in_background()  # a domain fixed or published since is loaded again
