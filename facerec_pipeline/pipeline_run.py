@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import dagster as dg
 
+from facerec_pipeline.db.engine import DatabaseUnavailable, database_down
 from facerec_pipeline.definitions import build_definitions
 from facerec_pipeline.jobs import DOMAIN_PIPELINE_JOB
 from facerec_pipeline.partitions import domain_partitions
 from facerec_pipeline.run_events import record_run, step_failure_message
 from facerec_pipeline.run_recovery import (
+    INVOCATION_TAG,
+    leave_cause,
     recover_dead_runs,
     refuse_concurrent_run,
     run_tags,
@@ -41,7 +46,8 @@ def run_domain(
 ) -> RunOutcome:
     """Run every stage of `code` in this process. Runs of this data root that died are cleaned
     up first; a live run of the same domain is refused (RunInProgress); while this run waits for
-    the database pool, `echo` says which run holds it."""
+    the database pool, `echo` says which run holds it. A database (facerec's or Dagster's) that
+    stops answering ends it with RunStopped, one line, and the cause is left for recovery."""
     validate_domain_code(code)
     instance = instance or dg.DagsterInstance.get()
     for line in recover_dead_runs(instance, settings):
@@ -56,16 +62,79 @@ def run_domain(
         target=watch_pool, args=(instance, settings, invocation, echo, stop), daemon=True
     )
     watcher.start()
+    result = None
     try:
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=code,
-            raise_on_error=False,
-            run_config=RUN_CONFIG,
-            tags={**run_tags(), "facerec/invocation": invocation},
+        with one_retry_warning(echo):
+            result = job.execute_in_process(
+                instance=instance,
+                partition_key=code,
+                raise_on_error=False,
+                run_config=RUN_CONFIG,
+                tags={**run_tags(), INVOCATION_TAG: invocation},
+            )
+            outcome = _outcome(result, echo)
+            record_run(instance, result.run_id, settings.database_url)
+    except Exception as error:
+        down = database_down(error)
+        if down is None:
+            raise
+        if result is not None:  # the run ended; only its history row could not be written
+            ended = "succeeded" if result.success else "FAILED"
+            raise RunStopped(
+                f"run {result.run_id} of {code!r} {ended}, but its history could not be "
+                f"written: the database is unavailable ({down}); the next `facerec run` or "
+                "`facerec history` writes it"
+            ) from error
+        cause = f"the database became unavailable ({down})"
+        kept = leave_cause(settings, invocation, cause)
+        later = (
+            "marks it failed with this cause"
+            if kept
+            else "marks it failed (killed or crashed: the cause could not be kept)"
         )
+        raise RunStopped(
+            f"the run of {code!r} stopped: {cause}; what it stored is kept. When the database "
+            f"is back, the next `facerec run --domain {code}` (or `facerec history`) {later} "
+            "and the run goes on from what was stored"
+        ) from error
     finally:
         stop.set()
+    return outcome
+
+
+class RunStopped(DatabaseUnavailable):
+    """A run could not go on, or not record its history: its database (facerec's or Dagster's)
+    became unavailable."""
+
+
+@contextmanager
+def one_retry_warning(echo: Callable[[str], None]) -> Iterator[None]:
+    """dagster-postgres warns on the root logger at each retry of a connection, a three-line
+    message each time; while the run lasts only the first is said, in one line."""
+
+    class OnlyTheFirst(logging.Filter):
+        said = False
+
+        def filter(self, record: logging.LogRecord) -> bool:
+            if not str(record.msg).startswith("Retrying failed database connection"):
+                return True
+            if not self.said:
+                self.said = True
+                reason = str(record.args[0] if record.args else "").strip().splitlines()
+                echo(f"  the database does not answer, retrying: {reason[0] if reason else ''}")
+            return False
+
+    quiet = OnlyTheFirst()
+    root = logging.getLogger()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
+
+
+def _outcome(result: dg.ExecuteInProcessResult, echo: Callable[[str], None]) -> RunOutcome:
+    """What the run materialized and checked, said as it is read, and its step failures."""
     outcome = RunOutcome(run_id=result.run_id, success=result.success)
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
@@ -83,5 +152,4 @@ def run_domain(
                 echo(f"    {evaluation.description}")
         elif event.is_step_failure:
             outcome.failures.append(step_failure_message(event))
-    record_run(instance, result.run_id, settings.database_url)
     return outcome

@@ -30,8 +30,8 @@ import dagster as dg
 import psutil
 from sqlalchemy import select
 
-from facerec_pipeline.db.engine import session_scope
-from facerec_pipeline.db.models import Gallery, TrainingSession
+from facerec_pipeline.db.engine import database_down, session_scope
+from facerec_pipeline.db.models import Domain, Gallery, TrainingSession
 from facerec_pipeline.jobs import DOMAIN_PIPELINE_JOB
 from facerec_pipeline.policy import DATABASE_POOL
 from facerec_pipeline.run_events import record_run
@@ -40,6 +40,8 @@ from facerec_pipeline.settings import Settings
 
 HOST_TAG = "facerec/host"
 PID_TAG = "facerec/pid"
+INVOCATION_TAG = "facerec/invocation"
+HISTORY_LOOKBACK = 200  # recent domain runs checked for a missing history row
 PARTITION_TAG = "dagster/partition"
 WATCHED_STATUSES = [
     dg.DagsterRunStatus.NOT_STARTED,
@@ -86,6 +88,32 @@ def process_of(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunProcess:
     return RunProcess(run.run_id, run.tags.get(PARTITION_TAG), pid, since, run.tags.get(HOST_TAG))
 
 
+def cause_path(settings: Settings, invocation: str) -> Path:
+    return settings.cache_dir / "run_causes" / f"{invocation}.txt"
+
+
+def leave_cause(settings: Settings, invocation: str, cause: str) -> bool:
+    """Why a run stopped, kept where recovery finds it when the run could not record it itself
+    (its database was unreachable); False when even that could not be written (a full disk)."""
+    path = cause_path(settings, invocation)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(cause[:2000] + "\n", encoding="utf-8")
+        return True
+    except OSError:
+        return False
+
+
+def _left_cause(settings: Settings, run: dg.DagsterRun) -> str | None:
+    invocation = run.tags.get(INVOCATION_TAG)
+    if not invocation:
+        return None
+    try:
+        return cause_path(settings, invocation).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
 def is_alive(pid: int, since: float | None) -> bool:
     """The process exists and is older than the record of it (not a reused pid)."""
     try:
@@ -123,8 +151,10 @@ def recover_dead_runs(instance: dg.DagsterInstance, settings: Settings) -> list[
         run = instance.get_run_by_id(process.run_id)
         if run is None or run.status not in WATCHED_STATUSES:
             continue  # another process recovered it meanwhile
+        cause = _left_cause(settings, run)
+        how = f"stopped: {cause}" if cause else "is gone: killed or crashed"
         reason = (
-            f"the run's process (pid {process.pid}) is gone: killed or crashed; marked "
+            f"the run's process (pid {process.pid}) {how}; marked "
             f"failed by facerec at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
         )
         instance.report_run_failed(run, message=reason)
@@ -132,6 +162,8 @@ def recover_dead_runs(instance: dg.DagsterInstance, settings: Settings) -> list[
         removed = remove_partial_files(settings.storage_dir)
         removed += remove_unrecorded_batches(settings, process.run_id)
         record_run(instance, process.run_id, settings.database_url)
+        if cause:
+            cause_path(settings, run.tags[INVOCATION_TAG]).unlink(missing_ok=True)
         lines.append(
             f"run {process.run_id[:8]} of {process.domain or '?'}: {reason}; pool "
             f"slots freed, {removed} half-written file(s) removed"
@@ -142,13 +174,39 @@ def recover_dead_runs(instance: dg.DagsterInstance, settings: Settings) -> list[
 
 def close_orphaned_history(instance: dg.DagsterInstance, settings: Settings) -> list[str]:
     """History rows still `running` whose Dagster run has ended (rewritten from its events) or
-    no longer exists (closed as failed, saying so)."""
+    no longer exists (closed as failed, saying so); and recent domain runs that ended without a
+    history row (their process could not write it: the database was locked or unreachable)."""
     lines = []
+    ended = instance.get_runs(
+        filters=dg.RunsFilter(
+            statuses=[
+                dg.DagsterRunStatus.SUCCESS,
+                dg.DagsterRunStatus.FAILURE,
+                dg.DagsterRunStatus.CANCELED,
+            ]
+        ),
+        limit=HISTORY_LOOKBACK,
+    )
+    domain_runs = {run.run_id: run for run in ended if PARTITION_TAG in run.tags}
     with session_scope(settings.database_url) as session:
         running = session.scalars(
             select(TrainingSession).where(TrainingSession.status == "running")
         ).all()
         orphans = [(row.run_id, row.domain, row.started_at) for row in running]
+        recorded = set(
+            session.scalars(
+                select(TrainingSession.run_id).where(TrainingSession.run_id.in_(domain_runs))
+            )
+        )
+        known = set(session.scalars(select(Domain.code)))
+    for run_id, run in domain_runs.items():
+        if run_id in recorded or run.tags[PARTITION_TAG] not in known:
+            continue
+        if record_run(instance, run_id, settings.database_url):
+            lines.append(
+                f"run {run_id[:8]} of {run.tags[PARTITION_TAG]}: history written (the run ended "
+                f"{run.status.value} without writing it)"
+            )
     for run_id, domain, started_at in orphans:
         run = instance.get_run_by_id(run_id)
         if run is not None and run.status in WATCHED_STATUSES + [dg.DagsterRunStatus.QUEUED]:
@@ -290,9 +348,17 @@ def watch_pool(
     """Until `stop` is set: when the run tagged `invocation` waits for a slot of the database
     pool, say who holds it (once, then every `repeat_every` seconds), and recover the holder if
     its process has died meanwhile."""
+    try:
+        _watch_pool(instance, settings, invocation, echo, stop, interval, repeat_every)
+    except Exception as error:  # the run itself reports an unreachable database
+        if database_down(error) is None:
+            echo(f"  stopped watching the database pool: {type(error).__name__}: {error}")
+
+
+def _watch_pool(instance, settings, invocation, echo, stop, interval, repeat_every) -> None:
     last_said = -repeat_every
     while not stop.wait(interval):
-        runs = instance.get_runs(filters=dg.RunsFilter(tags={"facerec/invocation": invocation}))
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={INVOCATION_TAG: invocation}))
         if not runs:
             continue
         run_id = runs[0].run_id

@@ -1,11 +1,13 @@
 """Fault injection for the tests: run `facerec` in this process and kill it with SIGKILL (or
 make it hang) at a point the test chooses.
 
-    python -m facerec_pipeline_tests.kill_at MODULE:FUNCTION before|after|hang MATCH -- ARGS...
+    python -m facerec_pipeline_tests.kill_at MODULE:FUNCTION WHEN MATCH -- ARGS...
+
+WHEN: before, after, hang or pause.
 
 The function (as the module that calls it sees it) is wrapped: when MATCH is `*` or equals one of
 its positional arguments (or the table name of a StageTable argument), the process kills itself
-before or after the call, or sleeps there.
+before or after the call, sleeps there (hang), or waits there for a line on stdin (pause).
 """
 
 import importlib
@@ -32,6 +34,9 @@ def main() -> None:
         if chosen and when == "hang":
             print("hanging", flush=True)
             time.sleep(600)
+        if chosen and when == "pause":  # until the test writes a line to stdin
+            print("paused", flush=True)
+            sys.stdin.readline()
         if chosen and when == "before":
             os.kill(os.getpid(), signal.SIGKILL)
         result = original(*positional, **keywords)

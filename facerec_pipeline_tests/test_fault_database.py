@@ -313,6 +313,51 @@ def test_a_database_another_process_locks_says_so(facerec, monkeypatch):
     assert facerec("domains", "list").exit_code == 0
 
 
+def test_a_run_under_a_long_lock_fails_in_one_line_and_keeps_its_history(
+    facerec, tmp_path, photos, monkeypatch
+):
+    """Another process holds the database (an exclusive lock) when the run ends and past it: the
+    run's history row cannot be written. One line says so, and the next command writes the row
+    once the lock is gone (it was missing from `facerec history` for good)."""
+    from facerec_pipeline import pipeline_run
+    from facerec_pipeline.db import engine as db_engine
+
+    folder = build_folder(tmp_path / "photos", {"barack_obama": [photos / "obama.jpg"]})
+    add_domain(facerec, "demo", folder)
+    monkeypatch.setattr(db_engine, "SQLITE_BUSY_TIMEOUT_MS", 300)  # wait 0.3 s, not 30
+    holders = []
+    record_run = pipeline_run.record_run
+
+    def locked_first(*args, **kwargs):
+        dispose_engines()  # the run's idle pooled connections: another process has none
+        holder = sqlite3.connect(facerec.storage / "facerec.db")
+        holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        holders.append(holder)
+        return record_run(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_run, "record_run", locked_first)
+    try:
+        ran = facerec("run", "--domain", "demo")
+    finally:
+        for holder in holders:
+            holder.rollback()
+            holder.close()
+    assert len(holders) == 1 and ran.exit_code == 1, ran.output
+    assert "Traceback" not in ran.output
+    last = ran.output.strip().splitlines()[-1]
+    assert last.startswith("Error: run ") and "of 'demo' succeeded, but its history" in last, last
+    assert "could not be written: the database is unavailable (database is locked)" in last
+    assert "the next `facerec run` or `facerec history` writes it" in last
+    monkeypatch.undo()
+    listed = facerec("history", "--domain", "demo", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert "history written (the run ended SUCCESS without writing it)" in listed.output
+    history = json.loads(listed.stdout[listed.stdout.index("[") :])
+    assert [row["status"] for row in history] == ["succeeded"]
+    assert history[0]["counts"]["candidates"]["people"] == 1
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -233,6 +233,61 @@ def test_the_service_answers_503_while_postgres_is_down(on_postgres, pg, photos,
         assert answer.json()["faces"][0]["identity"]["person"] == "Barack Obama"
 
 
+def test_a_run_whose_postgres_goes_down_stops_in_one_line_and_keeps_its_cause(on_postgres, pg):
+    """Both databases (facerec's and Dagster's) stop answering in the middle of `facerec run`:
+    a few lines and one error naming the cause, no traceback (it printed ~400 lines, a crashed
+    pool-watching thread among them); once they are back, recovery records that cause, not
+    "killed or crashed"."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, **on_postgres["env"]}
+    repo = Path(__file__).resolve().parents[1]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "facerec_pipeline_tests.kill_at"]
+        + ["facerec_pipeline.lineage.io_manager:write_stage_output", "pause", "faces"]
+        + ["--", "run", "--domain", "demo"],
+        env=env,
+        cwd=repo,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        before = []
+        while (line := run.stdout.readline()) and line.strip() != "paused":
+            before.append(line)
+        assert line.strip() == "paused", "".join(before)
+        for database in ("facerec", "dagster"):
+            _allow_connections(pg, database, False)
+        output, _ = run.communicate("\n", timeout=240)
+    finally:
+        for database in ("facerec", "dagster"):
+            _allow_connections(pg, database, True)
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 1, output
+    assert "Traceback" not in output and "Exception in thread" not in output, output
+    lines = output.strip().splitlines()
+    assert len(lines) <= 4, output
+    assert sum("the database does not answer, retrying" in line for line in lines) == 1, output
+    assert lines[-1].startswith("Error: the run of 'demo' stopped: the database became unavailable")
+    assert "is not currently accepting connections" in lines[-1]
+    assert "what it stored is kept" in lines[-1]
+    history = on_postgres["invoke"]("history", "--domain", "demo", "--json")
+    assert history.exit_code == 0, history.output
+    assert "stopped: the database became unavailable" in history.output.split("[")[0]
+    rows = json.loads(history.output[history.output.index("[") :])
+    assert rows[0]["status"] == "failed"
+    assert "stopped: the database became unavailable" in rows[0]["error"]
+    assert "killed or crashed" not in rows[0]["error"]
+    again = on_postgres["invoke"]("run", "--domain", "demo")
+    assert again.exit_code == 0, again.output
+
+
 def test_backup_with_pg_dump_then_restore(on_postgres, pg):
     invoke, env = on_postgres["invoke"], on_postgres["env"]
     backed_up = invoke("db", "backup")

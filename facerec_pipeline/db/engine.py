@@ -51,6 +51,34 @@ def database_damage(error: BaseException) -> str | None:
     return None
 
 
+def _causes(error: BaseException) -> list[BaseException]:
+    """`error` and what caused it, outermost first."""
+    chain, seen = [], set()
+    while error is not None and id(error) not in seen:
+        chain.append(error)
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+def database_down(error: BaseException) -> str | None:
+    """Why `error` means the database could not be reached or used (PostgreSQL stopped, a cut
+    connection, SQLite locked by another process past the busy timeout, a full disk), in one
+    line, or None. Dagster's own storage failing the same way counts too."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, TimeoutError
+
+    for cause in reversed(_causes(error)):  # the innermost names the reason
+        if isinstance(cause, OperationalError | InterfaceError | TimeoutError):
+            reason = str(cause.orig if isinstance(cause, DBAPIError) else cause).strip()
+            return reason.splitlines()[0] if reason else type(cause).__name__
+        if type(cause).__name__ == "OperationalError" and "psycopg" in type(cause).__module__:
+            return str(cause).strip().splitlines()[0]
+    for cause in _causes(error):
+        if type(cause).__name__ == "DagsterPostgresException":
+            return str(cause)
+    return None
+
+
 def _configure_sqlite(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
