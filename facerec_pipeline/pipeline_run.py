@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
+from facerec_pipeline.core.files import full_disk
 from facerec_pipeline.db.engine import DatabaseUnavailable, database_down
 from facerec_pipeline.definitions import build_definitions
 from facerec_pipeline.jobs import DOMAIN_PIPELINE_JOB
@@ -18,9 +22,11 @@ from facerec_pipeline.partitions import domain_partitions
 from facerec_pipeline.run_events import record_run, step_failure_message
 from facerec_pipeline.run_recovery import (
     INVOCATION_TAG,
+    forget_cause,
     leave_cause,
     recover_dead_runs,
     refuse_concurrent_run,
+    reserve_cause,
     run_tags,
     watch_pool,
 )
@@ -62,9 +68,10 @@ def run_domain(
         target=watch_pool, args=(instance, settings, invocation, echo, stop), daemon=True
     )
     watcher.start()
-    result = None
+    reserve_cause(settings, invocation)
+    result, stopped = None, False
     try:
-        with one_retry_warning(echo):
+        with quiet_database_noise(echo):
             result = job.execute_in_process(
                 instance=instance,
                 partition_key=code,
@@ -78,39 +85,46 @@ def run_domain(
         down = database_down(error)
         if down is None:
             raise
+        full = full_disk(settings.storage_dir, Path(instance.root_directory or "."))
+        why = f"{full}: {down}" if full else f"the database is unavailable ({down})"
         if result is not None:  # the run ended; only its history row could not be written
             ended = "succeeded" if result.success else "FAILED"
             raise RunStopped(
                 f"run {result.run_id} of {code!r} {ended}, but its history could not be "
-                f"written: the database is unavailable ({down}); the next `facerec run` or "
-                "`facerec history` writes it"
+                f"written: {why}; the next `facerec run` or `facerec history` writes it"
             ) from error
-        cause = f"the database became unavailable ({down})"
+        stopped = True
+        cause = f"{full}: {down}" if full else f"the database became unavailable ({down})"
         kept = leave_cause(settings, invocation, cause)
         later = (
             "marks it failed with this cause"
             if kept
             else "marks it failed (killed or crashed: the cause could not be kept)"
         )
+        fix = "Free space, then" if full else "When the database is back,"
         raise RunStopped(
-            f"the run of {code!r} stopped: {cause}; what it stored is kept. When the database "
-            f"is back, the next `facerec run --domain {code}` (or `facerec history`) {later} "
-            "and the run goes on from what was stored"
+            f"the run of {code!r} stopped: {cause}; what it stored is kept. {fix} the next "
+            f"`facerec run --domain {code}` (or `facerec history`) {later} and the run goes on "
+            "from what was stored"
         ) from error
     finally:
         stop.set()
+        if not stopped:
+            forget_cause(settings, invocation)
     return outcome
 
 
 class RunStopped(DatabaseUnavailable):
     """A run could not go on, or not record its history: its database (facerec's or Dagster's)
-    became unavailable."""
+    became unavailable, or its disk full."""
 
 
 @contextmanager
-def one_retry_warning(echo: Callable[[str], None]) -> Iterator[None]:
-    """dagster-postgres warns on the root logger at each retry of a connection, a three-line
-    message each time; while the run lasts only the first is said, in one line."""
+def quiet_database_noise(echo: Callable[[str], None]) -> Iterator[None]:
+    """While the run lasts, what Dagster and dagster-postgres say again and again when their
+    database does not answer is said once, in one line each: dagster-postgres's warning at
+    each connection retry (three lines, on the root logger), and Dagster's message (with the SQL
+    and its parameters, on stderr) each time an event cannot be written."""
 
     class OnlyTheFirst(logging.Filter):
         said = False
@@ -120,17 +134,41 @@ def one_retry_warning(echo: Callable[[str], None]) -> Iterator[None]:
                 return True
             if not self.said:
                 self.said = True
-                reason = str(record.args[0] if record.args else "").strip().splitlines()
-                echo(f"  the database does not answer, retrying: {reason[0] if reason else ''}")
+                echo(f"  the database does not answer, retrying: {_first_line(record.args)}")
             return False
 
-    quiet = OnlyTheFirst()
+    class FirstLineOnce:
+        def __init__(self, stream):
+            self.stream, self.said = stream, False
+
+        def write(self, text: str) -> int:
+            if not text.startswith(EVENT_WRITE_FAILED):
+                return self.stream.write(text)
+            if not self.said:
+                self.said = True
+                self.stream.write(text.splitlines()[0][:300] + "\n")
+            return len(text)
+
+        def __getattr__(self, name: str):
+            return getattr(self.stream, name)
+
+    quiet, stderr = OnlyTheFirst(), sys.stderr
     root = logging.getLogger()
     root.addFilter(quiet)
+    sys.stderr = FirstLineOnce(stderr)
     try:
         yield
     finally:
         root.removeFilter(quiet)
+        sys.stderr = stderr
+
+
+EVENT_WRITE_FAILED = "Exception while writing logger call to event log"
+
+
+def _first_line(args: Any) -> str:
+    lines = str(args[0] if args else "").strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def _outcome(result: dg.ExecuteInProcessResult, echo: Callable[[str], None]) -> RunOutcome:

@@ -92,16 +92,44 @@ def cause_path(settings: Settings, invocation: str) -> Path:
     return settings.cache_dir / "run_causes" / f"{invocation}.txt"
 
 
-def leave_cause(settings: Settings, invocation: str, cause: str) -> bool:
-    """Why a run stopped, kept where recovery finds it when the run could not record it itself
-    (its database was unreachable); False when even that could not be written (a full disk)."""
+CAUSE_BYTES = 4096
+
+
+def reserve_cause(settings: Settings, invocation: str) -> None:
+    """Room for why the run may stop, taken when it starts (blank): a full disk can still be
+    said there, since writing over a file's own bytes needs no new space."""
     path = cause_path(settings, invocation)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(cause[:2000] + "\n", encoding="utf-8")
+        path.write_bytes(b" " * CAUSE_BYTES)
+    except OSError:
+        path.unlink(missing_ok=True)  # no room at all: leave_cause tries again
+
+
+def leave_cause(settings: Settings, invocation: str, cause: str) -> bool:
+    """Why a run stopped, kept where recovery finds it when the run could not record it itself
+    (its database was unreachable, its disk full); False when it could not be written."""
+    path = cause_path(settings, invocation)
+    data = cause.encode("utf-8")[: CAUSE_BYTES - 1] + b"\n"
+    try:
+        if path.is_file():  # over the reserved bytes
+            with path.open("r+b") as file:
+                file.write(data)
+                file.truncate(len(data))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
         return True
     except OSError:
         return False
+
+
+def forget_cause(settings: Settings, invocation: str | None) -> None:
+    if invocation:
+        try:
+            cause_path(settings, invocation).unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _left_cause(settings: Settings, run: dg.DagsterRun) -> str | None:
@@ -109,9 +137,10 @@ def _left_cause(settings: Settings, run: dg.DagsterRun) -> str | None:
     if not invocation:
         return None
     try:
-        return cause_path(settings, invocation).read_text(encoding="utf-8").strip() or None
+        text = cause_path(settings, invocation).read_bytes().decode("utf-8", "replace")
     except OSError:
         return None
+    return text.strip() or None  # blank: reserved, never written (killed)
 
 
 def is_alive(pid: int, since: float | None) -> bool:
@@ -162,8 +191,7 @@ def recover_dead_runs(instance: dg.DagsterInstance, settings: Settings) -> list[
         removed = remove_partial_files(settings.storage_dir)
         removed += remove_unrecorded_batches(settings, process.run_id)
         record_run(instance, process.run_id, settings.database_url)
-        if cause:
-            cause_path(settings, run.tags[INVOCATION_TAG]).unlink(missing_ok=True)
+        forget_cause(settings, run.tags.get(INVOCATION_TAG))
         lines.append(
             f"run {process.run_id[:8]} of {process.domain or '?'}: {reason}; pool "
             f"slots freed, {removed} half-written file(s) removed"

@@ -443,3 +443,108 @@ def test_a_damaged_or_deleted_pointer_is_rewritten_from_the_database(root, photo
     pointer.unlink()
     assert root.facerec("run", "--domain", "demo").returncode == 0
     assert json.loads(pointer.read_text()) == good
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 48 MB tmpfs mounted for the test (as root, as the suite runs in CI), unmounted after."""
+    mount = tmp_path / "small_disk"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs (needs root): {mounted.stderr.strip()}", pytrace=False)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill(folder: Path) -> Path:
+    """Write zeros into `folder` until its disk is full; the file to delete to free it."""
+    filler = folder / "filler"
+    with filler.open("wb", buffering=0) as file:
+        for block in (1 << 20, 4096, 512):  # to the last few bytes
+            try:
+                while True:
+                    file.write(b"\0" * block)
+            except OSError:
+                pass
+    return filler
+
+
+def test_a_full_disk_mid_run_stops_it_in_one_line_and_keeps_the_cause(
+    small_disk, tmp_path, models_dir, photos
+):
+    """Storage and Dagster's home on one disk that fills inside detected_faces: a few lines and
+    one error naming the full disk (it was ~170 lines of tracebacks and no FAILED line); once
+    space is freed, recovery records that cause (it said "killed or crashed"), and the re-run
+    builds the domain."""
+    storage = small_disk / "storage"
+    storage.mkdir()
+    (storage / "models").symlink_to(models_dir, target_is_directory=True)
+    env = {
+        **os.environ,
+        "FACEREC_STORAGE_DIR": str(storage),
+        "DAGSTER_HOME": str(storage / "dagster"),
+        "DATABASE_URL": "",
+    }
+    root = Root(
+        storage,
+        storage / "dagster",
+        env,
+        build_folder(
+            tmp_path / "photos",
+            {
+                "barack_obama": [photos / "obama.jpg", photos / "obama2.jpg"],
+                "joe_biden": [photos / "biden.jpg"],
+            },
+        ),
+    )
+    added = root.facerec(
+        "domains", "add", "demo", "--name", "Demo", "--source", "folder", "--path", str(root.folder)
+    )
+    assert added.returncode == 0, added.stderr
+    run = subprocess.Popen(
+        [sys.executable, "-m", "facerec_pipeline_tests.kill_at", WRITE_ROWS, "pause", "faces"]
+        + ["--", "run", "--domain", "demo"],
+        env=env,
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        before = []
+        while (line := run.stdout.readline()) and line.strip() != "paused":
+            before.append(line)
+        assert line.strip() == "paused", "".join(before)
+        filler = fill(small_disk)
+        output, _ = run.communicate("\n", timeout=240)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 1, output
+    assert "Traceback" not in output, output
+    lines = output.strip().splitlines()
+    assert len(lines) <= 3, output
+    assert lines[-1].startswith(
+        f"Error: the run of 'demo' stopped: no space left on the device of {storage}"
+    ), lines[-1]
+    assert "Free space, then the next `facerec run --domain demo`" in lines[-1]
+    assert "marks it failed with this cause" in lines[-1]
+
+    filler.unlink()
+    history = root.facerec("history", "--domain", "demo", "--json")
+    assert history.returncode == 0, history.stderr
+    assert f"stopped: no space left on the device of {storage}" in history.stderr + history.stdout
+    (row,) = json.loads(history.stdout[history.stdout.index("[") :])
+    assert row["status"] == "failed" and "no space left on the device" in row["error"]
+    assert "killed or crashed" not in row["error"]
+    assert not list((storage / "cache" / "run_causes").glob("*"))
+    again = root.facerec("run", "--domain", "demo")
+    assert again.returncode == 0, again.stdout + again.stderr

@@ -15,6 +15,7 @@ import click
 from sqlalchemy.engine import make_url
 
 from facerec_pipeline.core.faces.weights import ModelWeightsMissing
+from facerec_pipeline.core.files import full_disk
 from facerec_pipeline.db.engine import (
     DatabaseDamaged,
     DatabaseUnavailable,
@@ -65,6 +66,10 @@ def damaged_database_message(reason: str) -> str:
     )
 
     settings = Settings.from_env()
+    database = make_url(settings.database_url).database
+    full = full_disk(settings.storage_dir, *([Path(database)] if database else []))
+    if full:  # SQLite says "disk I/O error" when it cannot grow its -wal
+        return f"{full}: the database could not write ({reason}); free space and try again"
     found = list_backups(database_backups_dir(settings.database_url, settings.backups_dir))
     newest = newest_good_backup(found)
     restore = (

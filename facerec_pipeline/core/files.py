@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -38,3 +39,23 @@ def save_atomically(target: Path, save) -> Path:
     save(partial)
     partial.replace(target)
     return target
+
+
+NEARLY_FULL_BYTES = 1024 * 1024
+
+
+def full_disk(*paths: Path) -> str | None:
+    """`no space left on the device of X (N bytes free)` for the first of `paths` (or its
+    nearest existing parent) whose filesystem is (nearly) full, else None: what a "disk I/O
+    error" from SQLite, or a failed write, most often means."""
+    for path in paths:
+        probe = Path(path)
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        try:
+            free = shutil.disk_usage(probe).free
+        except OSError:
+            continue
+        if free < NEARLY_FULL_BYTES:
+            return f"no space left on the device of {path} ({free} bytes free)"
+    return None
