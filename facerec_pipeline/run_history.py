@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,13 +25,14 @@ RUN_STATUS = {"SUCCESS": "succeeded", "FAILURE": "failed", "CANCELED": "failed"}
 
 
 NOT_FIGURES = {"lineage_id"}  # a row id of asset_lineage, not a count
+VERSION_LABEL = re.compile(r"^\S+ v(\d+)$")
 
 
 def stage_figures(metadata: dict[str, Any]) -> dict[str, int | float]:
     """The figures of one stage: the numbers its materialization reported, the stage's own and
     the stage table's rows inserted/updated/unchanged/removed (Dagster's `dagster/...` entries,
     flags and ids left out)."""
-    return {
+    figures = {
         key: value
         for key, value in metadata.items()
         if isinstance(value, int | float)
@@ -38,6 +40,10 @@ def stage_figures(metadata: dict[str, Any]) -> dict[str, int | float]:
         and "/" not in key
         and key not in NOT_FIGURES
     }
+    label = VERSION_LABEL.match(str(metadata.get("gallery_version", "")))
+    if label:  # the UI's label of a version ("serbia v3"): the number
+        figures["gallery_version"] = int(label.group(1))
+    return figures
 
 
 def stage_rejects(metadata: dict[str, Any]) -> dict[str, int]:

@@ -10,11 +10,13 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
+from facerec_pipeline.cli.formatting import operating_point_text
 from facerec_pipeline.core.face_models import SFACE_MODEL
 from facerec_pipeline.core.faces.engine import FaceEngine
 from facerec_pipeline.core.recognition.recognizer import Recognizer, load_prod_gallery
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.definitions import ASSET_CHECKS, ASSETS, build_resources
+from facerec_pipeline.gallery.promotion import list_versions
 from facerec_pipeline.partitions import domain_partitions
 from facerec_pipeline.resources import FaceEngineResource
 from facerec_pipeline.stats import domain_skips
@@ -175,6 +177,29 @@ def test_gallery_files_pointer_and_rows(built):
     assert all(path.startswith("cache/soft_rejected/demo/") for path in soft["crop_path"])
 
 
+def test_what_the_dagster_ui_shows_names_the_domain_and_says_too_small(built):
+    """The checks of `gallery` carry their partition; versions are labels of their domain (a
+    number would be plotted across domains); a gallery of two people says plainly it is not
+    calibrated; `production_gallery` shows which version serves each domain and any pin."""
+    result = built["result"]
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 8 and {e.partition for e in evaluations} == {"demo"}
+    assert all(e.description.startswith("demo v1: ") for e in evaluations)
+    assert {e.metadata["gallery_version"].value for e in evaluations} == {"demo v1"}
+    gallery = metadata(result, "gallery")
+    assert gallery["gallery_version"] == "demo v1"
+    report = gallery["report"]
+    assert "NOT CALIBRATED, the gallery is too small" in report
+    assert "no false-accept rate is promised" in report
+    assert "calibrated for at most" not in report
+    production = metadata(result, "production_gallery")
+    assert production["gallery_version"] == "demo v1"
+    assert "| demo | v1 | no |" in production["serving"]
+    with session_scope(built["settings"].database_url) as session:
+        (listed,) = list_versions(session, "demo")
+    assert "NOT calibrated (gallery too small)" in operating_point_text(listed["operating_point"])
+
+
 def test_lineage_names_run_code_version_and_inputs(built):
     lineage = query(built["settings"], "SELECT * FROM asset_lineage ORDER BY id")
     assert list(lineage["asset_key"]) == [
@@ -241,7 +266,7 @@ def test_rerun_is_idempotent_then_picks_up_folder_changes(built, photos):
     assert metadata(changed, "detected_faces")["judged_this_run"] == 1
     assert metadata(changed, "raw_images")["files_read"] == 1
     assert metadata(changed, "raw_images")["rows_marked_removed"] == 1
-    assert metadata(changed, "gallery")["gallery_version"] == 2
+    assert metadata(changed, "gallery")["gallery_version"] == "demo v2"
     removed = query(
         settings, "SELECT removed_at FROM images WHERE source_url LIKE '%obama_partial_face.jpg'"
     )

@@ -6,6 +6,8 @@ from typing import Any
 
 from tabulate import tabulate
 
+from facerec_pipeline.core.gallery.open_set import OperatingPoint, described_briefly
+
 
 def key_value_table(info: dict[str, Any]) -> str:
     """One row per key (`domains show`)."""
@@ -62,11 +64,7 @@ def history_table(rows: list[dict[str, Any]], code: str) -> str:
 def operating_point_text(point: dict | None) -> str:
     if not point:
         return "none (built before open-set recognition)"
-    limit = "<= " if point.get("far_upper_bound") is not None else ""  # a bound, not a quantile
-    return (
-        f"score <= {point['threshold']:.4f} for FAR {limit}{point['target_far']:.1%}, "
-        f"expected DIR {point.get('expected_dir')}"
-    )
+    return described_briefly(OperatingPoint.from_dict(point))
 
 
 def versions_table(versions: list[dict[str, Any]], code: str) -> str:

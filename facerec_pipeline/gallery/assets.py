@@ -22,7 +22,12 @@ from facerec_pipeline.core.artifacts.store import (
 from facerec_pipeline.core.face_models import current_faces
 from facerec_pipeline.core.faces.engine import l2_normalize
 from facerec_pipeline.core.gallery.identity import consistency_decisions
-from facerec_pipeline.core.gallery.open_set import OperatingPoint, calibrate, rule_text
+from facerec_pipeline.core.gallery.open_set import (
+    OperatingPoint,
+    calibrate,
+    described,
+    rule_text,
+)
 from facerec_pipeline.core.gallery.previews import thumbnail_key, thumbnails_of
 from facerec_pipeline.core.gallery.publish import (
     GalleryEntry,
@@ -46,7 +51,7 @@ from facerec_pipeline.core.gallery.report import (
 )
 from facerec_pipeline.core.gallery.self_evaluation import evaluate, nearest_neighbours
 from facerec_pipeline.db.models import Gallery
-from facerec_pipeline.domains.registry import get_domain
+from facerec_pipeline.domains.registry import get_domain, list_domains
 from facerec_pipeline.gallery.promotion import (
     CHECK_DESCRIPTIONS,
     CHECK_NAMES,
@@ -59,6 +64,7 @@ from facerec_pipeline.gallery.promotion import (
     reconcile_prod_pointers,
     run_checks,
 )
+from facerec_pipeline.partitions import domain_partitions
 from facerec_pipeline.policy import stage_asset
 from facerec_pipeline.resources import FaceEngineResource, FacerecStorage
 
@@ -154,11 +160,7 @@ def build_report(
             f"- nearest same-person distance mean/max: {figures.get('genuine_distance_mean')}"
             f"/{figures.get('genuine_distance_max')}; nearest other-person min/mean: "
             f"{figures.get('impostor_distance_min')}/{figures.get('impostor_distance_mean')}",
-            f"- operating point: a name is given when the score is <= {point.threshold} "
-            f"(calibrated for at most {point.target_far:.1%} false accepts on "
-            f"{point.stranger_trials} simulated strangers: a share of {point.expected_far} named, "
-            f"upper bound {point.far_upper_bound}); expected DIR {point.expected_dir}, rank-1 "
-            f"{point.expected_rank1} over {point.enrolled_trials} faces. {point.rule}",
+            f"- operating point: {described(point)}. {point.rule}",
         ]
     )
     files = write_report(
@@ -404,7 +406,7 @@ def gallery(
         adopted = adopt_version_files(settings, session, code)
     context.add_output_metadata(
         {
-            "gallery_version": version,
+            "gallery_version": version_label(code, version),
             "built_this_run": built,
             "status": status,
             "face_model": model.name,
@@ -424,9 +426,32 @@ def gallery(
     return frame.assign(gallery_id=gallery_id, domain=code)[GALLERY_FACE_COLUMNS]
 
 
+def version_label(code: str, version: int) -> dg.MetadataValue:
+    """A version as the UI shows it: text naming its domain, so no plot mixes the version
+    numbers of different domains."""
+    return dg.MetadataValue.text(f"{code} v{version}")
+
+
+def serving_table(session) -> str:
+    """Markdown: the version serving each domain, and whether a rollback pins it."""
+    rows = ["| domain | serving | pinned by a rollback |", "|---|---|---|"]
+    for domain in list_domains(session):
+        row = serving_row(session, domain.code)
+        if row is not None:
+            pinned = f"yes, v{domain.pinned_version}" if domain.pinned_version else "no"
+            rows.append(f"| {domain.code} | v{row.version} | {pinned} |")
+    return "\n".join(rows)
+
+
 @dg.multi_asset_check(
     specs=[
-        dg.AssetCheckSpec(name, asset=gallery, blocking=True, description=description)
+        dg.AssetCheckSpec(
+            name,
+            asset=gallery,
+            blocking=True,
+            description=description,
+            partitions_def=domain_partitions,  # each result shows its domain in the UI
+        )
         for name, description in CHECK_DESCRIPTIONS.items()
     ],
     can_subset=False,
@@ -440,14 +465,16 @@ def gallery_promotion_checks(context: dg.AssetCheckExecutionContext, facerec: Fa
         candidate, outcomes = run_checks(session, facerec.settings, code)
         version = candidate.version
     for name, (passed, figures) in outcomes.items():
-        verdict = f"{name} {'passed' if passed else 'FAILED'}: {figures_text(figures)}"
+        verdict = (
+            f"{code} v{version}: {name} {'passed' if passed else 'FAILED'}: {figures_text(figures)}"
+        )
         yield dg.AssetCheckResult(
             check_name=name,
             passed=bool(passed),
             description=verdict[:2000],
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={
-                "gallery_version": version,
+                "gallery_version": version_label(code, version),
                 **{
                     key: dg.MetadataValue.json(value) if isinstance(value, (dict, list)) else value
                     for key, value in figures.items()
@@ -495,15 +522,17 @@ def production_gallery(
             context.log.warning(f"production_gallery[{code}]: pointer rewritten: {change}")
         version = current.version if pinned and current else candidate.version
         note = pin_message(domain) if pinned else None
+        serving = serving_table(session)
     context.log.info(
         f"production_gallery[{code}]: v{version} "
         + ("published" if promoted else f"keeps serving: {note}" if note else "already serving")
     )
     return dg.MaterializeResult(
         metadata={
-            "gallery_version": version,
+            "gallery_version": version_label(code, version),
             "published_this_run": promoted,
             "pinned": note or "no",
+            "serving": dg.MetadataValue.md(serving),
             "pointer": dg.MetadataValue.path(str(settings.prod_dir(code) / "gallery.json")),
         }
     )

@@ -84,6 +84,50 @@ class OperatingPoint:
         return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
 
 
+def described(point: OperatingPoint) -> str:
+    """The operating point in words (the gallery report): what it promises when calibrated, and
+    plainly that it promises no false-accept rate when the gallery was too small to calibrate."""
+    if point.calibrated:
+        return (
+            f"a name is given when the score is <= {point.threshold:.4f}, calibrated for at most "
+            f"{point.target_far:.1%} false accepts on {point.stranger_trials} simulated strangers "
+            f"(a share of {point.expected_far} named, upper bound {point.far_upper_bound}); "
+            f"expected DIR {point.expected_dir}, rank-1 {point.expected_rank1} over "
+            f"{point.enrolled_trials} faces"
+        )
+    if not point.stranger_trials:
+        why, how = "one person: no stranger can be simulated", "the model's 1:1 threshold"
+    else:
+        reached = (
+            f"; the best bound they show is {point.far_upper_bound:.1%}"
+            if point.far_upper_bound is not None
+            else ""
+        )
+        why = (
+            f"its {point.stranger_trials} simulated strangers cannot show at most "
+            f"{point.target_far:.1%} false accepts{reached}"
+        )
+        how = (
+            f"the {point.target_far:.1%} quantile of their scores, never looser than the model's "
+            "1:1 threshold"
+        )
+    return (
+        f"NOT CALIBRATED, the gallery is too small ({why}): a name is given when the score is <= "
+        f"{point.threshold:.4f} ({how}), and no false-accept rate is promised; add people"
+    )
+
+
+def described_briefly(point: OperatingPoint) -> str:
+    """One cell of `facerec gallery list`."""
+    if not point.calibrated:
+        return f"score <= {point.threshold:.4f}, NOT calibrated (gallery too small)"
+    limit = "<= " if point.far_upper_bound is not None else ""  # a bound, not a quantile
+    return (
+        f"score <= {point.threshold:.4f} for FAR {limit}{point.target_far:.1%}, "
+        f"expected DIR {point.expected_dir}"
+    )
+
+
 def person_starts(person_rows: np.ndarray) -> np.ndarray:
     """First row of each person; raises if a person's rows are not contiguous."""
     rows = np.asarray(person_rows)
