@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SAMPLE_PHOTO := storage/sample_photos/holdout/obama3.jpg
 export DAGSTER_HOME ?= $(CURDIR)/storage/dagster
 
-.PHONY: install models demo test lint format dev bench bench-dev bench-serve
+.PHONY: install models demo test lint format dev bench bench-dev bench-serve bench-serve-memory
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ bench-dev: install
 # errors, peak RSS) and DeepFace.find on the same photos; the LFW dev set with FACEREC_DEV_SET.
 bench-serve: install
 	$(BIN)/python -m bench.serve_load
+
+# Memory of `facerec serve` under mixed large uploads (24-59 MP JPEG and PNG, 16-bit PNG).
+bench-serve-memory: install
+	$(BIN)/python -m bench.serve_memory
 
 lint:
 	$(BIN)/ruff check facerec_pipeline facerec_pipeline_tests bench

@@ -156,7 +156,7 @@ class Server:
     """`facerec serve` in a subprocess on 127.0.0.1, pointed at the bench's storage; its RSS
     (with any children) sampled in a thread."""
 
-    def __init__(self, settings, log: Path):
+    def __init__(self, settings, log: Path, *options: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ)
@@ -168,7 +168,7 @@ class Server:
         self.log = log
         self._log_file = log.open("wb")
         command = [sys.executable, "-m", "facerec_pipeline.cli.main", "serve"]
-        command += ["--host", "127.0.0.1", "--port", str(self.port)]
+        command += ["--host", "127.0.0.1", "--port", str(self.port), *options]
         self.process = subprocess.Popen(
             command, env=env, cwd=REPO, stdout=self._log_file, stderr=subprocess.STDOUT
         )

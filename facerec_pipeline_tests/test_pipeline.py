@@ -4,6 +4,7 @@ changed folder is picked up."""
 
 import json
 import shutil
+from types import SimpleNamespace
 
 import dagster as dg
 import pandas as pd
@@ -240,6 +241,46 @@ def test_recognizes_enrolled_people_and_not_others(built, photos, models_dir):
     (biden,) = recognizer.recognize_image(photos / "biden.jpg")["faces"]
     assert biden["identity"] is None
     assert biden["matches"][0]["distance"] > SFACE_MODEL.verification_threshold
+
+
+def test_a_large_photo_is_searched_at_bounded_size_with_boxes_in_its_own_pixels(
+    built, photos, models_dir, tmp_path
+):
+    """A 3.3x enlarged obama3.jpg (7,700 px, 37 MP), as a JPEG and as a JPEG stored turned with
+    an EXIF orientation: named as the original is, decoded at most 4096 px on its longer side
+    (the engine never sees the full size), the box in the photo's own pixels."""
+    from PIL import Image
+
+    from facerec_pipeline.core.recognition.recognizer import RECOGNITION_MAX_SIDE, same_face
+
+    settings = built["settings"]
+    engine = FaceEngine(SFACE_MODEL.engine, models_dir)
+    recognizer = Recognizer([load_prod_gallery(settings, "demo")], engine)
+    ((original,),) = [recognizer.recognize_image(photos / "obama3.jpg")["faces"]]
+    with Image.open(photos / "obama3.jpg") as image:
+        large = image.convert("RGB").resize((4732, 7699), Image.Resampling.BICUBIC)
+    plain, turned = tmp_path / "large.jpg", tmp_path / "large_turned.jpg"
+    large.save(plain, quality=90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise: stored turned the other way
+    large.transpose(Image.Transpose.ROTATE_90).save(turned, quality=90, exif=exif)
+    seen = []
+    detect = engine.detect
+
+    def spy(image_rgb):
+        seen.append(image_rgb.shape)
+        return detect(image_rgb)
+
+    engine.detect = spy
+    factor = 4732 / 1434
+    expected = SimpleNamespace(**{k: v * factor for k, v in original["box"].items()})
+    for path in (plain, turned):
+        (face,) = recognizer.recognize_image(path)["faces"]
+        assert face["identity"]["person"] == "Barack Obama", path.name
+        # YuNet's box varies by a few % with the scale it sees (full-size decoding too: IoU 0.95)
+        assert same_face(SimpleNamespace(**face["box"]), expected) >= 0.85, (face["box"], expected)
+    assert len(seen) == 2
+    assert all(RECOGNITION_MAX_SIDE / 2 <= max(shape[:2]) <= RECOGNITION_MAX_SIDE for shape in seen)
 
 
 def test_rerun_is_idempotent_then_picks_up_folder_changes(built, photos):

@@ -24,8 +24,9 @@ def serve(host: str, port: int, max_upload_mb: float) -> None:
     /docs; /healthz and /readyz for probes. Bind 127.0.0.1 behind a TLS reverse proxy."""
     import uvicorn
 
-    from facerec_pipeline.serving.app import create_app
+    from facerec_pipeline.serving.app import create_app, give_freed_memory_back
 
+    give_freed_memory_back()
     settings = settings_ready(create=False)
     app = create_app(settings, max_upload_bytes=int(max_upload_mb * 1024 * 1024))
     click.echo(f"serving on http://{host}:{port} (API docs at /docs)", err=True)

@@ -8,6 +8,7 @@ a restart. No Dagster here beyond the face engine configuration (resources.py)."
 from __future__ import annotations
 
 import base64
+import ctypes
 import hashlib
 import io
 import logging
@@ -266,6 +267,20 @@ def add_api_docs(app: FastAPI) -> None:
             redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
             with_google_fonts=False,
         )
+
+
+def give_freed_memory_back() -> bool:
+    """Make glibc's allocator give large freed blocks back to the system: each allocation of 1
+    MiB or more (a decoded photo, its arrays) gets its own mapping, unmapped when freed, and
+    threads share at most 2 arenas. By default the threshold grows with the largest block
+    freed, so after a few large photos their memory was kept in the heap for good (RSS 221 ->
+    778 MiB over mixed uploads; BENCHMARKS.md, server memory). False where there is no glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_mmap_threshold, m_arena_max = -3, -8  # <malloc.h>
+    return bool(libc.mallopt(m_mmap_threshold, 1 << 20) and libc.mallopt(m_arena_max, 2))
 
 
 def _one_line(error: Exception) -> str:

@@ -28,6 +28,8 @@ MAX_IMAGE_PIXELS = 60_000_000
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # Downloads land here (in the domain's photo folder) until their content is known.
 INCOMING_DIR = ".incoming"
+EXIF_ORIENTATION = 0x0112
+TURNED = (5, 6, 7, 8)  # orientations that swap width and height
 MIME_BY_FORMAT = {
     "JPEG": "image/jpeg",
     "PNG": "image/png",
@@ -61,10 +63,14 @@ class ImageFacts:
     rejection_detail: str | None = None
 
 
-def _read(path: Path) -> tuple[Image.Image, str | None]:
+def _read(path: Path, max_side: int | None = None) -> tuple[Image.Image, str | None, float]:
     """The one place that decodes an image file: byte and pixel limits checked before
-    decoding, fully decoded, upright (EXIF). Anything unusable becomes ImageRejected; only a
-    missing file stays FileNotFoundError."""
+    decoding, fully decoded, upright (EXIF). With `max_side`, a larger photo is decoded at
+    reduced size where the format allows (JPEG's DCT scaling, 1/2 to 1/8: the full-size pixels
+    are never held) and otherwise reduced by an integer factor right after decoding, to at most
+    `max_side` (at least max_side / 2) on its longer side. Returns the image, its format and the
+    factor from its pixels back to the photo's own (1.0 at full size). Anything unusable becomes
+    ImageRejected; only a missing file stays FileNotFoundError."""
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
         raise ImageRejected("image_too_large", f"{size} bytes (limit {MAX_FILE_BYTES})")
@@ -78,8 +84,18 @@ def _read(path: Path) -> tuple[Image.Image, str | None]:
                         f"{image.width}x{image.height} pixels (limit {MAX_IMAGE_PIXELS})",
                     )
                 image_format = image.format
+                stored = image.size
+                longer = max(image.width, image.height)
+                if max_side and longer > max_side:
+                    wanted = (image.width * max_side // longer, image.height * max_side // longer)
+                    image.draft(None, wanted)  # JPEG only; other formats ignore it
                 image.load()
-                upright = ImageOps.exif_transpose(image)
+                turned = image.getexif().get(EXIF_ORIENTATION) in TURNED
+                ImageOps.exif_transpose(image, in_place=True)  # no copy of an upright photo
+                upright = image
+                if max_side and max(upright.size) > max_side:
+                    upright = upright.reduce(-(-max(upright.size) // max_side))
+                scale = (stored[1] if turned else stored[0]) / upright.width
     except ImageRejected:
         raise
     except FileNotFoundError:
@@ -88,12 +104,13 @@ def _read(path: Path) -> tuple[Image.Image, str | None]:
         raise ImageRejected("image_too_large", str(error)) from error
     except Exception as error:  # a malformed file can trip any error inside a decoder
         raise ImageRejected("unreadable_image", f"{type(error).__name__}: {error}") from error
-    return upright, image_format
+    return upright, image_format, scale
 
 
-def open_image(path: Path) -> Image.Image:
-    """Open, size-check and fully decode an image; upright (EXIF) and RGB."""
-    image, _ = _read(path)
+def open_image(path: Path, max_side: int | None = None) -> Image.Image:
+    """Open, size-check and fully decode an image; upright (EXIF) and RGB; with `max_side`, at
+    reduced size (_read)."""
+    image, _, _ = _read(path, max_side)
     return _rgb(image)
 
 
@@ -132,6 +149,13 @@ def load_rgb(path: Path) -> np.ndarray:
     return np.asarray(open_image(path))
 
 
+def load_rgb_bounded(path: Path, max_side: int) -> tuple[np.ndarray, float]:
+    """The photo as RGB pixels, at most `max_side` on its longer side (decoded at reduced size
+    where the format allows), and the factor from those pixels back to the photo's own."""
+    image, _, scale = _read(path, max_side)
+    return np.asarray(_rgb(image)), scale
+
+
 def load_bgr(path: Path) -> np.ndarray:
     """load_rgb in OpenCV's channel order (for face crops handed to the engine)."""
     return np.ascontiguousarray(load_rgb(path)[:, :, ::-1])
@@ -159,7 +183,7 @@ def inspect_image(path: Path) -> ImageFacts:
     sha256 = sha256_file(path)
     file_size = path.stat().st_size
     try:
-        decoded, image_format = _read(path)
+        decoded, image_format, _ = _read(path)
         image = _rgb(decoded)
     except ImageRejected as rejected:
         return ImageFacts(

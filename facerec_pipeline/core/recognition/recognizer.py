@@ -28,7 +28,7 @@ from facerec_pipeline.core.gallery.publish import (
     serving_row,
 )
 from facerec_pipeline.core.gallery.search_index import nearest_rows
-from facerec_pipeline.core.images.image_files import load_rgb
+from facerec_pipeline.core.images.image_files import load_rgb_bounded
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.db.models import Gallery
 from facerec_pipeline.settings import Settings
@@ -72,6 +72,11 @@ def same_face(a: Any, b: Any) -> float:
 # Two detectors' boxes of one face overlap by this much at least (measured on the packaged test
 # photos: YuNet's box against dlib's, IoU 0.45-0.6 for the same face, 0 for different faces).
 SAME_FACE_IOU = 0.3
+# A photo searched is decoded at most this large on its longer side (JPEG at reduced size, the
+# rest reduced right after decoding): a 59 MP upload held 1 GB at its peak. YuNet and dlib find
+# faces on copies of at most 640 and 800 px, so this loses none they would find; the crops are
+# cut from 4096 px instead of up to 8,900 (BENCHMARKS.md, server memory).
+RECOGNITION_MAX_SIDE = 4096
 
 
 def serving_pointer(settings: Settings, domain: str) -> dict[str, Any] | None:
@@ -351,14 +356,20 @@ class Recognizer:
         return faces, vectors
 
     def recognize_image(self, path: Path) -> dict[str, Any]:
+        """The faces of the photo at `path`, each named or not. A photo larger than
+        RECOGNITION_MAX_SIDE is searched at that size (decoded at reduced size where the format
+        allows: bounded memory); boxes are in the photo's own pixels either way."""
         self.refresh()
-        faces, vectors = self.embed_faces(load_rgb(path))
+        image, scale = load_rgb_bounded(path, RECOGNITION_MAX_SIDE)
+        faces, vectors = self.embed_faces(image)
+        del image
         results = []
         for face, vector in zip(faces, vectors, strict=True):
             identity, matches, decision = self.identify(vector)
+            box = [round(value * scale) for value in (face.x, face.y, face.w, face.h)]
             results.append(
                 {
-                    "box": {"x": face.x, "y": face.y, "w": face.w, "h": face.h},
+                    "box": dict(zip(("x", "y", "w", "h"), box, strict=True)),
                     "confidence": round(face.confidence, 4),
                     "identity": identity,
                     "decision": decision,
