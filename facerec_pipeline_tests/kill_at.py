@@ -13,8 +13,12 @@ before or after the call, sleeps there (hang), or waits there for a line on stdi
 import importlib
 import os
 import signal
+import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 
 def _names(value) -> list[str]:
@@ -48,6 +52,40 @@ def main() -> None:
     from facerec_pipeline.cli.main import cli
 
     cli(args)
+
+
+@contextmanager
+def paused_at(
+    env: dict[str, str], target: str, match: str, *args: str
+) -> Iterator[Callable[[], tuple[int, str]]]:
+    """`facerec ARGS` in a subprocess, held at TARGET (pause) until the block calls the `resume`
+    it yields, which returns (exit status, what the command printed from then on); killed when
+    the block ends with it still running."""
+    run = subprocess.Popen(
+        [sys.executable, "-m", "facerec_pipeline_tests.kill_at", target, "pause", match, "--"]
+        + list(args),
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def resume() -> tuple[int, str]:
+        output, _ = run.communicate("\n", timeout=240)
+        return run.returncode, output
+
+    try:
+        before = []
+        while (line := run.stdout.readline()) and line.strip() != "paused":
+            before.append(line)
+        assert line.strip() == "paused", "".join(before)
+        yield resume
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from facerec_pipeline.db.engine import dispose_engines, session_scope
 from facerec_pipeline.db.models import Face, FaceEmbedding, Gallery, Image, Person
 from facerec_pipeline_tests.conftest import REPO, build_folder, cli_env
+from facerec_pipeline_tests.kill_at import paused_at
 
 
 @pytest.fixture
@@ -508,27 +509,10 @@ def test_a_full_disk_mid_run_stops_it_in_one_line_and_keeps_the_cause(
         "domains", "add", "demo", "--name", "Demo", "--source", "folder", "--path", str(root.folder)
     )
     assert added.returncode == 0, added.stderr
-    run = subprocess.Popen(
-        [sys.executable, "-m", "facerec_pipeline_tests.kill_at", WRITE_ROWS, "pause", "faces"]
-        + ["--", "run", "--domain", "demo"],
-        env=env,
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        before = []
-        while (line := run.stdout.readline()) and line.strip() != "paused":
-            before.append(line)
-        assert line.strip() == "paused", "".join(before)
+    with paused_at(env, WRITE_ROWS, "faces", "run", "--domain", "demo") as resume:
         filler = fill(small_disk)
-        output, _ = run.communicate("\n", timeout=240)
-    finally:
-        if run.poll() is None:
-            run.kill()
-    assert run.returncode == 1, output
+        status, output = resume()
+    assert status == 1, output
     assert "Traceback" not in output, output
     lines = output.strip().splitlines()
     assert len(lines) <= 3, output

@@ -239,37 +239,20 @@ def test_a_run_whose_postgres_goes_down_stops_in_one_line_and_keeps_its_cause(on
     pool-watching thread among them); once they are back, recovery records that cause, not
     "killed or crashed"."""
     import os
-    import subprocess
-    import sys
-    from pathlib import Path
+
+    from facerec_pipeline_tests.kill_at import paused_at
 
     env = {**os.environ, **on_postgres["env"]}
-    repo = Path(__file__).resolve().parents[1]
-    run = subprocess.Popen(
-        [sys.executable, "-m", "facerec_pipeline_tests.kill_at"]
-        + ["facerec_pipeline.lineage.io_manager:write_stage_output", "pause", "faces"]
-        + ["--", "run", "--domain", "demo"],
-        env=env,
-        cwd=repo,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    target = "facerec_pipeline.lineage.io_manager:write_stage_output"
     try:
-        before = []
-        while (line := run.stdout.readline()) and line.strip() != "paused":
-            before.append(line)
-        assert line.strip() == "paused", "".join(before)
-        for database in ("facerec", "dagster"):
-            _allow_connections(pg, database, False)
-        output, _ = run.communicate("\n", timeout=240)
+        with paused_at(env, target, "faces", "run", "--domain", "demo") as resume:
+            for database in ("facerec", "dagster"):
+                _allow_connections(pg, database, False)
+            status, output = resume()
     finally:
         for database in ("facerec", "dagster"):
             _allow_connections(pg, database, True)
-        if run.poll() is None:
-            run.kill()
-    assert run.returncode == 1, output
+    assert status == 1, output
     assert "Traceback" not in output and "Exception in thread" not in output, output
     lines = output.strip().splitlines()
     assert len(lines) <= 4, output
