@@ -376,6 +376,28 @@ def test_previews_serve_the_jpeg_to_the_domains_tokens_only(client, world):
     assert_no_server_path(world, missing)
 
 
+def test_uploads_are_decoded_from_their_bytes_never_written_to_a_file(
+    client, world, photos, monkeypatch
+):
+    """No temporary file per upload: the image reader takes the bytes."""
+
+    def no_files(*args, **kwargs):
+        raise AssertionError("a temporary file was made for an upload")
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_files)
+    answer = post_photo(client, world, "alpha", photos / "obama3.jpg")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["image"] == "obama3.jpg"
+    assert answer.json()["faces"][0]["identity"]["person"] == "Barack Obama"
+    unreadable = client.post(
+        "/v1/recognize",
+        headers=world.auth("alpha"),
+        files={"file": ("notes.jpg", b"not a photo", "image/jpeg")},
+    )
+    assert unreadable.status_code == 422
+    assert "BytesIO" not in unreadable.json()["detail"], unreadable.json()
+
+
 def test_unusable_uploads_get_clear_4xx(client, world, photos, composed, monkeypatch):
     def post(content: bytes, content_type: str):
         return client.post(

@@ -12,7 +12,6 @@ import ctypes
 import hashlib
 import io
 import logging
-import os
 import re
 import tempfile
 import threading
@@ -38,7 +37,7 @@ from facerec_pipeline.core.artifacts.store import THUMBNAIL, WEB
 from facerec_pipeline.core.faces.weights import ModelWeightsMissing
 from facerec_pipeline.core.gallery.previews import people_previews
 from facerec_pipeline.core.gallery.publish import GalleryDamaged, serving_row
-from facerec_pipeline.core.images.image_files import IMAGE_SUFFIXES, ImageRejected
+from facerec_pipeline.core.images.image_files import ImageRejected
 from facerec_pipeline.core.recognition.recognizer import NoGallery, Recognizer, serving_pointer
 from facerec_pipeline.db.engine import DatabaseUnavailable, session_scope
 from facerec_pipeline.db.models import Artifact
@@ -220,11 +219,6 @@ def _person(domain: str, entry: dict[str, Any]) -> dict[str, Any]:
 
 def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
-
-
-def _upload_suffix(filename: str | None) -> str:
-    suffix = Path(filename or "").suffix.lower()
-    return suffix if suffix in IMAGE_SUFFIXES else ""
 
 
 def _public_name(filename: str | None) -> str | None:
@@ -634,46 +628,40 @@ def _recognize(
     data: bytes,
     filename: str | None,
 ) -> dict[str, Any]:
-    """Runs in a worker thread: the upload goes to a private temporary file (the project's
-    safe reader takes a path), is read with its limits, and is deleted."""
+    """Runs in a worker thread: the upload is decoded from its bytes by the one image reader
+    (its byte and pixel limits), never written to a file."""
     try:
         with session_scope(settings.database_url) as session:
             order = search_order(session, client.domain)
     except DomainError as gone:  # the token's domain was removed since it was issued
         raise HTTPException(409, detail=str(gone)) from gone
-    handle, temporary = tempfile.mkstemp(prefix="facerec-upload-", suffix=_upload_suffix(filename))
+    name = _public_name(filename) or "the upload"
+
+    def answer(recognizer: Recognizer) -> dict[str, Any]:
+        result = recognizer.recognize_image(data, name)
+        result["galleries"] = [
+            {
+                "domain": gallery.domain,
+                "version": gallery.version,
+                "operating_point": gallery.operating_point.to_dict()
+                if gallery.operating_point
+                else None,
+            }
+            for gallery in recognizer.galleries
+        ]
+        if recognizer.skipped:
+            result["skipped"] = list(recognizer.skipped)
+        return result
+
     try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-
-        def answer(recognizer: Recognizer) -> dict[str, Any]:
-            result = recognizer.recognize_image(Path(temporary))
-            result["galleries"] = [
-                {
-                    "domain": gallery.domain,
-                    "version": gallery.version,
-                    "operating_point": gallery.operating_point.to_dict()
-                    if gallery.operating_point
-                    else None,
-                }
-                for gallery in recognizer.galleries
-            ]
-            if recognizer.skipped:
-                result["skipped"] = list(recognizer.skipped)
-            return result
-
-        try:
-            result = pool.use(order, answer)
-        except ImageRejected as rejected:
-            status = 413 if rejected.reason == "image_too_large" else 422
-            detail = str(rejected).replace(temporary, filename or "the upload")
-            raise HTTPException(status, detail=public(detail, settings)) from rejected
-        except (NoGallery, DomainError) as missing:
-            raise HTTPException(409, detail=public(str(missing), settings)) from missing
-        except (GalleryDamaged, ModelWeightsMissing, ValueError) as broken:
-            raise HTTPException(503, detail=public(str(broken), settings)) from broken
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+        result = pool.use(order, answer)
+    except ImageRejected as rejected:
+        status = 413 if rejected.reason == "image_too_large" else 422
+        raise HTTPException(status, detail=public(str(rejected), settings)) from rejected
+    except (NoGallery, DomainError) as missing:
+        raise HTTPException(409, detail=public(str(missing), settings)) from missing
+    except (GalleryDamaged, ModelWeightsMissing, ValueError) as broken:
+        raise HTTPException(503, detail=public(str(broken), settings)) from broken
     return {
         "image": _public_name(filename),
         "domain": client.domain,

@@ -3,6 +3,7 @@ anything that is not a usable image. No Dagster here."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import warnings
@@ -63,21 +64,23 @@ class ImageFacts:
     rejection_detail: str | None = None
 
 
-def _read(path: Path, max_side: int | None = None) -> tuple[Image.Image, str | None, float]:
-    """The one place that decodes an image file: byte and pixel limits checked before
-    decoding, fully decoded, upright (EXIF). With `max_side`, a larger photo is decoded at
-    reduced size where the format allows (JPEG's DCT scaling, 1/2 to 1/8: the full-size pixels
-    are never held) and otherwise reduced by an integer factor right after decoding, to at most
-    `max_side` (at least max_side / 2) on its longer side. Returns the image, its format and the
-    factor from its pixels back to the photo's own (1.0 at full size). Anything unusable becomes
-    ImageRejected; only a missing file stays FileNotFoundError."""
-    size = path.stat().st_size
+def _read(path: Path | bytes, max_side: int | None = None) -> tuple[Image.Image, str | None, float]:
+    """The one place that decodes an image (a file, or its bytes): byte and pixel limits
+    checked before decoding, fully decoded, upright (EXIF). With `max_side`, a larger photo is
+    decoded at reduced size where the format allows (JPEG's DCT scaling, 1/2 to 1/8: the
+    full-size pixels are never held) and otherwise reduced by an integer factor right after
+    decoding, to at most `max_side` (at least max_side / 2) on its longer side. Returns the
+    image, its format and the factor from its pixels back to the photo's own (1.0 at full
+    size). Anything unusable becomes ImageRejected; only a missing file stays
+    FileNotFoundError."""
+    in_memory = isinstance(path, bytes)
+    size = len(path) if in_memory else path.stat().st_size
     if size > MAX_FILE_BYTES:
         raise ImageRejected("image_too_large", f"{size} bytes (limit {MAX_FILE_BYTES})")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(path) if in_memory else path) as image:
                 if image.width * image.height > MAX_IMAGE_PIXELS:
                     raise ImageRejected(
                         "image_too_large",
@@ -103,7 +106,8 @@ def _read(path: Path, max_side: int | None = None) -> tuple[Image.Image, str | N
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageRejected("image_too_large", str(error)) from error
     except Exception as error:  # a malformed file can trip any error inside a decoder
-        raise ImageRejected("unreadable_image", f"{type(error).__name__}: {error}") from error
+        said = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the photo", str(error))
+        raise ImageRejected("unreadable_image", f"{type(error).__name__}: {said}") from error
     return upright, image_format, scale
 
 
@@ -149,9 +153,10 @@ def load_rgb(path: Path) -> np.ndarray:
     return np.asarray(open_image(path))
 
 
-def load_rgb_bounded(path: Path, max_side: int) -> tuple[np.ndarray, float]:
-    """The photo as RGB pixels, at most `max_side` on its longer side (decoded at reduced size
-    where the format allows), and the factor from those pixels back to the photo's own."""
+def load_rgb_bounded(path: Path | bytes, max_side: int) -> tuple[np.ndarray, float]:
+    """The photo (a file, or its bytes) as RGB pixels, at most `max_side` on its longer side
+    (decoded at reduced size where the format allows), and the factor from those pixels back to
+    the photo's own."""
     image, _, scale = _read(path, max_side)
     return np.asarray(_rgb(image)), scale
 

@@ -355,8 +355,9 @@ class Recognizer:
                 vectors[index][key] = next(embedded) if match is not None else None
         return faces, vectors
 
-    def recognize_image(self, path: Path) -> dict[str, Any]:
-        """The faces of the photo at `path`, each named or not. A photo larger than
+    def recognize_image(self, path: Path | bytes, name: str | None = None) -> dict[str, Any]:
+        """The faces of the photo at `path` (or in these bytes, called `name`), each named or
+        not. A photo larger than
         RECOGNITION_MAX_SIDE is searched at that size (decoded at reduced size where the format
         allows: bounded memory); boxes are in the photo's own pixels either way."""
         self.refresh()
@@ -376,7 +377,7 @@ class Recognizer:
                     "matches": matches,
                 }
             )
-        answer: dict[str, Any] = {"image": str(path), "faces": results}
+        answer: dict[str, Any] = {"image": name or str(path), "faces": results}
         if self.notes:
             answer["notes"] = list(self.notes)
         return answer
