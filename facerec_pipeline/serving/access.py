@@ -1,0 +1,94 @@
+"""What every route of `facerec serve` shares: the settings and recognizers of the running app,
+the client a bearer token names, its search order, and messages fit for a client. No Dagster
+here."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+
+import sqlalchemy.exc
+from fastapi import Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from facerec_pipeline.db.engine import DatabaseUnavailable, session_scope
+from facerec_pipeline.domains.registry import DomainError, search_order
+from facerec_pipeline.serving.clients import ClientView, authenticate
+from facerec_pipeline.serving.pool import RecognizerPool
+from facerec_pipeline.settings import Settings
+
+LOG = logging.getLogger("facerec.serve")
+# The database cannot be reached (PostgreSQL stopped, a network cut, SQLite's file locked or
+# damaged): every endpoint answers 503 with Retry-After, and the log has one line per request.
+DATABASE_DOWN = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    DatabaseUnavailable,
+)
+RETRY_AFTER_S = 30
+bearer = HTTPBearer(auto_error=False, description="A token from `facerec clients add`.")
+
+
+def settings_of(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def pool_of(request: Request) -> RecognizerPool:
+    return request.app.state.pool
+
+
+def unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def client_of(
+    settings: Settings = Depends(settings_of),
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+) -> ClientView:
+    """The client whose token the request carries; 401 without a valid one."""
+    if credentials is None or not credentials.credentials:
+        raise unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    with session_scope(settings.database_url) as session:
+        client = authenticate(session, credentials.credentials)
+    if client is None:
+        raise unauthorized("unknown or revoked token")
+    return client
+
+
+def order_of(client: ClientView, settings: Settings) -> list[str]:
+    """The client's search order; 409 when its domain was removed since the token."""
+    try:
+        with session_scope(settings.database_url) as session:
+            return search_order(session, client.domain)
+    except DomainError as gone:
+        raise HTTPException(409, detail=public(str(gone), settings)) from gone
+
+
+def public(message: str, settings: Settings) -> str:
+    """A message fit for a client: the server's storage root and temporary folder named, not
+    shown."""
+    for folder, name in (
+        (str(settings.storage_dir.resolve()), "<storage>"),
+        (str(settings.storage_dir), "<storage>"),
+        (tempfile.gettempdir(), "<tmp>"),
+    ):
+        message = message.replace(folder, name)
+    return message
+
+
+def one_line(error: Exception) -> str:
+    """The error's type and the first line of what the driver said (no SQL, no parameters)."""
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return f"{type(error).__name__}: {reason[0] if reason else ''}"
+
+
+def database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    """503 with Retry-After, and one line in the log, when the database cannot be reached."""
+    LOG.error(f"{request.method} {request.url.path}: database unavailable: {one_line(error)}")
+    return JSONResponse(
+        {"detail": "the database is unavailable; retry later"},
+        503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )

@@ -1,0 +1,1 @@
+"""The routes of `facerec serve`, one module per group (APIRouter)."""
