@@ -398,6 +398,36 @@ def test_uploads_are_decoded_from_their_bytes_never_written_to_a_file(
     assert "BytesIO" not in unreadable.json()["detail"], unreadable.json()
 
 
+def test_each_request_uses_one_database_session(client, world, photos):
+    """Authentication, the search order, what serves each domain and the answer's own reads:
+    all in the request's one session (it opened three or more)."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    assert post_photo(client, world, "alpha", photos / "obama3.jpg").status_code == 200  # loaded
+    auth = world.auth("alpha")
+    calls = {
+        "recognize": lambda: post_photo(client, world, "alpha", photos / "obama3.jpg"),
+        "people": lambda: client.get("/v1/people", headers=auth),
+        "domains": lambda: client.get("/v1/domains", headers=auth),
+        "readyz": lambda: client.get("/readyz", headers=auth),
+        "stats": lambda: client.get("/v1/domains/alpha/stats", headers=auth),
+    }
+    for name, call in calls.items():
+        sessions = []  # kept alive: their ids stay distinct
+
+        def began(session, transaction, connection, sessions=sessions):
+            sessions.append(session)
+
+        event.listen(Session, "after_begin", began)
+        try:
+            answer = call()
+        finally:
+            event.remove(Session, "after_begin", began)
+        assert answer.status_code == 200, (name, answer.text)
+        assert len({id(session) for session in sessions}) == 1, name
+
+
 def test_unusable_uploads_get_clear_4xx(client, world, photos, composed, monkeypatch):
     def post(content: bytes, content_type: str):
         return client.post(

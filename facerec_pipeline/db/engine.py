@@ -124,6 +124,17 @@ def dispose_engines() -> None:
 
 
 @contextmanager
+def reuse_or_open(url: str, session: Session | None) -> Iterator[Session]:
+    """The caller's session (a request's one session, whose transactions it ends), or a new one
+    in its own transaction (session_scope)."""
+    if session is not None:
+        yield session
+        return
+    with session_scope(url) as own:
+        yield own
+
+
+@contextmanager
 def session_scope(url: str) -> Iterator[Session]:
     """A session in one transaction: committed on success, rolled back on any error."""
     with Session(get_engine(url), expire_on_commit=False) as session, session.begin():

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Iterator
 
 import sqlalchemy.exc
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
 
-from facerec_pipeline.db.engine import DatabaseUnavailable, session_scope
+from facerec_pipeline.db.engine import DatabaseUnavailable, get_engine
 from facerec_pipeline.domains.registry import DomainError, search_order
 from facerec_pipeline.serving.clients import ClientView, authenticate
 from facerec_pipeline.serving.pool import RecognizerPool
@@ -43,27 +45,40 @@ def unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+def request_session(settings: Settings = Depends(settings_of)) -> Iterator[Session]:
+    """The request's one database session. Each step ends its own transaction (commit), so no
+    connection is held while a request waits for a recognizer or searches a photo."""
+    with Session(get_engine(settings.database_url), expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
 def client_of(
-    settings: Settings = Depends(settings_of),
+    session: Session = Depends(request_session),
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
 ) -> ClientView:
     """The client whose token the request carries; 401 without a valid one."""
     if credentials is None or not credentials.credentials:
         raise unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    with session_scope(settings.database_url) as session:
-        client = authenticate(session, credentials.credentials)
+    client = authenticate(session, credentials.credentials)
+    session.commit()
     if client is None:
         raise unauthorized("unknown or revoked token")
     return client
 
 
-def order_of(client: ClientView, settings: Settings) -> list[str]:
+def order_of(client: ClientView, session: Session, settings: Settings) -> list[str]:
     """The client's search order; 409 when its domain was removed since the token."""
     try:
-        with session_scope(settings.database_url) as session:
-            return search_order(session, client.domain)
+        order = search_order(session, client.domain)
     except DomainError as gone:
         raise HTTPException(409, detail=public(str(gone), settings)) from gone
+    session.commit()
+    return order
 
 
 def public(message: str, settings: Settings) -> str:

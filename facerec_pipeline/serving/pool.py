@@ -9,10 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from sqlalchemy.orm import Session
+
 from facerec_pipeline.core.faces.weights import ModelWeightsMissing
 from facerec_pipeline.core.gallery.publish import GalleryDamaged, serving_row
 from facerec_pipeline.core.recognition.recognizer import NoGallery, Recognizer, serving_pointer
-from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.db.engine import reuse_or_open
 from facerec_pipeline.domains.registry import DomainError, list_domains, search_order
 from facerec_pipeline.settings import Settings
 
@@ -42,14 +44,18 @@ class RecognizerPool:
         self.failures: dict[str, str] = {}  # domain -> why its recognizer could not be built
         self._warming: threading.Thread | None = None
 
-    def use(self, order: list[str], work: Callable[[Recognizer], T]) -> T:
+    def use(
+        self, order: list[str], work: Callable[[Recognizer], T], session: Session | None = None
+    ) -> T:
         """`work(recognizer)` under the search order's lock, the recognizer built first when
-        missing or when an inherited domain it could not search has got a gallery since."""
+        missing or when an inherited domain it could not search has got a gallery since (asked
+        in `session`, a request's one session, when given)."""
         key = tuple(order)
         with self._guard:
             slot = self._slots.setdefault(key, _Slot(key))
         with slot.lock:
-            if slot.recognizer is None or self._gained_a_gallery(slot.recognizer, key):
+            stale = slot.recognizer is None or self._gained_a_gallery(slot.recognizer, key, session)
+            if stale:
                 slot.recognizer = self._build(list(key))
             return work(slot.recognizer)
 
@@ -62,10 +68,12 @@ class RecognizerPool:
         self.failures.pop(order[0], None)
         return recognizer
 
-    def _gained_a_gallery(self, recognizer: Recognizer, order: tuple[str, ...]) -> bool:
+    def _gained_a_gallery(
+        self, recognizer: Recognizer, order: tuple[str, ...], session: Session | None
+    ) -> bool:
         searched = {gallery.domain for gallery in recognizer.galleries}
         return any(
-            serving_pointer(self.settings, code) is not None
+            serving_pointer(self.settings, code, session) is not None
             for code in order
             if code not in searched
         )
@@ -76,13 +84,13 @@ class RecognizerPool:
             slots = list(self._slots.values())
         return {slot.order[0]: slot.recognizer for slot in slots if slot.recognizer is not None}
 
-    def serving_domains(self) -> dict[str, list[str]]:
+    def serving_domains(self, session: Session | None = None) -> dict[str, list[str]]:
         """Every domain with a production gallery, with its search order."""
-        with session_scope(self.settings.database_url) as session:
+        with reuse_or_open(self.settings.database_url, session) as reading:
             return {
-                domain.code: search_order(session, domain.code)
-                for domain in list_domains(session)
-                if serving_row(session, domain.code) is not None
+                domain.code: search_order(reading, domain.code)
+                for domain in list_domains(reading)
+                if serving_row(reading, domain.code) is not None
             }
 
     def warm(self) -> None:

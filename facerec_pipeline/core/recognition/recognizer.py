@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from facerec_pipeline.core.face_models import model_name_of
 from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine, l2_normalize
@@ -29,7 +30,7 @@ from facerec_pipeline.core.gallery.publish import (
 )
 from facerec_pipeline.core.gallery.search_index import nearest_rows
 from facerec_pipeline.core.images.image_files import load_rgb_bounded
-from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.db.engine import reuse_or_open, session_scope
 from facerec_pipeline.db.models import Gallery
 from facerec_pipeline.settings import Settings
 
@@ -79,11 +80,13 @@ SAME_FACE_IOU = 0.3
 RECOGNITION_MAX_SIDE = 4096
 
 
-def serving_pointer(settings: Settings, domain: str) -> dict[str, Any] | None:
+def serving_pointer(
+    settings: Settings, domain: str, session: Session | None = None
+) -> dict[str, Any] | None:
     """What the database says serves the domain (its production row, as `pointer_of` writes
-    it), or None."""
-    with session_scope(settings.database_url) as session:
-        row = serving_row(session, domain)
+    it), or None; read in the caller's session when given."""
+    with reuse_or_open(settings.database_url, session) as reading:
+        row = serving_row(reading, domain)
         return pointer_of(row) if row is not None else None
 
 
@@ -278,18 +281,19 @@ class Recognizer:
             )
         return self.engines[gallery.model_config]
 
-    def refresh(self) -> list[str]:
+    def refresh(self, session: Session | None = None) -> list[str]:
         """Reload every gallery whose domain the database now says another version serves, or
         whose serving version's files were rewritten in place (an erasure); drop one whose
         domain nothing serves any more. Returns the domains reloaded or dropped. Costs one small
-        query per domain. A new version that is damaged, or whose face engine cannot be made,
-        is not loaded: the loaded one keeps answering, and `notes` says why."""
+        query per domain (in `session` when given). A new version that is damaged, or whose face
+        engine cannot be made, is not loaded: the loaded one keeps answering, and `notes` says
+        why."""
         if self.settings is None:
             return []
         reloaded, gone = [], []
         for position, gallery in enumerate(self.galleries):
             try:
-                pointer = serving_pointer(self.settings, gallery.domain)
+                pointer = serving_pointer(self.settings, gallery.domain, session)
                 if pointer is None:  # nothing serves the domain any more: it names no one
                     gone.append(gallery)
                     continue
@@ -355,12 +359,16 @@ class Recognizer:
                 vectors[index][key] = next(embedded) if match is not None else None
         return faces, vectors
 
-    def recognize_image(self, path: Path | bytes, name: str | None = None) -> dict[str, Any]:
+    def recognize_image(
+        self, path: Path | bytes, name: str | None = None, session: Session | None = None
+    ) -> dict[str, Any]:
         """The faces of the photo at `path` (or in these bytes, called `name`), each named or
         not. A photo larger than
         RECOGNITION_MAX_SIDE is searched at that size (decoded at reduced size where the format
         allows: bounded memory); boxes are in the photo's own pixels either way."""
-        self.refresh()
+        self.refresh(session)
+        if session is not None:
+            session.commit()  # no transaction held while the photo is searched
         image, scale = load_rgb_bounded(path, RECOGNITION_MAX_SIDE)
         faces, vectors = self.embed_faces(image)
         del image

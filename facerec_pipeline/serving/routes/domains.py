@@ -12,15 +12,20 @@ import blurhash
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from PIL import Image
+from sqlalchemy.orm import Session
 
 from facerec_pipeline.core.artifacts.store import THUMBNAIL, WEB
 from facerec_pipeline.core.gallery.previews import people_previews
 from facerec_pipeline.core.gallery.publish import serving_row
 from facerec_pipeline.core.recognition.recognizer import serving_pointer
-from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.db.models import Artifact
-from facerec_pipeline.domains.registry import search_order
-from facerec_pipeline.serving.access import LOG, client_of, order_of, settings_of
+from facerec_pipeline.serving.access import (
+    LOG,
+    client_of,
+    order_of,
+    request_session,
+    settings_of,
+)
 from facerec_pipeline.serving.clients import ClientView
 from facerec_pipeline.settings import Settings
 
@@ -73,15 +78,16 @@ def _person(domain: str, entry: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/v1/domains", tags=["domains"])
 def domains(
-    client: ClientView = Depends(client_of), settings: Settings = Depends(settings_of)
+    client: ClientView = Depends(client_of),
+    settings: Settings = Depends(settings_of),
+    session: Session = Depends(request_session),
 ) -> dict[str, Any]:
     """The token's domain and where recognition looks: the domain, then those it inherits,
     each with the gallery version that serves it (null: none yet)."""
-    with session_scope(settings.database_url) as session:
-        order = search_order(session, client.domain)
+    order = order_of(client, session, settings)
     searched = []
     for code in order:
-        pointer = serving_pointer(settings, code)
+        pointer = serving_pointer(settings, code, session)
         searched.append(
             {
                 "domain": code,
@@ -100,7 +106,7 @@ def domains(
 def stats(
     code: str,
     client: ClientView = Depends(client_of),
-    settings: Settings = Depends(settings_of),
+    session: Session = Depends(request_session),
 ) -> dict[str, Any]:
     """What `facerec stats --domain CODE --json` shows, for the token's own domain only."""
     from facerec_pipeline.sources.web import env_config
@@ -108,8 +114,7 @@ def stats(
 
     if code != client.domain:
         raise HTTPException(403, detail=f"this token is for domain {client.domain!r} only")
-    with session_scope(settings.database_url) as session:
-        return domain_stats(session, code, env_config()["serp_cost_per_call"])
+    return domain_stats(session, code, env_config()["serp_cost_per_call"])
 
 
 @router.get(
@@ -120,6 +125,7 @@ def stats(
 def people(
     client: ClientView = Depends(client_of),
     settings: Settings = Depends(settings_of),
+    session: Session = Depends(request_session),
     limit: int = Query(PEOPLE_LIMIT, ge=1, le=PEOPLE_LIMIT_MAX),
     offset: int = Query(0, ge=0),
 ) -> dict[str, Any]:
@@ -128,15 +134,14 @@ def people(
     (null until `facerec run` made it), its size, its blurhash and `placeholder`, the
     blurhash as a PNG data URI to paint before the thumbnail arrives. `limit` people from
     `offset` of `total`."""
-    order = order_of(client, settings)
+    order = order_of(client, session, settings)
     galleries, everyone = [], []
-    with session_scope(settings.database_url) as session:
-        for code in order:
-            row = serving_row(session, code)
-            if row is None:
-                continue
-            galleries.append({"domain": code, "version": row.version})
-            everyone += [(code, entry) for entry in people_previews(session, row.id)]
+    for code in order:
+        row = serving_row(session, code)
+        if row is None:
+            continue
+        galleries.append({"domain": code, "version": row.version})
+        everyone += [(code, entry) for entry in people_previews(session, row.id)]
     return {
         "domain": client.domain,
         "search_order": order,
@@ -161,21 +166,20 @@ def preview(
     artifact_id: int,
     client: ClientView = Depends(client_of),
     settings: Settings = Depends(settings_of),
+    session: Session = Depends(request_session),
 ) -> Response:
     """A 400 px thumbnail or 800 px web copy of a face or photo of the search order's
     domains, by the id a `thumbnail_url` of /v1/people names."""
-    order = order_of(client, settings)
-    with session_scope(settings.database_url) as session:
-        # An id no database integer holds (SQLite and PostgreSQL: 64 bits) is no row.
-        in_range = 0 < artifact_id < 2**63
-        artifact = session.get(Artifact, artifact_id) if in_range else None
-        stored = (
-            artifact.path
-            if artifact is not None
-            and artifact.stage in PREVIEW_STAGES
-            and artifact.domain in order
-            else None
-        )
+    order = order_of(client, session, settings)
+    # An id no database integer holds (SQLite and PostgreSQL: 64 bits) is no row.
+    in_range = 0 < artifact_id < 2**63
+    artifact = session.get(Artifact, artifact_id) if in_range else None
+    stored = (
+        artifact.path
+        if artifact is not None and artifact.stage in PREVIEW_STAGES and artifact.domain in order
+        else None
+    )
+    session.commit()
     if stored is None:  # another domain's preview reads as no preview at all
         raise HTTPException(404, detail=f"no preview {artifact_id} for this token")
     try:

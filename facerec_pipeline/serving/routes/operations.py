@@ -12,10 +12,10 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
+from sqlalchemy.orm import Session
 
 from facerec_pipeline.core.gallery.publish import serving_row
 from facerec_pipeline.core.recognition.recognizer import Recognizer
-from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.serving.access import (
     LOG,
     RETRY_AFTER_S,
@@ -25,6 +25,7 @@ from facerec_pipeline.serving.access import (
     order_of,
     pool_of,
     public,
+    request_session,
     settings_of,
 )
 from facerec_pipeline.serving.clients import ClientView
@@ -80,6 +81,7 @@ def healthz() -> dict[str, str]:
 def readyz(
     settings: Settings = Depends(settings_of),
     pool: RecognizerPool = Depends(pool_of),
+    session: Session = Depends(request_session),
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
 ) -> JSONResponse:
     """Without a token: 200 once at least one domain with a production gallery serves (a
@@ -88,8 +90,10 @@ def readyz(
     search order, each domain serving (with the version the database serves), loading,
     without a gallery, or unable to load and why; 503 until the token's domain serves."""
     try:
-        wanted = pool.serving_domains()
+        wanted = pool.serving_domains(session)
+        session.commit()
     except Exception as error:  # the database itself is unavailable
+        session.rollback()
         LOG.error(f"GET /readyz: database unavailable: {one_line(error)}")
         return JSONResponse(
             {"detail": "database unavailable (the server log says why)"},
@@ -100,7 +104,8 @@ def readyz(
     if any(code not in loaded for code in wanted):
         pool.warm_in_background()  # a domain fixed or published since is loaded again
     if credentials is not None and credentials.credentials:
-        return _readiness_of(client_of(settings, credentials), loaded, settings, pool)
+        client = client_of(session, credentials)
+        return _readiness_of(client, loaded, settings, pool, session)
     failing = sum(code in pool.failures for code in wanted if code not in loaded)
     counts = {
         "serving": sum(code in loaded for code in wanted),
@@ -115,27 +120,30 @@ def readyz(
 
 
 def _readiness_of(
-    client: ClientView, loaded: dict[str, Recognizer], settings: Settings, pool: RecognizerPool
+    client: ClientView,
+    loaded: dict[str, Recognizer],
+    settings: Settings,
+    pool: RecognizerPool,
+    session: Session,
 ) -> JSONResponse:
     """/readyz for one client: the domains of its search order only. A domain serves once a
     loaded recognizer holds its gallery; the version is the one the database serves now
     (what the next request answers from, after a rollback too)."""
-    order = order_of(client, settings)
+    order = order_of(client, session, settings)
     in_use = {g.domain for recognizer in loaded.values() for g in recognizer.galleries}
     domains = []
-    with session_scope(settings.database_url) as session:
-        for code in order:
-            row = serving_row(session, code)
-            entry: dict[str, Any] = {"domain": code, "version": row.version if row else None}
-            if row is None:
-                entry["state"] = "no gallery yet"
-            elif code in in_use:
-                entry["state"] = "serving"
-            elif code in pool.failures:
-                entry.update(state="cannot load", detail=public(pool.failures[code], settings))
-            else:
-                entry["state"] = "loading"
-            domains.append(entry)
+    for code in order:
+        row = serving_row(session, code)
+        entry: dict[str, Any] = {"domain": code, "version": row.version if row else None}
+        if row is None:
+            entry["state"] = "no gallery yet"
+        elif code in in_use:
+            entry["state"] = "serving"
+        elif code in pool.failures:
+            entry.update(state="cannot load", detail=public(pool.failures[code], settings))
+        else:
+            entry["state"] = "loading"
+        domains.append(entry)
     ready = any(entry["state"] == "serving" for entry in domains)
     body = {"status": "ready" if ready else "not ready", "domain": client.domain}
     return JSONResponse({**body, "search_order": domains}, 200 if ready else 503)

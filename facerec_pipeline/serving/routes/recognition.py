@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from facerec_pipeline.core.faces.weights import ModelWeightsMissing
@@ -14,7 +15,14 @@ from facerec_pipeline.core.gallery.publish import GalleryDamaged
 from facerec_pipeline.core.images.image_files import ImageRejected
 from facerec_pipeline.core.recognition.recognizer import NoGallery, Recognizer
 from facerec_pipeline.domains.registry import DomainError
-from facerec_pipeline.serving.access import client_of, order_of, pool_of, public, settings_of
+from facerec_pipeline.serving.access import (
+    client_of,
+    order_of,
+    pool_of,
+    public,
+    request_session,
+    settings_of,
+)
 from facerec_pipeline.serving.clients import ClientView
 from facerec_pipeline.serving.pool import RecognizerPool
 from facerec_pipeline.settings import Settings
@@ -58,13 +66,14 @@ async def recognize(
     client: ClientView = Depends(client_of),
     settings: Settings = Depends(settings_of),
     pool: RecognizerPool = Depends(pool_of),
+    session: Session = Depends(request_session),
 ) -> Any:
     """Name the faces in one photo (multipart field `file`, or the raw bytes with an image
     Content-Type) from the token's domain, then the domains it inherits: the answer of
     `facerec recognize --json` for it, with the gallery versions and operating points that
     answered."""
     data, filename = await _read_upload(request, request.app.state.max_upload_bytes)
-    return await run_in_threadpool(_recognize, pool, settings, client, data, filename)
+    return await run_in_threadpool(_recognize, pool, settings, session, client, data, filename)
 
 
 async def _read_upload(request: Request, limit: int) -> tuple[bytes, str | None]:
@@ -118,17 +127,19 @@ def _public_name(filename: str | None) -> str | None:
 def _recognize(
     pool: RecognizerPool,
     settings: Settings,
+    session: Session,
     client: ClientView,
     data: bytes,
     filename: str | None,
 ) -> dict[str, Any]:
     """Runs in a worker thread: the upload is decoded from its bytes by the one image reader
-    (its byte and pixel limits), never written to a file."""
-    order = order_of(client, settings)  # 409: the token's domain was removed since
+    (its byte and pixel limits), never written to a file. The request's one session reads
+    the search order and what serves each domain."""
+    order = order_of(client, session, settings)  # 409: the token's domain was removed since
     name = _public_name(filename) or "the upload"
 
     def answer(recognizer: Recognizer) -> dict[str, Any]:
-        result = recognizer.recognize_image(data, name)
+        result = recognizer.recognize_image(data, name, session)
         result["galleries"] = [
             {
                 "domain": gallery.domain,
@@ -144,7 +155,7 @@ def _recognize(
         return result
 
     try:
-        result = pool.use(order, answer)
+        result = pool.use(order, answer, session)
     except ImageRejected as rejected:
         status = 413 if rejected.reason == "image_too_large" else 422
         raise HTTPException(status, detail=public(str(rejected), settings)) from rejected
