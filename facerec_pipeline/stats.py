@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from facerec_pipeline.core.artifacts.failures import MAX_ATTEMPTS
+from facerec_pipeline.core.face_models import face_model
 from facerec_pipeline.core.gallery.publish import serving_row
 from facerec_pipeline.db.models import (
     Domain,
@@ -103,9 +104,7 @@ def current_detector_config(session: Session, code: str) -> str | None:
     """The face configuration that describes the domain: that of its face model when the
     domain has rows of it, else that of its newest rows. Rows of earlier configurations are
     kept, never deleted, but are not counted."""
-    from facerec_pipeline.resources import face_engine_resource
-
-    default = face_engine_resource().model(get_domain(session, code).face_model).detector_config
+    default = face_model(get_domain(session, code).face_model).detector_config
     if session.scalar(
         select(Face.id).where(Face.domain == code, Face.detector_config == default).limit(1)
     ):

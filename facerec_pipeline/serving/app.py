@@ -3,7 +3,8 @@ its domain, and the domain only; recognition searches that domain's production g
 those of the domains it inherits, exactly as `facerec recognize` does. The face engine and the
 galleries stay loaded (one Recognizer per search order), each request first asks the database
 which version serves (Recognizer.refresh), so a published version or a rollback answers without
-a restart. No Dagster here beyond the face engine configuration (resources.py)."""
+a restart. No Dagster here: an import contract (pyproject.toml) holds serving/ and the stats
+it shows to that."""
 
 from __future__ import annotations
 
