@@ -233,6 +233,15 @@ def test_settings_changed_then_recheck(facerec, tmp_path, photos):
     assert [(v["version"], v["status"], v["is_prod"]) for v in versions] == [
         (1, "production", True)
     ]
+    # A pointer file edited by hand is put right from the database by a recheck too, as the
+    # production_gallery asset does (one publishing function for both).
+    pointer = facerec.storage / "recognized_faces_prod" / "demo" / "gallery.json"
+    right = json.loads(pointer.read_text())
+    pointer.write_text(json.dumps({**right, "version": 7}))
+    again = facerec("gallery", "recheck", "--domain", "demo")
+    assert again.exit_code == 0, again.output
+    assert "production pointer demo: " in again.output
+    assert json.loads(pointer.read_text()) == right
 
 
 def test_a_face_kept_despite_a_gate_is_listed_by_skips(facerec, tmp_path, photos):

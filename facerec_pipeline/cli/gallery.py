@@ -79,9 +79,7 @@ def gallery_recheck(code: str) -> None:
     publish it if they all pass now."""
     from facerec_pipeline.gallery.promotion import (
         failed_checks_message,
-        pin_holds,
-        pin_message,
-        promote,
+        publish_passed,
         run_checks,
     )
 
@@ -98,16 +96,15 @@ def gallery_recheck(code: str) -> None:
                 f"gallery v{version.version} of {code!r} fails its checks: "
                 f"{failed_checks_message(version)}.{serving}"
             )
-        domain = get_domain(session, code)
-        if pin_holds(session, domain, version):
+        done = publish_passed(session, settings, version)
+        for change in done.pointer_changes:
+            click.echo(f"production pointer {change}")
+        if done.pinned:
             click.echo(
                 f"gallery v{version.version} of {code!r} passed every check but does not "
-                f"serve: {pin_message(domain)}"
+                f"serve: {done.pinned}"
             )
             return
-        if not version.is_prod:
-            promote(session, settings, version)
-            domain.pinned_version = domain.pinned_at = None
         click.echo(f"gallery v{version.version} of {code!r} passed every check and serves")
         wanted = get_domain(session, code).target_far
         calibrated_for = (version.operating_point or {}).get("target_far")

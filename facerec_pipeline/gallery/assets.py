@@ -59,10 +59,7 @@ from facerec_pipeline.gallery.promotion import (
     failed_checks_message,
     figures_text,
     latest_version,
-    pin_holds,
-    pin_message,
-    promote,
-    reconcile_prod_pointers,
+    publish_passed,
     run_checks,
 )
 from facerec_pipeline.partitions import domain_partitions
@@ -518,26 +515,25 @@ def production_gallery(
                 + f"; after changing settings, `facerec gallery recheck --domain {code}`",
                 allow_retries=False,
             )
-        domain = get_domain(session, code)
-        pinned = pin_holds(session, domain, candidate)
-        promoted = not candidate.is_prod and not pinned
-        if promoted:
-            promote(session, settings, candidate)
-            domain.pinned_version = domain.pinned_at = None  # new faces end a rollback's pin
-        for change in reconcile_prod_pointers(session, settings, only=code):
-            context.log.warning(f"production_gallery[{code}]: pointer rewritten: {change}")
-        version = current.version if pinned and current else candidate.version
-        note = pin_message(domain) if pinned else None
+        done = publish_passed(session, settings, candidate)
         serving = serving_table(session)
+    for change in done.pointer_changes:
+        context.log.warning(f"production_gallery[{code}]: pointer rewritten: {change}")
     context.log.info(
-        f"production_gallery[{code}]: v{version} "
-        + ("published" if promoted else f"keeps serving: {note}" if note else "already serving")
+        f"production_gallery[{code}]: v{done.serving} "
+        + (
+            "published"
+            if done.published
+            else f"keeps serving: {done.pinned}"
+            if done.pinned
+            else "already serving"
+        )
     )
     return dg.MaterializeResult(
         metadata={
-            "gallery_version": version_label(code, version),
-            "published_this_run": promoted,
-            "pinned": note or "no",
+            "gallery_version": version_label(code, done.serving),
+            "published_this_run": done.published,
+            "pinned": done.pinned or "no",
             "serving": dg.MetadataValue.md(serving),
             "pointer": dg.MetadataValue.path(str(settings.prod_dir(code) / "gallery.json")),
         }

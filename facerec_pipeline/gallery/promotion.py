@@ -9,6 +9,7 @@ reads the row. `reconcile_prod_pointers` rewrites every pointer from the rows af
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -161,6 +162,37 @@ def pin_message(domain: Domain) -> str:
     return (
         f"domain {domain.code!r} is pinned to v{domain.pinned_version} by a rollback; "
         f"`facerec gallery unpin --domain {domain.code}` lets newer versions serve"
+    )
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What publishing a version whose checks passed did."""
+
+    serving: int  # the version that serves now
+    published: bool  # the candidate became production now
+    pinned: str | None  # why it does not serve (a rollback's pin), or None
+    pointer_changes: list[str]  # the production pointer, put right from the database
+
+
+def publish_passed(session: Session, settings: Settings, candidate: Gallery) -> Publication:
+    """`candidate` (every check passed) serves, unless a rollback's pin holds; a version built
+    from new content ends the pin; the domain's production pointer is then reconciled with the
+    database. The one publishing step of the `production_gallery` asset and of `facerec gallery
+    recheck`."""
+    domain = get_domain(session, candidate.domain)
+    current = serving_row(session, candidate.domain)
+    pinned = pin_holds(session, domain, candidate)
+    published = not candidate.is_prod and not pinned
+    if published:
+        promote(session, settings, candidate)
+        domain.pinned_version = domain.pinned_at = None  # new faces end a rollback's pin
+    changes = reconcile_prod_pointers(session, settings, only=candidate.domain)
+    return Publication(
+        serving=current.version if pinned and current else candidate.version,
+        published=published,
+        pinned=pin_message(domain) if pinned else None,
+        pointer_changes=changes,
     )
 
 
