@@ -86,15 +86,16 @@ def run_domain(
         if down is None:
             raise
         full = full_disk(settings.storage_dir, Path(instance.root_directory or "."))
-        why = f"{full}: {down}" if full else f"the database is unavailable ({down})"
+        disk = f"{full}: {down}" if full else None
         if result is not None:  # the run ended; only its history row could not be written
             ended = "succeeded" if result.success else "FAILED"
+            why = disk or f"the database is unavailable ({down})"
             raise RunStopped(
                 f"run {result.run_id} of {code!r} {ended}, but its history could not be "
                 f"written: {why}; the next `facerec run` or `facerec history` writes it"
             ) from error
         stopped = True
-        cause = f"{full}: {down}" if full else f"the database became unavailable ({down})"
+        cause = disk or f"the database became unavailable ({down})"
         kept = leave_cause(settings, invocation, cause)
         later = (
             "marks it failed with this cause"

@@ -161,15 +161,19 @@ def judged_here(instance: dg.DagsterInstance, process: RunProcess) -> bool:
     return type(instance.run_storage).__name__.startswith("Sqlite")
 
 
+def is_dead(instance: dg.DagsterInstance, process: RunProcess) -> bool:
+    """The run's process is known to be gone: started (a pid), judged on this machine, not
+    alive. A run not started yet, or on another machine, is not judged dead."""
+    return (
+        process.pid is not None
+        and judged_here(instance, process)
+        and not is_alive(process.pid, process.since)
+    )
+
+
 def dead_runs(instance: dg.DagsterInstance) -> list[RunProcess]:
-    found = []
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=WATCHED_STATUSES)):
-        process = process_of(instance, run)
-        if process.pid is None or not judged_here(instance, process):
-            continue  # not started yet, or on another machine
-        if not is_alive(process.pid, process.since):
-            found.append(process)
-    return found
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=WATCHED_STATUSES))
+    return [p for p in (process_of(instance, run) for run in runs) if is_dead(instance, p)]
 
 
 def recover_dead_runs(instance: dg.DagsterInstance, settings: Settings) -> list[str]:
@@ -313,9 +317,8 @@ def remove_unrecorded_batches(settings: Settings, run_id: str) -> int:
     return removed
 
 
-def _where_and_stop(instance: dg.DagsterInstance, run: dg.DagsterRun) -> tuple[str, str]:
+def _where_and_stop(run: dg.DagsterRun, process: RunProcess) -> tuple[str, str]:
     """Where a live run is, and how an operator stops it."""
-    process = process_of(instance, run)
     if not process.pid:
         return run.status.value.lower(), "Terminate on the run's page in the Dagster UI"
     host = process.host or "this machine"
@@ -331,7 +334,7 @@ def refuse_concurrent_run(instance: dg.DagsterInstance, domain: str) -> None:
             tags={PARTITION_TAG: domain},
         )
     ):
-        where, stop = _where_and_stop(instance, run)
+        where, stop = _where_and_stop(run, process_of(instance, run))
         raise RunInProgress(
             f"domain {domain!r} already has run {run.run_id} in progress ({where}); wait for it "
             f"to finish, or stop it ({stop}): the next `facerec run` marks a killed run failed "
@@ -347,10 +350,9 @@ def refuse_while_runs_live(instance: dg.DagsterInstance, action: str) -> None:
         filters=dg.RunsFilter(statuses=WATCHED_STATUSES + [dg.DagsterRunStatus.QUEUED])
     ):
         process = process_of(instance, run)
-        if process.pid and judged_here(instance, process):
-            if not is_alive(process.pid, process.since):
-                continue
-        where, stop = _where_and_stop(instance, run)
+        if is_dead(instance, process):
+            continue
+        where, stop = _where_and_stop(run, process)
         domain = run.tags.get(PARTITION_TAG)
         raise RunInProgress(
             f"run {run.run_id} ({run.job_name}{f' of {domain!r}' if domain else ''}) is in "

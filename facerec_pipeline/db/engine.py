@@ -28,6 +28,14 @@ class DatabaseDamaged(DatabaseUnavailable):
     """The database file is not a readable SQLite database."""
 
 
+def driver_reason(error: BaseException) -> str:
+    """The first line of what the database driver said (SQLAlchemy's wrapper adds the SQL and
+    its parameters after it), else of the error itself; its type's name when it says nothing."""
+    orig = getattr(error, "orig", None)
+    text = str(orig if orig is not None else error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 # What SQLite says when the bytes it reads are not what it wrote (the file, its `-wal`).
 DAMAGE_SIGNS = ("disk i/o error", "malformed", "not a database", "database corruption")
 
@@ -39,8 +47,7 @@ def database_damage(error: BaseException) -> str | None:
     from sqlalchemy.exc import DBAPIError
 
     if isinstance(error, DBAPIError):
-        reason = str(error.orig if error.orig is not None else error).strip().splitlines()
-        reason = reason[0] if reason else ""
+        reason = driver_reason(error)
         return reason if any(sign in reason.lower() for sign in DAMAGE_SIGNS) else None
     if isinstance(error, ValueError | TypeError):  # JSONDecodeError is a ValueError
         frames = traceback.extract_tb(error.__traceback__)
@@ -65,14 +72,12 @@ def database_down(error: BaseException) -> str | None:
     """Why `error` means the database could not be reached or used (PostgreSQL stopped, a cut
     connection, SQLite locked by another process past the busy timeout, a full disk), in one
     line, or None. Dagster's own storage failing the same way counts too."""
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, TimeoutError
+    from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError
 
     for cause in reversed(_causes(error)):  # the innermost names the reason
-        if isinstance(cause, OperationalError | InterfaceError | TimeoutError):
-            reason = str(cause.orig if isinstance(cause, DBAPIError) else cause).strip()
-            return reason.splitlines()[0] if reason else type(cause).__name__
-        if type(cause).__name__ == "OperationalError" and "psycopg" in type(cause).__module__:
-            return str(cause).strip().splitlines()[0]
+        psycopg = type(cause).__name__ == "OperationalError" and "psycopg" in type(cause).__module__
+        if psycopg or isinstance(cause, OperationalError | InterfaceError | TimeoutError):
+            return driver_reason(cause)
     for cause in _causes(error):
         if type(cause).__name__ == "DagsterPostgresException":
             return str(cause)

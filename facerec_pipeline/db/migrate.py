@@ -17,7 +17,12 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
 
-from facerec_pipeline.db.engine import DatabaseDamaged, DatabaseUnavailable, get_engine
+from facerec_pipeline.db.engine import (
+    DatabaseDamaged,
+    DatabaseUnavailable,
+    driver_reason,
+    get_engine,
+)
 from facerec_pipeline.db.models import Base
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -54,11 +59,6 @@ def _cannot_open(error: DBAPIError) -> bool:
     return isinstance(error, OperationalError) or type(error) is DatabaseError
 
 
-def _reason(error: DBAPIError) -> str:
-    text = str(error.orig if error.orig is not None else error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def _state(url: str) -> tuple[str | None, list[str]]:
     """(schema revision, table names) of the database at `url`."""
     shown = make_url(url).render_as_string(hide_password=True)
@@ -69,9 +69,9 @@ def _state(url: str) -> tuple[str | None, list[str]]:
     except DBAPIError as error:
         if not _cannot_open(error):
             raise
-        damaged = any(sign in _reason(error) for sign in ("not a database", "malformed"))
+        damaged = any(sign in driver_reason(error) for sign in ("not a database", "malformed"))
         raise (DatabaseDamaged if damaged else DatabaseUnavailable)(
-            f"cannot open the database {shown} ({_reason(error)})"
+            f"cannot open the database {shown} ({driver_reason(error)})"
         ) from error
 
 
@@ -103,6 +103,6 @@ def upgrade(url: str) -> tuple[str | None, str | None]:
             if not _cannot_open(error):
                 raise
             raise DatabaseUnavailable(
-                f"cannot bring the database {shown} to schema {head} ({_reason(error)})"
+                f"cannot bring the database {shown} to schema {head} ({driver_reason(error)})"
             ) from error
     return before, head

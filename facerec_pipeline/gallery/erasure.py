@@ -398,12 +398,10 @@ def rebuild_outcome(session: Session, code: str, run_id: str) -> tuple[int | Non
     """What the run after an erasure did, in one line, and the version that serves now (scrubbed
     or rebuilt, without the person either way): a rollback's pin keeps the pinned version
     serving, so the rebuilt one may stay a candidate."""
-    from facerec_pipeline.gallery.promotion import pin_message
+    from facerec_pipeline.gallery.promotion import latest_version, pin_message
 
     serving = serving_row(session, code)
-    newest = session.scalar(
-        select(Gallery).where(Gallery.domain == code).order_by(Gallery.version.desc()).limit(1)
-    )
+    newest = latest_version(session, code)
     if serving is None:
         return None, f"run {run_id} succeeded; no version serves"
     if newest is None or newest.version == serving.version:

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from facerec_pipeline.db.engine import DatabaseUnavailable, get_engine
+from facerec_pipeline.db.engine import DatabaseUnavailable, driver_reason, get_engine
 from facerec_pipeline.domains.registry import DomainError, search_order
 from facerec_pipeline.serving.clients import ClientView, authenticate
 from facerec_pipeline.serving.pool import RecognizerPool
@@ -93,15 +93,12 @@ def public(message: str, settings: Settings) -> str:
     return message
 
 
-def one_line(error: Exception) -> str:
-    """The error's type and the first line of what the driver said (no SQL, no parameters)."""
-    reason = str(getattr(error, "orig", None) or error).strip().splitlines()
-    return f"{type(error).__name__}: {reason[0] if reason else ''}"
-
-
 def database_unavailable(request: Request, error: Exception) -> JSONResponse:
     """503 with Retry-After, and one line in the log, when the database cannot be reached."""
-    LOG.error(f"{request.method} {request.url.path}: database unavailable: {one_line(error)}")
+    LOG.error(
+        f"{request.method} {request.url.path}: database unavailable: "
+        f"{type(error).__name__}: {driver_reason(error)}"
+    )
     return JSONResponse(
         {"detail": "the database is unavailable; retry later"},
         503,

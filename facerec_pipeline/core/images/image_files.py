@@ -111,10 +111,9 @@ def _read(path: Path | bytes, max_side: int | None = None) -> tuple[Image.Image,
     return upright, image_format, scale
 
 
-def open_image(path: Path, max_side: int | None = None) -> Image.Image:
-    """Open, size-check and fully decode an image; upright (EXIF) and RGB; with `max_side`, at
-    reduced size (_read)."""
-    image, _, _ = _read(path, max_side)
+def open_image(path: Path) -> Image.Image:
+    """Open, size-check and fully decode an image; upright (EXIF) and RGB."""
+    image, _, _ = _read(path)
     return _rgb(image)
 
 

@@ -363,9 +363,9 @@ class Recognizer:
         self, path: Path | bytes, name: str | None = None, session: Session | None = None
     ) -> dict[str, Any]:
         """The faces of the photo at `path` (or in these bytes, called `name`), each named or
-        not. A photo larger than
-        RECOGNITION_MAX_SIDE is searched at that size (decoded at reduced size where the format
-        allows: bounded memory); boxes are in the photo's own pixels either way."""
+        not. A photo larger than RECOGNITION_MAX_SIDE is searched at that size (decoded at
+        reduced size where the format allows: bounded memory); boxes are in the photo's own
+        pixels either way. `session`: the caller's, for the reads of `refresh`."""
         self.refresh(session)
         if session is not None:
             session.commit()  # no transaction held while the photo is searched
@@ -385,7 +385,8 @@ class Recognizer:
                     "matches": matches,
                 }
             )
-        answer: dict[str, Any] = {"image": name or str(path), "faces": results}
+        shown = name if name is not None or isinstance(path, bytes) else str(path)
+        answer: dict[str, Any] = {"image": shown, "faces": results}
         if self.notes:
             answer["notes"] = list(self.notes)
         return answer

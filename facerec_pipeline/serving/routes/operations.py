@@ -9,7 +9,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy.orm import Session
@@ -17,11 +17,9 @@ from sqlalchemy.orm import Session
 from facerec_pipeline.core.gallery.publish import serving_row
 from facerec_pipeline.core.recognition.recognizer import Recognizer
 from facerec_pipeline.serving.access import (
-    LOG,
-    RETRY_AFTER_S,
     bearer,
     client_of,
-    one_line,
+    database_unavailable,
     order_of,
     pool_of,
     public,
@@ -79,6 +77,7 @@ def healthz() -> dict[str, str]:
     responses={503: {"description": "Nothing serves yet (with a token: its domain does not)"}},
 )
 def readyz(
+    request: Request,
     settings: Settings = Depends(settings_of),
     pool: RecognizerPool = Depends(pool_of),
     session: Session = Depends(request_session),
@@ -94,12 +93,7 @@ def readyz(
         session.commit()
     except Exception as error:  # the database itself is unavailable
         session.rollback()
-        LOG.error(f"GET /readyz: database unavailable: {one_line(error)}")
-        return JSONResponse(
-            {"detail": "database unavailable (the server log says why)"},
-            503,
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
+        return database_unavailable(request, error)
     loaded = pool.loaded()
     if any(code not in loaded for code in wanted):
         pool.warm_in_background()  # a domain fixed or published since is loaded again
