@@ -27,7 +27,7 @@ demo: models
 # postgresql and chromium, which the suite runs for real, are installed when missing).
 test: install
 	scripts/install-system-packages.sh
-	$(BIN)/python -m facerec_pipeline.sample .cache/test_images
+	$(BIN)/python -m facerec_pipeline.app.sample .cache/test_images
 	$(BIN)/python -m pytest -q
 
 # Speed of each face model against DeepFace on this machine; writes BENCHMARKS.md (about 15

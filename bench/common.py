@@ -72,9 +72,9 @@ def add_folder_domain(
 ) -> None:
     """Register a folder domain (<person>/<photos> under `folder`), as `facerec domains add`
     (with `--model face_model` when given)."""
+    from facerec_pipeline.app.domains import DomainSpec, add_domain
     from facerec_pipeline.core.face_models import DEFAULT_FACE_MODEL
     from facerec_pipeline.db.engine import session_scope
-    from facerec_pipeline.domains.registry import DomainSpec, add_domain
 
     with session_scope(settings.database_url) as session:
         add_domain(

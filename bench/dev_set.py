@@ -55,7 +55,7 @@ from facerec_pipeline.core.gallery.open_set import (
     score_people,
 )
 from facerec_pipeline.core.images.duplicates import PhotoRef, find_duplicates
-from facerec_pipeline.detected_faces.assets import keep_one_face_per_person
+from facerec_pipeline.defs.detected_faces.assets import keep_one_face_per_person
 
 BEGIN, END = "<!-- dev-set:begin -->", "<!-- dev-set:end -->"
 FACES_KEPT = 3  # faces per photo detected and embedded for the replay (largest first)
@@ -67,7 +67,7 @@ def build_and_score(dev: Path, work: Path, model: FaceModel, scenarios: bool) ->
 
     from facerec_pipeline.core.evaluation.probe_evaluation import evaluate_probes, photos_in
     from facerec_pipeline.core.recognition.recognizer import Recognizer
-    from facerec_pipeline.pipeline_run import run_domain
+    from facerec_pipeline.defs.launch import run_domain
 
     settings = fresh_storage(work)
     folder = work / "gallery"  # a copy: the check scenarios change it
@@ -133,10 +133,10 @@ def artifact_figures(settings, code: str) -> dict:
     and the cost of `facerec artifacts verify` over the whole domain."""
     from sqlalchemy import func, select
 
+    from facerec_pipeline.app.run_history import recent_sessions
     from facerec_pipeline.core.artifacts.audit import verify
     from facerec_pipeline.db.engine import session_scope
     from facerec_pipeline.db.models import Artifact
-    from facerec_pipeline.run_history import recent_sessions
 
     with session_scope(settings.database_url) as session:
         by_stage = session.execute(
@@ -165,9 +165,9 @@ def check_scenarios(settings, instance, original: Path, folder: Path) -> list[di
     a person's folder filled with another person's photos, and photos degraded."""
     from PIL import Image, ImageFilter
 
+    from facerec_pipeline.app.promotion import latest_version
     from facerec_pipeline.db.engine import session_scope
-    from facerec_pipeline.gallery.promotion import latest_version
-    from facerec_pipeline.pipeline_run import run_domain
+    from facerec_pipeline.defs.launch import run_domain
 
     people = sorted(
         (p for p in original.iterdir() if p.is_dir()),

@@ -18,7 +18,7 @@ def measure(bases: list[Path], photos: int, work: Path) -> dict:
 
     from facerec_pipeline.db.engine import session_scope
     from facerec_pipeline.db.models import TrainingSession
-    from facerec_pipeline.pipeline_run import run_domain
+    from facerec_pipeline.defs.launch import run_domain
 
     root = work / "incremental"
     settings = fresh_storage(root)

@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from bench.common import REPO
-from facerec_pipeline.sample import astronaut_png, fetch_test_images
+from facerec_pipeline.app.sample import astronaut_png, fetch_test_images
 
 PEOPLE = {"obama": "obama", "32bit": "obama", "biden": "biden", "astronaut": "collins"}
 

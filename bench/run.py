@@ -20,7 +20,7 @@ from bench.photos import photo_set, variant_photos
 from facerec_pipeline.core.face_models import DEFAULT_FACE_MODEL
 from facerec_pipeline.core.faces.engine import FaceEngine
 from facerec_pipeline.core.faces.weights import install_weights, use_models_dir
-from facerec_pipeline.resources import face_engine_resource
+from facerec_pipeline.defs.resources import face_engine_resource
 from facerec_pipeline.settings import Settings
 
 

@@ -99,7 +99,7 @@ def dev_data(dev: Path) -> DataSet:
 
 def small_data(work: Path) -> DataSet:
     from bench.photos import photo_set
-    from facerec_pipeline.sample import build_sample_folder, fetch_test_images
+    from facerec_pipeline.app.sample import build_sample_folder, fetch_test_images
 
     images = fetch_test_images(REPO / ".cache" / "test_images")
     people, _ = build_sample_folder(images, work / "sample")
@@ -120,7 +120,7 @@ def build_gallery(data: DataSet, work: Path):
     photos in the gallery folder)."""
     import dagster as dg
 
-    from facerec_pipeline.pipeline_run import run_domain
+    from facerec_pipeline.defs.launch import run_domain
 
     settings = fresh_storage(work)
     folder = work / "gallery"
@@ -138,8 +138,8 @@ def build_gallery(data: DataSet, work: Path):
 
 
 def issue_token(settings) -> str:
+    from facerec_pipeline.app.clients import add_client
     from facerec_pipeline.db.engine import session_scope
-    from facerec_pipeline.serving.clients import add_client
 
     with session_scope(settings.database_url) as session:
         return add_client(session, CLIENT, DOMAIN)

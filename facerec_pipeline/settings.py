@@ -1,15 +1,31 @@
-"""Where things live: the storage root, the database URL and the paths derived from them.
+"""The one settings object: the storage root, the database URL, the web sources, Dagster's home
+and DeepFace's, and the paths derived from them.
 
-Everything is read from the environment once, so tests and deployments point the whole project
-elsewhere with `FACEREC_STORAGE_DIR` and `DATABASE_URL` alone. A `DATABASE_URL` that is set is
-checked here, before anything connects: a typo must not quietly become a new, empty database.
+This is the one module that reads the project's environment variables (a test in
+test_code_style.py holds it), once, in `Settings.from_env`; everything else is handed a
+`Settings`. Tests and deployments point the whole project elsewhere with `FACEREC_STORAGE_DIR`
+and `DATABASE_URL` alone. A `DATABASE_URL` that is set is checked here, before anything
+connects: a typo must not quietly become a new, empty database.
+
+- `FACEREC_STORAGE_DIR`: the storage root (default `./storage`);
+- `DATABASE_URL`: the project's database (default `sqlite:///<storage>/facerec.db`);
+- `DAGSTER_HOME`: Dagster's instance folder (default `<storage>/dagster`);
+- `FACEREC_WIKIDATA_SPARQL_URL`, `FACEREC_COMMONS_API_URL`, `FACEREC_SERP_API_URL`: the web
+  endpoints (default: the public services);
+- `FACEREC_USER_AGENT`: the User-Agent sent to Wikimedia (required for the real services);
+- `FACEREC_SERP_API_KEY`: the paid search key; only whether it is set is kept here;
+- `FACEREC_SERP_COST_PER_CALL`: the paid search's price per call in USD (default 0.015).
+
+DeepFace's home (`DEEPFACE_HOME`) is not a setting of its own: it is `<storage>/models`, set
+for DeepFace by core/faces/weights.py `use_models_dir` when an engine is built.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -96,20 +112,70 @@ def validate_database_url(url: str) -> str:
     return url
 
 
+SERP_API_KEY_ENV = "FACEREC_SERP_API_KEY"
+DEFAULT_SERP_COST_PER_CALL = 0.015
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """The web sources' settings. None means the source's own default (the public service); the
+    paid search key itself is never copied here (Dagster resolves it as an EnvVar at run start),
+    only whether it is set."""
+
+    wikidata_sparql_url: str | None = None
+    commons_api_url: str | None = None
+    serp_api_url: str | None = None
+    user_agent: str | None = None
+    serp_cost_per_call: float = DEFAULT_SERP_COST_PER_CALL
+    serp_api_key_set: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> WebSettings:
+        cost = environ.get("FACEREC_SERP_COST_PER_CALL") or ""
+        try:
+            cost_per_call = float(cost) if cost else DEFAULT_SERP_COST_PER_CALL
+        except ValueError as error:
+            raise SettingsError(
+                f"FACEREC_SERP_COST_PER_CALL={cost!r} is not a number; set it to the price of "
+                f"one paid search call in USD (e.g. {DEFAULT_SERP_COST_PER_CALL}) or unset it"
+            ) from error
+        return cls(
+            wikidata_sparql_url=environ.get("FACEREC_WIKIDATA_SPARQL_URL") or None,
+            commons_api_url=environ.get("FACEREC_COMMONS_API_URL") or None,
+            serp_api_url=environ.get("FACEREC_SERP_API_URL") or None,
+            user_agent=environ.get("FACEREC_USER_AGENT") or None,
+            serp_cost_per_call=cost_per_call,
+            serp_api_key_set=bool(environ.get(SERP_API_KEY_ENV)),
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     storage_dir: Path
     database_url: str
     # True when DATABASE_URL chose the database (it is then announced and checked strictly).
     database_url_from_env: bool = False
+    web: WebSettings = field(default_factory=WebSettings)
+    # DAGSTER_HOME when set; None means <storage>/dagster.
+    dagster_home_from_env: Path | None = None
 
     @classmethod
-    def from_env(cls) -> Settings:
-        storage_dir = Path(os.environ.get("FACEREC_STORAGE_DIR") or "storage").resolve()
-        explicit = os.environ.get("DATABASE_URL") or ""
-        if explicit:
-            return cls(storage_dir, validate_database_url(explicit), database_url_from_env=True)
-        return cls(storage_dir=storage_dir, database_url=f"sqlite:///{storage_dir / 'facerec.db'}")
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        storage_dir = Path(environ.get("FACEREC_STORAGE_DIR") or "storage").resolve()
+        explicit = environ.get("DATABASE_URL") or ""
+        home = environ.get("DAGSTER_HOME") or ""
+        return cls(
+            storage_dir=storage_dir,
+            database_url=(
+                validate_database_url(explicit)
+                if explicit
+                else f"sqlite:///{storage_dir / 'facerec.db'}"
+            ),
+            database_url_from_env=bool(explicit),
+            web=WebSettings.from_env(environ),
+            dagster_home_from_env=Path(home).resolve() if home else None,
+        )
 
     @property
     def database_label(self) -> str:
@@ -168,7 +234,8 @@ class Settings:
 
     @property
     def dagster_home(self) -> Path:
-        return self.storage_dir / "dagster"
+        """Dagster's instance folder: DAGSTER_HOME when set, else <storage>/dagster."""
+        return self.dagster_home_from_env or self.storage_dir / "dagster"
 
     @property
     def cache_dir(self) -> Path:

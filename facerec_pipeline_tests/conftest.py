@@ -12,6 +12,8 @@ import dagster as dg
 import pytest
 from PIL import Image, ImageFilter
 
+from facerec_pipeline.app.domains import DomainSpec, add_domain
+from facerec_pipeline.app.sample import astronaut_png, fetch_test_images
 from facerec_pipeline.core.artifacts.store import ArtifactStore
 from facerec_pipeline.core.face_models import (
     DEFAULT_FACE_MODEL,
@@ -24,8 +26,6 @@ from facerec_pipeline.core.faces.engine import FaceEngine
 from facerec_pipeline.core.faces.weights import install_weights
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.db.migrate import upgrade
-from facerec_pipeline.domains.registry import DomainSpec, add_domain
-from facerec_pipeline.sample import astronaut_png, fetch_test_images
 from facerec_pipeline.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]

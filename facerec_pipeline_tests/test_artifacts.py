@@ -20,7 +20,7 @@ from facerec_pipeline.core.recognition.recognizer import Recognizer, load_prod_g
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.db.models import Artifact, Face, Gallery
 from facerec_pipeline.db.models import Image as ImageRow
-from facerec_pipeline.resources import open_face_engine
+from facerec_pipeline.defs.resources import open_face_engine
 from facerec_pipeline.settings import Settings
 from facerec_pipeline_tests.conftest import add_folder_domain, build_folder
 from facerec_pipeline_tests.test_pipeline import materialize, metadata
@@ -215,8 +215,8 @@ def test_verify_finds_deleted_modified_and_orphaned_files_and_gc_keeps_productio
 def test_a_photo_whose_previews_fail_is_recorded_retried_and_listed(
     settings, tmp_path, photos, monkeypatch
 ):
+    from facerec_pipeline.app.stats import domain_skips
     from facerec_pipeline.cli.formatting import skips_table
-    from facerec_pipeline.stats import domain_skips
 
     obama_domain(settings, tmp_path, photos)
     real = preview_making.make_previews
@@ -252,8 +252,8 @@ def test_a_photo_whose_previews_fail_is_recorded_retried_and_listed(
 
 
 def test_a_failure_that_clears_is_retried_and_forgotten(settings, tmp_path, photos, monkeypatch):
-    from facerec_pipeline.detected_faces import assets as detected_assets
-    from facerec_pipeline.stats import domain_skips
+    from facerec_pipeline.app.stats import domain_skips
+    from facerec_pipeline.defs.detected_faces import assets as detected_assets
 
     obama_domain(settings, tmp_path, photos)
     real = detected_assets.save_crop
@@ -302,8 +302,11 @@ def _sha_of(path: Path) -> str:
 
 
 def test_the_weekly_verify_job_passes_then_fails_with_what_is_wrong(built):
-    from facerec_pipeline.resources import FacerecStorage
-    from facerec_pipeline.storage_audit.jobs import artifacts_verify_job, artifacts_verify_schedule
+    from facerec_pipeline.defs.resources import FacerecStorage
+    from facerec_pipeline.defs.storage_audit.jobs import (
+        artifacts_verify_job,
+        artifacts_verify_schedule,
+    )
 
     _, settings, _ = built
     assert artifacts_verify_schedule.cron_schedule == "0 4 * * 0"  # weekly

@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 
-from facerec_pipeline.backups.database_backup import (
+from facerec_pipeline.app.backups import (
     BackupError,
     backup_database,
     backups_to_keep,
@@ -17,6 +17,17 @@ from facerec_pipeline.backups.database_backup import (
     prune_backups,
     restore_database,
 )
+from facerec_pipeline.app.domains import get_domain, list_domains, set_active
+from facerec_pipeline.app.promotion import (
+    GalleryError,
+    failed_checks_message,
+    latest_version,
+    list_versions,
+    promote,
+    rollback,
+    run_checks,
+)
+from facerec_pipeline.app.run_history import recent_sessions
 from facerec_pipeline.cli.main import cli
 from facerec_pipeline.core.faces.engine import EngineConfig
 from facerec_pipeline.core.recognition.recognizer import (
@@ -26,23 +37,12 @@ from facerec_pipeline.core.recognition.recognizer import (
     stored_engine_config,
 )
 from facerec_pipeline.db.engine import session_scope
-from facerec_pipeline.definitions import ASSET_CHECKS, ASSETS, build_definitions, build_resources
-from facerec_pipeline.domains.refresh import domain_refresh_sensor, due_refreshes
-from facerec_pipeline.domains.registry import get_domain, list_domains, set_active
-from facerec_pipeline.gallery.promotion import (
-    GalleryError,
-    failed_checks_message,
-    latest_version,
-    list_versions,
-    promote,
-    rollback,
-    run_checks,
-)
-from facerec_pipeline.gallery.sensors import retraining_sensor
-from facerec_pipeline.partitions import domain_partitions
-from facerec_pipeline.pipeline_run import run_domain
-from facerec_pipeline.resources import FaceEngineResource
-from facerec_pipeline.run_history import recent_sessions
+from facerec_pipeline.defs.assembly import ASSET_CHECKS, ASSETS, build_definitions, build_resources
+from facerec_pipeline.defs.domains.refresh import domain_refresh_sensor, due_refreshes
+from facerec_pipeline.defs.gallery.sensors import retraining_sensor
+from facerec_pipeline.defs.launch import run_domain
+from facerec_pipeline.defs.partitions import domain_partitions
+from facerec_pipeline.defs.resources import FaceEngineResource
 from facerec_pipeline.settings import Settings
 from facerec_pipeline_tests.conftest import add_folder_domain, build_folder
 

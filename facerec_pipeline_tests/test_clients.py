@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
+from facerec_pipeline.app.clients import authenticate, token_digest
 from facerec_pipeline.db.engine import session_scope
-from facerec_pipeline.serving.clients import authenticate, token_digest
 from facerec_pipeline_tests.conftest import build_folder
 
 

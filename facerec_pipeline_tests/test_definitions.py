@@ -5,10 +5,10 @@ from pathlib import Path
 
 import dagster as dg
 
+from facerec_pipeline.app.domains import set_active
 from facerec_pipeline.db.engine import session_scope
-from facerec_pipeline.definitions import build_definitions, build_resources
-from facerec_pipeline.domains.registry import set_active
-from facerec_pipeline.domains.sensors import domain_registry_sensor
+from facerec_pipeline.defs.assembly import build_definitions, build_resources
+from facerec_pipeline.defs.domains.sensors import domain_registry_sensor
 from facerec_pipeline_tests.conftest import REPO, add_folder_domain
 
 
@@ -134,9 +134,9 @@ def test_a_run_from_the_materialize_button_gets_its_history_from_its_events(
     """The UI's Materialize button runs `__ASSET_JOB`, not `domain_pipeline`: the run-history
     sensor watches every job and writes the row from the run's own events (the assets write
     no history themselves)."""
-    from facerec_pipeline.candidates.assets import candidates
-    from facerec_pipeline.run_history import recent_sessions
-    from facerec_pipeline.run_history_sensors import run_history_sensor
+    from facerec_pipeline.app.run_history import recent_sessions
+    from facerec_pipeline.defs.candidates.assets import candidates
+    from facerec_pipeline.defs.runs.sensors import run_history_sensor
     from facerec_pipeline_tests.conftest import build_folder
 
     add_folder_domain(

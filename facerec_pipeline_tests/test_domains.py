@@ -1,7 +1,6 @@
 import pytest
 
-from facerec_pipeline.db.engine import session_scope
-from facerec_pipeline.domains.registry import (
+from facerec_pipeline.app.domains import (
     DomainError,
     DomainSpec,
     UnknownDomain,
@@ -11,6 +10,7 @@ from facerec_pipeline.domains.registry import (
     search_order,
     set_active,
 )
+from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.settings import InvalidDomainCode, validate_domain_code
 
 

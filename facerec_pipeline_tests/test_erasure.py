@@ -5,14 +5,14 @@ import json
 import sqlite3
 from pathlib import Path
 
+from facerec_pipeline.app.domains import get_domain
+from facerec_pipeline.app.retraining import retrain_request
 from facerec_pipeline.core.face_models import SFACE_MODEL
 from facerec_pipeline.core.faces.engine import FaceEngine
 from facerec_pipeline.core.files import sha256_file
 from facerec_pipeline.core.recognition.recognizer import Recognizer, load_prod_gallery
 from facerec_pipeline.db.engine import session_scope
-from facerec_pipeline.definitions import build_resources
-from facerec_pipeline.domains.registry import get_domain
-from facerec_pipeline.gallery.retraining import retrain_request
+from facerec_pipeline.defs.assembly import build_resources
 from facerec_pipeline.settings import Settings
 from facerec_pipeline_tests.conftest import build_folder
 

@@ -17,8 +17,8 @@ from facerec_pipeline.core.faces.validation import (
     validate_photos,
 )
 from facerec_pipeline.core.faces.weights import ModelsDirConflict, use_models_dir
-from facerec_pipeline.definitions import build_resources
-from facerec_pipeline.resources import (
+from facerec_pipeline.defs.assembly import build_resources
+from facerec_pipeline.defs.resources import (
     FaceEngineResource,
     face_engine_resource,
     open_face_engine,

@@ -12,16 +12,16 @@ import dagster as dg
 import pytest
 from alembic import command
 
-from facerec_pipeline.backups.database_backup import (
+from facerec_pipeline.app.backups import (
     backup_database,
     database_backups_dir,
     list_backups,
     prune_backups,
 )
-from facerec_pipeline.backups.jobs import database_backup_job
 from facerec_pipeline.db.engine import dispose_engines, get_engine
 from facerec_pipeline.db.migrate import alembic_config, head_revision
-from facerec_pipeline.resources import FacerecStorage
+from facerec_pipeline.defs.backups.jobs import database_backup_job
+from facerec_pipeline.defs.resources import FacerecStorage
 from facerec_pipeline.settings import Settings, masked_url
 from facerec_pipeline_tests.conftest import build_folder
 
@@ -319,8 +319,8 @@ def test_a_run_under_a_long_lock_fails_in_one_line_and_keeps_its_history(
     """Another process holds the database (an exclusive lock) when the run ends and past it: the
     run's history row cannot be written. One line says so, and the next command writes the row
     once the lock is gone (it was missing from `facerec history` for good)."""
-    from facerec_pipeline import pipeline_run
     from facerec_pipeline.db import engine as db_engine
+    from facerec_pipeline.defs import launch as pipeline_run
 
     folder = build_folder(tmp_path / "photos", {"barack_obama": [photos / "obama.jpg"]})
     add_domain(facerec, "demo", folder)

@@ -90,7 +90,7 @@ def test_main_module_runs_the_cli(root):
 
 # Each point: the stage has done its work (files written) but its rows are not committed, or the
 # gallery batches / production pointer are written and the database does not know yet.
-WRITE_ROWS = "facerec_pipeline.lineage.io_manager:write_stage_output"
+WRITE_ROWS = "facerec_pipeline.defs.lineage.io_manager:write_stage_output"
 KILL_POINTS = [
     (WRITE_ROWS, "before", "people"),
     # a photo half-copied into storage: its partial file is there, its row and name are not
@@ -98,9 +98,9 @@ KILL_POINTS = [
     (WRITE_ROWS, "before", "images"),
     (WRITE_ROWS, "before", "faces"),
     (WRITE_ROWS, "before", "face_embeddings"),
-    ("facerec_pipeline.previews.assets:previews_or_error", "after", "*"),
-    ("facerec_pipeline.gallery.assets:write_batches", "after", "*"),
-    ("facerec_pipeline.gallery.promotion:write_prod_pointer", "after", "*"),
+    ("facerec_pipeline.defs.previews.assets:previews_or_error", "after", "*"),
+    ("facerec_pipeline.defs.gallery.assets:write_batches", "after", "*"),
+    ("facerec_pipeline.app.promotion:write_prod_pointer", "after", "*"),
 ]
 
 
@@ -152,7 +152,7 @@ def test_recovery_removes_the_half_written_files_of_every_dead_writer(tmp_path):
     """Found by their form: the pid in a partial file's name is its writer's, whether the run's
     own process or one of its workers killed with it; a live writer's file is left alone."""
     from facerec_pipeline.core.files import partial_path
-    from facerec_pipeline.run_recovery import remove_partial_files
+    from facerec_pipeline.defs.runs.recovery import remove_partial_files
 
     exited = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True

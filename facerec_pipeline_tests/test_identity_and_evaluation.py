@@ -54,7 +54,7 @@ def test_evaluation_on_a_sample_gives_the_figures_of_the_whole():
 
 
 def test_quality_drop_compares_dir_only_at_the_same_target_far_and_rule():
-    from facerec_pipeline.gallery.promotion_checks import no_quality_drop
+    from facerec_pipeline.app.promotion_checks import no_quality_drop
 
     serving = {"target_far": 0.01, "rule": "r", "expected_dir": 0.9, "expected_rank1": 0.97}
     worse = {"target_far": 0.01, "rule": "r", "expected_dir": 0.8, "expected_rank1": 0.96}

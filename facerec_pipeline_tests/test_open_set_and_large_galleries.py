@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from facerec_pipeline.app import promotion_checks
 from facerec_pipeline.core.faces.engine import l2_normalize
 from facerec_pipeline.core.gallery.open_set import (
     calibrate,
@@ -24,7 +25,6 @@ from facerec_pipeline.core.gallery.publish import (
     write_batches,
 )
 from facerec_pipeline.core.gallery.self_evaluation import evaluate
-from facerec_pipeline.gallery import promotion_checks
 
 RNG = np.random.default_rng(5)
 

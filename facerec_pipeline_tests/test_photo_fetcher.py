@@ -7,16 +7,21 @@ from pathlib import Path
 import pytest
 import responses
 
+from facerec_pipeline.app.domains import DomainSpec, add_domain, get_domain
+from facerec_pipeline.app.stats import (
+    domain_stats,
+    month_bounds,
+    serp_spent_in_month,
+    sourcing_figures,
+)
 from facerec_pipeline.core.images.image_files import INCOMING_DIR, photo_path
 from facerec_pipeline.db.models import SerpCall
-from facerec_pipeline.domains.registry import DomainSpec, add_domain, get_domain
-from facerec_pipeline.raw_images.assets import record_fetch
-from facerec_pipeline.resources import FacerecStorage
+from facerec_pipeline.defs.raw_images.assets import record_fetch
+from facerec_pipeline.defs.resources import FacerecStorage
 from facerec_pipeline.sources.commons import CommonsClient
 from facerec_pipeline.sources.paid_search import Budget, SerpApiImages
 from facerec_pipeline.sources.polite_http import PoliteSession
 from facerec_pipeline.sources.wikimedia_fetch import PersonToFetch, PhotoFetcher
-from facerec_pipeline.stats import domain_stats, month_bounds, serp_spent_in_month, sourcing_figures
 from facerec_pipeline_tests.wikimedia_fixtures import fixture_json
 
 API = "https://commons.test/w/api.php"

@@ -11,16 +11,16 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
+from facerec_pipeline.app.promotion import list_versions
+from facerec_pipeline.app.stats import domain_skips
 from facerec_pipeline.cli.formatting import operating_point_text
 from facerec_pipeline.core.face_models import SFACE_MODEL
 from facerec_pipeline.core.faces.engine import FaceEngine
 from facerec_pipeline.core.recognition.recognizer import Recognizer, load_prod_gallery
 from facerec_pipeline.db.engine import session_scope
-from facerec_pipeline.definitions import ASSET_CHECKS, ASSETS, build_resources
-from facerec_pipeline.gallery.promotion import list_versions
-from facerec_pipeline.partitions import domain_partitions
-from facerec_pipeline.resources import FaceEngineResource
-from facerec_pipeline.stats import domain_skips
+from facerec_pipeline.defs.assembly import ASSET_CHECKS, ASSETS, build_resources
+from facerec_pipeline.defs.partitions import domain_partitions
+from facerec_pipeline.defs.resources import FaceEngineResource
 from facerec_pipeline_tests.conftest import add_folder_domain, build_folder, make_settings
 
 TABLES = ["people", "images", "faces", "face_embeddings", "galleries", "gallery_faces"]

@@ -10,12 +10,12 @@ from alembic import command
 from click.testing import CliRunner
 from sqlalchemy import inspect, text
 
-from facerec_pipeline.backups.database_backup import check_dump_file, list_backups
-from facerec_pipeline.backups.jobs import database_backup_job
+from facerec_pipeline.app.backups import check_dump_file, list_backups
 from facerec_pipeline.cli.main import cli
 from facerec_pipeline.db.engine import dispose_engines, get_engine, session_scope
 from facerec_pipeline.db.migrate import PROJECT_TABLES, alembic_config, head_revision, upgrade
-from facerec_pipeline.resources import FacerecStorage
+from facerec_pipeline.defs.backups.jobs import database_backup_job
+from facerec_pipeline.defs.resources import FacerecStorage
 from facerec_pipeline_tests.conftest import build_folder
 from facerec_pipeline_tests.postgres_server import PostgresUnavailable, postgres_server
 
@@ -142,8 +142,8 @@ def test_the_service_answers_from_postgres(on_postgres, photos):
     serving version read from there, the same answer as `facerec recognize`."""
     from fastapi.testclient import TestClient
 
+    from facerec_pipeline.app.clients import add_client
     from facerec_pipeline.serving.app import create_app
-    from facerec_pipeline.serving.clients import add_client
     from facerec_pipeline.settings import Settings
     from facerec_pipeline_tests.test_serving import wait_ready
 
@@ -196,8 +196,8 @@ def test_the_service_answers_503_while_postgres_is_down(on_postgres, pg, photos,
     not a plain-text 500; answers again once it is back."""
     from fastapi.testclient import TestClient
 
+    from facerec_pipeline.app.clients import add_client
     from facerec_pipeline.serving.app import create_app
-    from facerec_pipeline.serving.clients import add_client
     from facerec_pipeline.settings import Settings
     from facerec_pipeline_tests.test_serving import wait_ready
 
@@ -243,7 +243,7 @@ def test_a_run_whose_postgres_goes_down_stops_in_one_line_and_keeps_its_cause(on
     from facerec_pipeline_tests.kill_at import paused_at
 
     env = {**os.environ, **on_postgres["env"]}
-    target = "facerec_pipeline.lineage.io_manager:write_stage_output"
+    target = "facerec_pipeline.defs.lineage.io_manager:write_stage_output"
     try:
         with paused_at(env, target, "faces", "run", "--domain", "demo") as resume:
             for database in ("facerec", "dagster"):

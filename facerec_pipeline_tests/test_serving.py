@@ -29,16 +29,16 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import select
 
+from facerec_pipeline.app.clients import add_client, revoke_client
+from facerec_pipeline.app.promotion import rollback
+from facerec_pipeline.app.stats import domain_stats
 from facerec_pipeline.cli.main import cli
 from facerec_pipeline.core.images import image_files
 from facerec_pipeline.core.recognition.recognizer import Recognizer
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.db.models import Artifact
-from facerec_pipeline.gallery.promotion import rollback
 from facerec_pipeline.serving.app import create_app
-from facerec_pipeline.serving.clients import add_client, revoke_client
 from facerec_pipeline.settings import Settings
-from facerec_pipeline.stats import domain_stats
 from facerec_pipeline_tests.conftest import build_folder, cli_env
 
 OBAMA = {"barack_obama": {"full_name": "Barack Obama", "wikidata_id": "Q76"}}

@@ -13,8 +13,8 @@ import pytest
 import requests
 from PIL import Image, ImageOps
 
+from facerec_pipeline.app.clients import add_client
 from facerec_pipeline.db.engine import session_scope
-from facerec_pipeline.serving.clients import add_client
 from facerec_pipeline_tests.conftest import build_folder
 from facerec_pipeline_tests.test_serving import OBAMA, World, real_serve
 

@@ -3,6 +3,7 @@ the one place a domain's source is chosen, and a folder source asked as the asse
 
 import pytest
 
+from facerec_pipeline.app.domains import DomainSpec, add_domain, get_domain
 from facerec_pipeline.core.artifacts.store import ArtifactStore
 from facerec_pipeline.core.images.image_files import photo_path
 from facerec_pipeline.db.engine import session_scope
@@ -14,8 +15,7 @@ from facerec_pipeline.db.source_refs import (
     dump_source_ref,
     parse_source_ref,
 )
-from facerec_pipeline.definitions import build_resources
-from facerec_pipeline.domains.registry import DomainSpec, add_domain, get_domain
+from facerec_pipeline.defs.assembly import build_resources
 from facerec_pipeline.sources.folder import FolderSource
 from facerec_pipeline.sources.interfaces import PersonPhotos, PhotoRequest, SourceError
 from facerec_pipeline.sources.wikimedia import WikimediaSource

@@ -3,13 +3,13 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from facerec_pipeline.db.engine import session_scope
-from facerec_pipeline.db.models import Person
-from facerec_pipeline.lineage.stage_tables import (
+from facerec_pipeline.app.stage_tables import (
     STAGE_TABLES,
     load_stage_output,
     write_stage_output,
 )
+from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.db.models import Person
 from facerec_pipeline_tests.conftest import add_folder_domain
 
 PEOPLE = STAGE_TABLES["candidates"]

@@ -1,5 +1,8 @@
 """Wikidata, Commons and SerpApi answers parsed from hand-recorded fixtures."""
 
+import os
+from dataclasses import replace
+
 import pytest
 import responses
 
@@ -228,20 +231,20 @@ def test_the_paid_search_key_reaches_the_search_but_never_the_definitions(settin
     import dagster as dg
     from dagster._core.remote_representation.external_data import RepositorySnap
 
-    from facerec_pipeline.definitions import build_definitions
-    from facerec_pipeline.resources import SourcesResource
-    from facerec_pipeline.sources.web import env_config
+    from facerec_pipeline.defs.assembly import build_definitions
+    from facerec_pipeline.defs.resources import SourcesResource
+    from facerec_pipeline.settings import WebSettings
 
     secret = "sk-live-0123456789abcdef"
     monkeypatch.setenv("FACEREC_SERP_API_KEY", secret)
     monkeypatch.setenv("FACEREC_SERP_API_URL", "https://serp.test/search.json")
-    defs = build_definitions(settings)
+    defs = build_definitions(replace(settings, web=WebSettings.from_env(os.environ)))
     # What the webserver and the UI get of the code location: the variable's name only.
     snapshot = RepositorySnap.from_def(defs.get_repository_def())
     assert secret not in dg.serialize_value(snapshot)
     (web,) = [resource for resource in snapshot.resources if resource.name == "sources"]
     assert web.configured_values["serp_api_key"].name == "FACEREC_SERP_API_KEY"
-    assert secret not in repr(env_config())
+    assert secret not in repr(WebSettings.from_env(os.environ))
     responses.get("https://serp.test/search.json", json={"images_results": []})
     with dg.build_resources({"sources": defs.resources["sources"]}) as built:
         search = built.sources.web().paid_search(session())
@@ -250,6 +253,6 @@ def test_the_paid_search_key_reaches_the_search_but_never_the_definitions(settin
 
     # Paid search is optional: no key, no EnvVar to fail the run, and the search stays off.
     monkeypatch.delenv("FACEREC_SERP_API_KEY")
-    unset = SourcesResource.from_env(env_config())
+    unset = SourcesResource.from_settings(WebSettings.from_env(os.environ))
     with dg.build_resources({"sources": unset}) as built:
         assert built.sources.web().paid_search(session()) is None

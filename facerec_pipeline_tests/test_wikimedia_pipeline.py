@@ -9,14 +9,14 @@ import pytest
 from sqlalchemy import text
 from werkzeug import Response
 
+from facerec_pipeline.app.domains import DomainSpec, add_domain, get_domain
+from facerec_pipeline.app.retraining import retrain_request
+from facerec_pipeline.app.stats import domain_stats
 from facerec_pipeline.core.face_models import SFACE_MODEL
 from facerec_pipeline.core.faces.engine import FaceEngine
 from facerec_pipeline.core.recognition.recognizer import Recognizer, load_prod_gallery
 from facerec_pipeline.db.engine import session_scope
-from facerec_pipeline.definitions import build_resources
-from facerec_pipeline.domains.registry import DomainSpec, add_domain, get_domain
-from facerec_pipeline.gallery.retraining import retrain_request
-from facerec_pipeline.stats import domain_stats
+from facerec_pipeline.defs.assembly import build_resources
 from facerec_pipeline_tests.test_pipeline import materialize, query
 from facerec_pipeline_tests.wikimedia_fixtures import fixture_json, fixture_text
 
@@ -210,10 +210,10 @@ def test_a_storage_built_with_the_old_layout_keeps_working(stand_in, settings, p
     no second copy, and builds the gallery from those photos."""
     from alembic import command
 
-    from facerec_pipeline.candidates.assets import candidates
     from facerec_pipeline.db.engine import get_engine
     from facerec_pipeline.db.migrate import alembic_config
-    from facerec_pipeline.raw_images.assets import raw_images
+    from facerec_pipeline.defs.candidates.assets import candidates
+    from facerec_pipeline.defs.raw_images.assets import raw_images
 
     with session_scope(settings.database_url) as session:
         add_domain(

@@ -21,7 +21,7 @@ DOMAIN_HELP = "One domain (default: every domain)."
 @contextmanager
 def domain_session(code: str | None) -> Iterator[tuple[Settings, Session]]:
     """Settings and a session; an unknown --domain is an error naming the known ones."""
-    from facerec_pipeline.domains.registry import get_domain
+    from facerec_pipeline.app.domains import get_domain
 
     settings = settings_ready(create=False)
     with session_scope(settings.database_url) as session:

@@ -20,7 +20,7 @@ def clients() -> None:
 def clients_add(name: str, code: str) -> None:
     """Issue a token for client NAME of a domain (and the domains it inherits). The token is
     printed once: only its sha256 is stored."""
-    from facerec_pipeline.serving.clients import add_client
+    from facerec_pipeline.app.clients import add_client
 
     token = read_db(add_client, name, code)
     click.echo(f"client {name!r} may search domain {code!r}; its token (shown once, keep it):")
@@ -32,7 +32,7 @@ def clients_add(name: str, code: str) -> None:
 @user_errors
 def clients_list(as_json: bool) -> None:
     """Every client, its domain and whether its token still works (never the token)."""
-    from facerec_pipeline.serving.clients import list_clients
+    from facerec_pipeline.app.clients import list_clients
 
     listed = read_db(list_clients)
     if as_json:
@@ -57,7 +57,7 @@ def clients_list(as_json: bool) -> None:
 @user_errors
 def clients_revoke(name: str) -> None:
     """Revoke client NAME's token: its next request gets 401."""
-    from facerec_pipeline.serving.clients import revoke_client
+    from facerec_pipeline.app.clients import revoke_client
 
     revoked = read_db(revoke_client, name)
     click.echo(f"client {revoked.name!r} revoked at {revoked.revoked_at:%Y-%m-%d %H:%M:%S} UTC")

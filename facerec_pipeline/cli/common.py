@@ -4,8 +4,6 @@ made ready, the Dagster home and partitions, JSON output."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any
 import click
 from sqlalchemy.engine import make_url
 
+from facerec_pipeline.app.domains import DomainError
 from facerec_pipeline.core.faces.weights import ModelWeightsMissing
 from facerec_pipeline.core.files import full_disk
 from facerec_pipeline.db.engine import (
@@ -23,7 +22,6 @@ from facerec_pipeline.db.engine import (
     session_scope,
 )
 from facerec_pipeline.db.migrate import upgrade
-from facerec_pipeline.domains.registry import DomainError
 from facerec_pipeline.settings import InvalidDomainCode, Settings, SettingsError
 
 USER_ERRORS = (
@@ -36,7 +34,6 @@ USER_ERRORS = (
     ValueError,
     RuntimeError,
 )
-REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
 
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -59,7 +56,7 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def damaged_database_message(reason: str) -> str:
     """One line: the database is damaged, and the backup to restore (the newest good one)."""
-    from facerec_pipeline.backups.database_backup import (
+    from facerec_pipeline.app.backups import (
         database_backups_dir,
         list_backups,
         newest_good_backup,
@@ -164,28 +161,6 @@ def read_db(query: Callable[..., Any], *args: Any, missing: Any = NoDatabase) ->
         return missing
     with session_scope(settings.database_url) as session:
         return query(session, *args)
-
-
-def ensure_dagster_home(settings: Settings) -> Path:
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home)))
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        if REPO_DAGSTER_YAML.exists():
-            shutil.copyfile(REPO_DAGSTER_YAML, home / "dagster.yaml")
-        else:
-            (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    return home
-
-
-def register_partition(settings: Settings, code: str) -> None:
-    from dagster import DagsterInstance
-
-    from facerec_pipeline.partitions import domain_partitions
-
-    ensure_dagster_home(settings)
-    instance = DagsterInstance.get()
-    if not instance.has_dynamic_partition(domain_partitions.name, code):
-        instance.add_dynamic_partitions(domain_partitions.name, [code])
 
 
 def echo_json(value: Any) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from facerec_pipeline.cli.common import (
-    ensure_dagster_home,
     load_settings,
     upgrade_database,
     user_errors,
@@ -35,7 +34,7 @@ def db_backup() -> None:
     """Back up the database (SQLite: online copy; PostgreSQL: pg_dump --format=custom) into its
     own folder under storage/backups; keep 7 daily, 4 weekly, 12 monthly of that database's
     backups, and always its newest good one."""
-    from facerec_pipeline.backups.database_backup import backup_and_prune
+    from facerec_pipeline.app.backups import backup_and_prune
 
     settings = load_settings()  # never creates the database: a missing one is an error
     path, removed = backup_and_prune(settings.database_url, settings.backups_dir)
@@ -51,17 +50,16 @@ def db_restore(backup: str, yes: bool) -> None:
     the current one is kept as pre-restore-*.db (PostgreSQL: BACKUP is a pg_dump archive,
     facerec-*.dump, and the current database is dumped as pre-restore-*.dump first), an older
     schema is upgraded and the production pointers are rewritten from the restored rows."""
-    import dagster as dg
-
-    from facerec_pipeline.backups.database_backup import (
+    from facerec_pipeline.app.backups import (
         NotAFacerecDatabase,
         check_backup_file,
         restore_database,
         served_files_elsewhere,
     )
+    from facerec_pipeline.app.promotion import reconcile_prod_pointers
     from facerec_pipeline.db.migrate import head_revision
-    from facerec_pipeline.gallery.promotion import reconcile_prod_pointers
-    from facerec_pipeline.run_recovery import RunInProgress, refuse_while_runs_live
+    from facerec_pipeline.defs.instance import dagster_instance
+    from facerec_pipeline.defs.runs.recovery import RunInProgress, refuse_while_runs_live
 
     settings = load_settings()
     try:
@@ -69,8 +67,7 @@ def db_restore(backup: str, yes: bool) -> None:
         elsewhere = served_files_elsewhere(Path(backup), settings.storage_dir)
         if elsewhere:
             raise NotAFacerecDatabase(elsewhere)
-        ensure_dagster_home(settings)
-        refuse_while_runs_live(dg.DagsterInstance.get(), "a restore")
+        refuse_while_runs_live(dagster_instance(settings), "a restore")
     except (NotAFacerecDatabase, RunInProgress) as refused:
         raise type(refused)(f"{refused}; nothing restored, the database is unchanged") from refused
     if not yes:

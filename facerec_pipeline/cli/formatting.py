@@ -39,7 +39,7 @@ def backfill_table(outcomes: list[list[Any]]) -> str:
 
 def history_table(rows: list[dict[str, Any]], code: str) -> str:
     """`history`: the domain's recent runs, or a line saying it has none."""
-    from facerec_pipeline.run_history import stage_summary
+    from facerec_pipeline.app.run_history import stage_summary
 
     if not rows:
         return f"no runs of {code!r} yet"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
+from facerec_pipeline.app.domains import get_domain
 from facerec_pipeline.cli.common import echo_json, read_db, settings_ready, user_errors
 from facerec_pipeline.cli.formatting import versions_table
 from facerec_pipeline.db.engine import session_scope
-from facerec_pipeline.domains.registry import get_domain
 
 
 @click.group()
@@ -21,7 +21,7 @@ def gallery() -> None:
 @user_errors
 def gallery_list(code: str, as_json: bool) -> None:
     """Every version of the domain's gallery, its checks and which one serves."""
-    from facerec_pipeline.gallery.promotion import list_versions
+    from facerec_pipeline.app.promotion import list_versions
 
     versions = read_db(list_versions, code)
     if as_json:
@@ -37,7 +37,7 @@ def gallery_list(code: str, as_json: bool) -> None:
 def gallery_rollback(code: str, version: int | None) -> None:
     """Serve an earlier published version of the domain's gallery and pin it: runs keep it
     serving until `facerec gallery unpin` or a version built from new content passes its checks."""
-    from facerec_pipeline.gallery.promotion import rollback
+    from facerec_pipeline.app.promotion import rollback
 
     settings = settings_ready()
     with session_scope(settings.database_url) as session:
@@ -54,7 +54,7 @@ def gallery_rollback(code: str, version: int | None) -> None:
 def gallery_unpin(code: str) -> None:
     """Let the newest version that passes its checks serve again after a rollback (at the next
     run, or now with `facerec gallery recheck`)."""
-    from facerec_pipeline.gallery.promotion import unpin
+    from facerec_pipeline.app.promotion import unpin
 
     settings = settings_ready()
     with session_scope(settings.database_url) as session:
@@ -77,7 +77,7 @@ def gallery_unpin(code: str) -> None:
 def gallery_recheck(code: str) -> None:
     """Run the promotion checks of the newest version again with the domain's current settings;
     publish it if they all pass now."""
-    from facerec_pipeline.gallery.promotion import (
+    from facerec_pipeline.app.promotion import (
         failed_checks_message,
         publish_passed,
         run_checks,

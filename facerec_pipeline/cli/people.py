@@ -10,8 +10,6 @@ from pathlib import Path
 import click
 
 from facerec_pipeline.cli.common import (
-    ensure_dagster_home,
-    register_partition,
     settings_ready,
     user_errors,
 )
@@ -24,50 +22,10 @@ def people() -> None:
     """The people of a domain: erase one."""
 
 
-def scrub_dagster_runs(instance, code: str, needles: list[str]) -> int:
-    """Delete the domain's Dagster runs whose events or logs mention the person (names, source
-    key, photo hashes: materialization previews, report images, check figures), with their
-    compute logs and check executions. Their `training_sessions` rows stay (redacted)."""
-    import dagster as dg
-
-    doomed = []
-    for record in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": code})):
-        text = "\n".join(dg.serialize_value(event) for event in instance.all_logs(record.run_id))
-        logs = Path(instance.root_directory) / "storage" / record.run_id
-        for file in logs.rglob("*") if logs.is_dir() else []:
-            if file.is_file():
-                text += file.read_text(errors="replace")
-        if any(needle in text for needle in needles):
-            doomed.append(record.run_id)
-    for run_id in doomed:
-        instance.delete_run(run_id)
-        try:
-            instance.compute_log_manager.delete_logs(prefix=[run_id])
-        except Exception as error:  # noqa: BLE001 - a log manager that cannot delete keeps them
-            click.echo(f"warning: the compute logs of run {run_id} were kept ({error})", err=True)
-        for shard in (Path(instance.root_directory) / "history" / "runs").glob(f"{run_id}.db*"):
-            shard.unlink()
-    if doomed:
-        try:
-            from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
-
-            with instance.event_log_storage.index_connection() as connection:
-                connection.execute(
-                    AssetCheckExecutionsTable.delete().where(
-                        AssetCheckExecutionsTable.c.run_id.in_(doomed)
-                    )
-                )
-        except Exception as error:  # noqa: BLE001 - storages without that table keep nothing more
-            click.echo(
-                f"warning: Dagster's check results of those runs were kept ({error})", err=True
-            )
-    return len(doomed)
-
-
 def _vacuum_all(settings: Settings, home: Path) -> None:
     from sqlalchemy.engine import make_url
 
-    from facerec_pipeline.gallery.erasure import vacuum_sqlite
+    from facerec_pipeline.app.erasure import vacuum_sqlite
 
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite" and url.database:
@@ -86,18 +44,18 @@ def erase(code: str, person: str, yes: bool, operator: str | None) -> None:
     """Erase PERSON (normalized name or person key) from a domain: rows, photos, crops, gallery
     batch rows, reports, Dagster run records; exclude them from later source refreshes; keep an
     audit row without their data; publish a version built without them."""
-    import dagster as dg
-
-    from facerec_pipeline.domains.registry import get_domain
-    from facerec_pipeline.gallery.erasure import (
+    from facerec_pipeline.app.domains import get_domain
+    from facerec_pipeline.app.erasure import (
         erase_person,
         find_person,
         plan,
         rebuild_outcome,
         record_outcome,
     )
-    from facerec_pipeline.pipeline_run import run_domain
-    from facerec_pipeline.run_recovery import refuse_concurrent_run
+    from facerec_pipeline.defs.instance import dagster_instance, register_partition
+    from facerec_pipeline.defs.launch import run_domain
+    from facerec_pipeline.defs.runs.erasure import scrub_dagster_runs
+    from facerec_pipeline.defs.runs.recovery import refuse_concurrent_run
 
     settings = settings_ready()
     operator = operator or getpass.getuser()
@@ -115,8 +73,7 @@ def erase(code: str, person: str, yes: bool, operator: str | None) -> None:
     )
     if not yes:
         click.confirm("erase them?", abort=True)
-    home = ensure_dagster_home(settings)
-    instance = dg.DagsterInstance.get()
+    instance = dagster_instance(settings)
     refuse_concurrent_run(instance, code)
     with session_scope(settings.database_url) as session:
         result = erase_person(session, settings, code, find_person(session, code, person), operator)
@@ -138,7 +95,9 @@ def erase(code: str, person: str, yes: bool, operator: str | None) -> None:
         failed, outcome = True, f"the rebuild did not finish: {type(error).__name__}: {error}"
         raise
     finally:
-        runs_deleted = scrub_dagster_runs(instance, code, result.needles)
+        runs_deleted = scrub_dagster_runs(
+            instance, code, result.needles, lambda line: click.echo(line, err=True)
+        )
         with session_scope(settings.database_url) as session:
             record_outcome(
                 session,
@@ -147,7 +106,7 @@ def erase(code: str, person: str, yes: bool, operator: str | None) -> None:
                 outcome[:2000],
                 dagster_runs_deleted=runs_deleted,
             )
-        _vacuum_all(settings, home)
+        _vacuum_all(settings, Path(instance.root_directory))
         click.echo(f"dagster runs that named them deleted: {runs_deleted}")
     if failed:
         click.echo(

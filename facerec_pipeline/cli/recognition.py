@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
+from facerec_pipeline.app.domains import list_domains, search_order
 from facerec_pipeline.cli.common import echo_json, settings_ready, user_errors
 from facerec_pipeline.cli.formatting import evaluation_tables, faces_table
 from facerec_pipeline.db.engine import session_scope
-from facerec_pipeline.domains.registry import list_domains, search_order
 from facerec_pipeline.settings import Settings
 
 
@@ -75,8 +75,9 @@ def evaluate(code: str, probes_dir: str, unknown_dir: str | None, as_json: bool)
     """Score the domain's production recognizer on labelled probes: closed-set rank-1, DIR and
     FAR at its own decision rule, the DIR-against-FAR curve and time per photo. The figures are
     stored with the gallery version and shown on the `gallery` asset in the UI."""
+    from facerec_pipeline.app.evaluation import record_evaluation
     from facerec_pipeline.core.evaluation.probe_evaluation import evaluate_probes, photos_in
-    from facerec_pipeline.gallery.evaluation_report import record_evaluation
+    from facerec_pipeline.defs.gallery.observations import observe_evaluation
 
     settings = settings_ready(create=False)
     probes = photos_in(Path(probes_dir))
@@ -88,7 +89,9 @@ def evaluate(code: str, probes_dir: str, unknown_dir: str | None, as_json: bool)
             click.echo(f"evaluated {done}/{total} photos", err=True)
 
     figures, _ = evaluate_probes(recognizer, probes, unknown, progress)
-    figures = record_evaluation(settings, recognizer.galleries[0], figures, probes_dir, unknown_dir)
+    record = record_evaluation(settings, recognizer.galleries[0], figures, probes_dir, unknown_dir)
+    observe_evaluation(settings, record)
+    figures = record.figures
     if as_json:
         echo_json(figures)
         return

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import click
 
-from facerec_pipeline.cli.common import NoDatabase, echo_json, read_db, user_errors
+from facerec_pipeline.app.domains import list_domains
+from facerec_pipeline.cli.common import (
+    NoDatabase,
+    echo_json,
+    load_settings,
+    read_db,
+    user_errors,
+)
 from facerec_pipeline.cli.formatting import skips_table, stats_table
-from facerec_pipeline.domains.registry import list_domains
 
 
 @click.command("stats")
@@ -15,10 +21,9 @@ from facerec_pipeline.domains.registry import list_domains
 @user_errors
 def stats(code: str | None, as_json: bool) -> None:
     """Counts, rejections by reason and the production gallery, per domain."""
-    from facerec_pipeline.sources.web import env_config
-    from facerec_pipeline.stats import domain_stats
+    from facerec_pipeline.app.stats import domain_stats
 
-    cost = env_config()["serp_cost_per_call"]
+    cost = load_settings().web.serp_cost_per_call
 
     def figures_of(session):
         codes = [code] if code is not None else [domain.code for domain in list_domains(session)]
@@ -39,7 +44,7 @@ def stats(code: str | None, as_json: bool) -> None:
 @user_errors
 def skips(code: str, as_json: bool) -> None:
     """What was left out of the domain's gallery, and why (source, validation, identity)."""
-    from facerec_pipeline.stats import domain_skips
+    from facerec_pipeline.app.stats import domain_skips
 
     rows = read_db(domain_skips, code)
     if as_json:

@@ -6,17 +6,15 @@ import sys
 
 import click
 
+from facerec_pipeline.app.domains import DomainError, get_domain
 from facerec_pipeline.cli.common import (
     echo_json,
-    ensure_dagster_home,
     read_db,
-    register_partition,
     settings_ready,
     user_errors,
 )
 from facerec_pipeline.cli.formatting import backfill_table, history_table
 from facerec_pipeline.db.engine import session_scope
-from facerec_pipeline.domains.registry import DomainError, get_domain
 
 
 @click.command("run")
@@ -24,7 +22,8 @@ from facerec_pipeline.domains.registry import DomainError, get_domain
 @user_errors
 def run(code: str) -> None:
     """Build one domain end to end through the Dagster instance (the run shows in the UI)."""
-    from facerec_pipeline.pipeline_run import run_domain
+    from facerec_pipeline.defs.instance import register_partition
+    from facerec_pipeline.defs.launch import run_domain
 
     settings = settings_ready()
     with session_scope(settings.database_url) as session:
@@ -46,7 +45,8 @@ def run(code: str) -> None:
 @user_errors
 def backfill(codes: str) -> None:
     """Run several domains one after another and report each one's outcome."""
-    from facerec_pipeline.pipeline_run import run_domain
+    from facerec_pipeline.defs.instance import register_partition
+    from facerec_pipeline.defs.launch import run_domain
 
     settings = settings_ready()
     wanted = [code.strip() for code in codes.split(",") if code.strip()]
@@ -79,14 +79,12 @@ def backfill(codes: str) -> None:
 def history(code: str, limit: int, as_json: bool) -> None:
     """The domain's recent runs: status, counts per stage, rejections, cost, durations. Runs
     whose process died are marked failed first (their pool slots freed)."""
-    from facerec_pipeline.run_history import recent_sessions
-    from facerec_pipeline.run_recovery import recover_dead_runs
+    from facerec_pipeline.app.run_history import recent_sessions
+    from facerec_pipeline.defs.instance import dagster_instance, run_seconds
+    from facerec_pipeline.defs.runs.recovery import recover_dead_runs
 
     settings = settings_ready()
-    ensure_dagster_home(settings)
-    from dagster import DagsterInstance
-
-    instance = DagsterInstance.get()
+    instance = dagster_instance(settings)
     for line in recover_dead_runs(instance, settings):
         click.echo(f"recovered: {line}", err=True)
     rows = read_db(
@@ -98,14 +96,3 @@ def history(code: str, limit: int, as_json: bool) -> None:
         echo_json(rows)
         return
     click.echo(history_table(rows, code))
-
-
-def run_seconds(instance, run_id: str) -> float | None:
-    """Wall-clock seconds of a Dagster run, so far when it is still going (None when the
-    instance does not know it, e.g. history restored from another machine)."""
-    import time
-
-    stats = instance.get_run_stats(run_id)
-    if not stats.start_time:
-        return None
-    return round((stats.end_time or time.time()) - stats.start_time, 1)

@@ -48,7 +48,7 @@ def models_install(wheel: Path | None) -> None:
 def models_list(as_json: bool) -> None:
     """Each face model a domain can use: whether its weights are in place, its licences, where
     its files come from, and the domains that use it."""
-    from facerec_pipeline.domains.registry import list_domains
+    from facerec_pipeline.app.domains import list_domains
 
     settings = Settings.from_env()
     used: dict[str, list[str]] = read_db(

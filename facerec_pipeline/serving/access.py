@@ -14,9 +14,9 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from facerec_pipeline.app.clients import ClientView, authenticate
+from facerec_pipeline.app.domains import DomainError, search_order
 from facerec_pipeline.db.engine import DatabaseUnavailable, driver_reason, get_engine
-from facerec_pipeline.domains.registry import DomainError, search_order
-from facerec_pipeline.serving.clients import ClientView, authenticate
 from facerec_pipeline.serving.pool import RecognizerPool
 from facerec_pipeline.settings import Settings
 

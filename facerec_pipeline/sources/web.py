@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from facerec_pipeline.settings import WebSettings
 from facerec_pipeline.sources.commons import COMMONS_API_URL, CommonsClient
 from facerec_pipeline.sources.paid_search import SERPAPI_URL, SerpApiImages
 from facerec_pipeline.sources.polite_http import PoliteSession, RetryPolicy, UserAgentRefused
@@ -13,18 +13,18 @@ from facerec_pipeline.sources.wikidata import WIKIDATA_SPARQL_URL, WikidataClien
 
 WIKIMEDIA_HOSTS = ("wikidata.org", "wikimedia.org", "wikipedia.org")
 STAND_IN_USER_AGENT = "facerec_pipeline/0.1 (https://localhost/stand-in-endpoints)"
-SERP_API_KEY_ENV = "FACEREC_SERP_API_KEY"
 
 
-def env_config() -> dict:
-    """The web sources' settings from FACEREC_* variables, all but the paid search key: a
-    secret is never copied into config (the Dagster resource takes it as an EnvVar)."""
+def web_config(web: WebSettings) -> dict:
+    """The web sources' configuration from the settings, the public services where none is
+    set; all but the paid search key: a secret is never copied into config (the Dagster
+    resource takes it as an EnvVar)."""
     return {
-        "sparql_url": os.environ.get("FACEREC_WIKIDATA_SPARQL_URL") or WIKIDATA_SPARQL_URL,
-        "commons_api_url": os.environ.get("FACEREC_COMMONS_API_URL") or COMMONS_API_URL,
-        "user_agent": os.environ.get("FACEREC_USER_AGENT") or None,
-        "serp_api_url": os.environ.get("FACEREC_SERP_API_URL") or SERPAPI_URL,
-        "serp_cost_per_call": float(os.environ.get("FACEREC_SERP_COST_PER_CALL") or 0.015),
+        "sparql_url": web.wikidata_sparql_url or WIKIDATA_SPARQL_URL,
+        "commons_api_url": web.commons_api_url or COMMONS_API_URL,
+        "user_agent": web.user_agent,
+        "serp_api_url": web.serp_api_url or SERPAPI_URL,
+        "serp_cost_per_call": web.serp_cost_per_call,
     }
 
 

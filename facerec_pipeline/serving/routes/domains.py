@@ -10,10 +10,11 @@ from typing import Any
 
 import blurhash
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from PIL import Image
 from sqlalchemy.orm import Session
 
+from facerec_pipeline.app.clients import ClientView
 from facerec_pipeline.core.artifacts.store import THUMBNAIL, WEB
 from facerec_pipeline.core.gallery.previews import people_previews
 from facerec_pipeline.core.gallery.publish import serving_row
@@ -26,7 +27,6 @@ from facerec_pipeline.serving.access import (
     request_session,
     settings_of,
 )
-from facerec_pipeline.serving.clients import ClientView
 from facerec_pipeline.settings import Settings
 
 # The people list: at most this many people an answer (`limit`), and the width of the blurhash
@@ -105,16 +105,16 @@ def domains(
 )
 def stats(
     code: str,
+    request: Request,
     client: ClientView = Depends(client_of),
     session: Session = Depends(request_session),
 ) -> dict[str, Any]:
     """What `facerec stats --domain CODE --json` shows, for the token's own domain only."""
-    from facerec_pipeline.sources.web import env_config
-    from facerec_pipeline.stats import domain_stats
+    from facerec_pipeline.app.stats import domain_stats
 
     if code != client.domain:
         raise HTTPException(403, detail=f"this token is for domain {client.domain!r} only")
-    return domain_stats(session, code, env_config()["serp_cost_per_call"])
+    return domain_stats(session, code, settings_of(request).web.serp_cost_per_call)
 
 
 @router.get(

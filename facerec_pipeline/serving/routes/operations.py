@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy.orm import Session
 
+from facerec_pipeline.app.clients import ClientView
 from facerec_pipeline.core.gallery.publish import serving_row
 from facerec_pipeline.core.recognition.recognizer import Recognizer
 from facerec_pipeline.serving.access import (
@@ -26,7 +27,6 @@ from facerec_pipeline.serving.access import (
     request_session,
     settings_of,
 )
-from facerec_pipeline.serving.clients import ClientView
 from facerec_pipeline.serving.pool import RecognizerPool
 from facerec_pipeline.settings import Settings
 

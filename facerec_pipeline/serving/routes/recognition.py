@@ -10,11 +10,12 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
+from facerec_pipeline.app.clients import ClientView
+from facerec_pipeline.app.domains import DomainError
 from facerec_pipeline.core.faces.weights import ModelWeightsMissing
 from facerec_pipeline.core.gallery.publish import GalleryDamaged
 from facerec_pipeline.core.images.image_files import ImageRejected
 from facerec_pipeline.core.recognition.recognizer import NoGallery, Recognizer
-from facerec_pipeline.domains.registry import DomainError
 from facerec_pipeline.serving.access import (
     client_of,
     order_of,
@@ -23,7 +24,6 @@ from facerec_pipeline.serving.access import (
     request_session,
     settings_of,
 )
-from facerec_pipeline.serving.clients import ClientView
 from facerec_pipeline.serving.pool import RecognizerPool
 from facerec_pipeline.settings import Settings
 

@@ -1,0 +1,194 @@
+"""Run one domain's pipeline synchronously through the real Dagster instance."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from facerec_pipeline.core.files import full_disk
+from facerec_pipeline.db.engine import DatabaseUnavailable, database_down
+from facerec_pipeline.defs.assembly import build_definitions
+from facerec_pipeline.defs.jobs import DOMAIN_PIPELINE_JOB
+from facerec_pipeline.defs.partitions import domain_partitions
+from facerec_pipeline.defs.runs.events import record_run, step_failure_message
+from facerec_pipeline.defs.runs.recovery import (
+    INVOCATION_TAG,
+    forget_cause,
+    leave_cause,
+    recover_dead_runs,
+    refuse_concurrent_run,
+    reserve_cause,
+    run_tags,
+    watch_pool,
+)
+from facerec_pipeline.settings import Settings, validate_domain_code
+
+# Dagster's console logger at INFO shows the stages' own progress lines, not every event.
+RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    success: bool
+    failures: list[str] = field(default_factory=list)
+    materialized: dict[str, dict] = field(default_factory=dict)
+
+
+def run_domain(
+    settings: Settings,
+    code: str,
+    instance: dg.DagsterInstance | None = None,
+    echo: Callable[[str], None] = print,
+) -> RunOutcome:
+    """Run every stage of `code` in this process. Runs of this data root that died are cleaned
+    up first; a live run of the same domain is refused (RunInProgress); while this run waits for
+    the database pool, `echo` says which run holds it. A database (facerec's or Dagster's) that
+    stops answering ends it with RunStopped, one line, and the cause is left for recovery."""
+    validate_domain_code(code)
+    instance = instance or dg.DagsterInstance.get()
+    for line in recover_dead_runs(instance, settings):
+        echo(f"  recovered: {line}")
+    refuse_concurrent_run(instance, code)
+    if not instance.has_dynamic_partition(domain_partitions.name, code):
+        instance.add_dynamic_partitions(domain_partitions.name, [code])
+    job = build_definitions(settings).resolve_job_def(DOMAIN_PIPELINE_JOB)
+    invocation = uuid.uuid4().hex
+    stop = threading.Event()
+    watcher = threading.Thread(
+        target=watch_pool, args=(instance, settings, invocation, echo, stop), daemon=True
+    )
+    watcher.start()
+    reserve_cause(settings, invocation)
+    result, stopped = None, False
+    try:
+        with quiet_database_noise(echo):
+            result = job.execute_in_process(
+                instance=instance,
+                partition_key=code,
+                raise_on_error=False,
+                run_config=RUN_CONFIG,
+                tags={**run_tags(), INVOCATION_TAG: invocation},
+            )
+            outcome = _outcome(result, echo)
+            record_run(instance, result.run_id, settings.database_url)
+    except Exception as error:
+        down = database_down(error)
+        if down is None:
+            raise
+        full = full_disk(settings.storage_dir, Path(instance.root_directory or "."))
+        disk = f"{full}: {down}" if full else None
+        if result is not None:  # the run ended; only its history row could not be written
+            ended = "succeeded" if result.success else "FAILED"
+            why = disk or f"the database is unavailable ({down})"
+            raise RunStopped(
+                f"run {result.run_id} of {code!r} {ended}, but its history could not be "
+                f"written: {why}; the next `facerec run` or `facerec history` writes it"
+            ) from error
+        stopped = True
+        cause = disk or f"the database became unavailable ({down})"
+        kept = leave_cause(settings, invocation, cause)
+        later = (
+            "marks it failed with this cause"
+            if kept
+            else "marks it failed (killed or crashed: the cause could not be kept)"
+        )
+        fix = "Free space, then" if full else "When the database is back,"
+        raise RunStopped(
+            f"the run of {code!r} stopped: {cause}; what it stored is kept. {fix} the next "
+            f"`facerec run --domain {code}` (or `facerec history`) {later} and the run goes on "
+            "from what was stored"
+        ) from error
+    finally:
+        stop.set()
+        if not stopped:
+            forget_cause(settings, invocation)
+    return outcome
+
+
+class RunStopped(DatabaseUnavailable):
+    """A run could not go on, or not record its history: its database (facerec's or Dagster's)
+    became unavailable, or its disk full."""
+
+
+@contextmanager
+def quiet_database_noise(echo: Callable[[str], None]) -> Iterator[None]:
+    """While the run lasts, what Dagster and dagster-postgres say again and again when their
+    database does not answer is said once, in one line each: dagster-postgres's warning at
+    each connection retry (three lines, on the root logger), and Dagster's message (with the SQL
+    and its parameters, on stderr) each time an event cannot be written."""
+
+    class OnlyTheFirst(logging.Filter):
+        said = False
+
+        def filter(self, record: logging.LogRecord) -> bool:
+            if not str(record.msg).startswith("Retrying failed database connection"):
+                return True
+            if not self.said:
+                self.said = True
+                echo(f"  the database does not answer, retrying: {_first_line(record.args)}")
+            return False
+
+    class FirstLineOnce:
+        def __init__(self, stream):
+            self.stream, self.said = stream, False
+
+        def write(self, text: str) -> int:
+            if not text.startswith(EVENT_WRITE_FAILED):
+                return self.stream.write(text)
+            if not self.said:
+                self.said = True
+                self.stream.write(text.splitlines()[0][:300] + "\n")
+            return len(text)
+
+        def __getattr__(self, name: str):
+            return getattr(self.stream, name)
+
+    quiet, stderr = OnlyTheFirst(), sys.stderr
+    root = logging.getLogger()
+    root.addFilter(quiet)
+    sys.stderr = FirstLineOnce(stderr)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
+        sys.stderr = stderr
+
+
+EVENT_WRITE_FAILED = "Exception while writing logger call to event log"
+
+
+def _first_line(args: Any) -> str:
+    lines = str(args[0] if args else "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _outcome(result: dg.ExecuteInProcessResult, echo: Callable[[str], None]) -> RunOutcome:
+    """What the run materialized and checked, said as it is read, and its step failures."""
+    outcome = RunOutcome(run_id=result.run_id, success=result.success)
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            materialization = event.step_materialization_data.materialization
+            metadata = {key: value.value for key, value in materialization.metadata.items()}
+            outcome.materialized[materialization.asset_key.to_user_string()] = metadata
+            rows = metadata.get("dagster/row_count")
+            count = f" ({rows} rows)" if rows is not None else ""
+            echo(f"  materialized {materialization.asset_key.to_user_string()}{count}")
+        elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.asset_check_evaluation_data
+            state = "passed" if evaluation.passed else "FAILED"
+            echo(f"  check {evaluation.check_name}: {state}")
+            if not evaluation.passed and evaluation.description:
+                echo(f"    {evaluation.description}")
+        elif event.is_step_failure:
+            outcome.failures.append(step_failure_message(event))
+    return outcome

@@ -1,0 +1,212 @@
+"""Resources: the project's storage and database, the face engine, and the domains' sources."""
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import fields
+from pathlib import Path
+
+import dagster as dg
+from pydantic import PrivateAttr
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from facerec_pipeline.core.artifacts.store import ArtifactStore
+from facerec_pipeline.core.face_models import (
+    DEFAULT_FACE_MODEL,
+    FaceModel,
+    face_model,
+    with_overrides,
+)
+from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine
+from facerec_pipeline.core.faces.validation import WorkerPool
+from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.db.migrate import upgrade
+from facerec_pipeline.db.models import Domain
+from facerec_pipeline.settings import SERP_API_KEY_ENV, Settings, WebSettings
+from facerec_pipeline.sources.folder import FolderSource
+from facerec_pipeline.sources.interfaces import DomainSource, SourceError
+from facerec_pipeline.sources.web import WebSources, web_config
+from facerec_pipeline.sources.wikimedia import WikidataQuery, WikimediaSource
+
+
+class FacerecStorage(dg.ConfigurableResource):
+    """The storage root (files) and the database (SQLite file by default, any SQLAlchemy URL)."""
+
+    storage_dir: str
+    database_url: str
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(storage_dir=Path(self.storage_dir), database_url=self.database_url)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Runs are safe on a fresh or an older database: bring the schema up to date first.
+        upgrade(self.database_url)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with session_scope(self.database_url) as session:
+            yield session
+
+
+class FaceEngineResource(dg.ConfigurableResource):
+    """The face engines of a run. Each domain names its face model (`domains.face_model`, the
+    catalogue in core/face_models.py: `sface` by default, `dlib`, DeepFace's downloadable
+    ones); `model(name)` gives that model's configuration, with any of the settings below set
+    here replacing the model's own measured one for every domain (None: the model's own).
+
+    Set up for a run (by Dagster, or by `open()` outside it), the resource owns the engines and
+    worker pools it made, one per engine configuration, each made at first use and released when
+    the run ends (`teardown_after_execution` stops the worker processes). Nothing is shared
+    between two resources or two runs: each run gets a fresh copy of the resource."""
+
+    models_dir: str
+    detect_max_side: int | None = None
+    # dlib: a cheap pass without upsampling first; faces it may miss cannot change the decision.
+    coarse_first: bool | None = None
+    # Dlib: dlib's own face chips (5-point landmarks, 150 px, 25% padding).
+    dlib_chips: bool | None = None
+    # Dlib chips and SFace: average the descriptors of the crop and of its mirror image.
+    mirror_average: bool | None = None
+    min_confidence: float | None = None
+    min_face_size: int | None = None
+    min_blur_score: float | None = None
+    dominance_ratio: float | None = None
+    duplicate_hash_distance: int | None = None
+    # Identity filter: a face farther than this (cosine) from the mean of its person's other
+    # faces is quarantined.
+    identity_max_distance: float | None = None
+    # Processes for detection and embedding (dlib holds the GIL). Default: the machine's cores.
+    workers: int = max(1, min(os.cpu_count() or 1, 8))
+    # Photos per worker from which a batch goes to the workers; None: the engine's own,
+    # measured on 2 cores (core/faces/validation.py: min_photos_per_worker).
+    min_photos_per_worker: int | None = None
+
+    _engines: dict[EngineConfig, FaceEngine] = PrivateAttr(default_factory=dict)
+    _pools: dict[EngineConfig, WorkerPool] = PrivateAttr(default_factory=dict)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        # Dagster calls this when the run (or, with the multiprocess executor, the step's
+        # process) is done with the resource, failed or not.
+        pools, self._pools, self._engines = self._pools, {}, {}
+        for pool in pools.values():
+            pool.close()
+
+    @contextmanager
+    def open(self) -> Iterator["FaceEngineResource"]:
+        """This resource set up as a run sets it up, for code outside Dagster (the CLI, the
+        bench): yields the set-up copy, whose engine() and pool() serve until the block ends;
+        then its worker processes stop."""
+        with self.process_config_and_initialize_cm() as face_engine:
+            yield face_engine
+
+    def model(self, name: str = DEFAULT_FACE_MODEL) -> FaceModel:
+        """The face model `name` (catalogue) with the settings this resource sets."""
+        overrides = {
+            field: getattr(self, field)
+            for field in type(self).model_fields
+            if field not in ("models_dir", "workers", "min_photos_per_worker")
+        }
+        return with_overrides(face_model(name), **overrides)
+
+    def model_of_domain(self, storage: "FacerecStorage", code: str) -> FaceModel:
+        """The face model the domain is set to use (`facerec domains set X --model NAME`)."""
+        with storage.session() as session:
+            name = session.scalar(select(Domain.face_model).where(Domain.code == code))
+        if name is None:
+            raise SourceError(f"unknown domain {code!r}", retryable=False)
+        return self.model(name)
+
+    def engine(self, model: FaceModel) -> FaceEngine:
+        """The face engine of `model` (made at the first call; weights checked then)."""
+        if model.engine not in self._engines:
+            self._engines[model.engine] = FaceEngine(model.engine, Path(self.models_dir))
+        return self._engines[model.engine]
+
+    def pool(self, model: FaceModel) -> WorkerPool:
+        """The worker processes of this run for `model`'s engine, for validate_photos and
+        embed_crops: started at the first batch large enough to need them, stopped when the
+        run ends."""
+        if model.engine not in self._pools:
+            self._pools[model.engine] = WorkerPool(
+                self.engine(model), self.workers, self.min_photos_per_worker
+            )
+        return self._pools[model.engine]
+
+
+def face_engine_resource(settings: Settings | None = None) -> FaceEngineResource:
+    """The face engine configuration of the project: the pipeline's resource
+    (definitions.build_resources), and the one the CLI and the bench open, so all of them judge
+    and embed faces alike. Without `settings`, the configuration only (no models folder)."""
+    return FaceEngineResource(models_dir=str(settings.models_dir) if settings else "")
+
+
+@contextmanager
+def open_face_engine(settings: Settings) -> Iterator[FaceEngineResource]:
+    """The project's face engine resource set up outside Dagster (see FaceEngineResource.open):
+    `with open_face_engine(settings) as face_engine: face_engine.engine(model), ...`."""
+    with face_engine_resource(settings).open() as face_engine:
+        yield face_engine
+
+
+class SourcesResource(dg.ConfigurableResource):
+    """Where each domain's people and photos come from: `for_domain` gives the domain's
+    source (sources/interfaces.py: PersonSource and PhotoSource), a folder or Wikimedia
+    (Wikidata, Commons and the optional paid image search). The web endpoints, User-Agent and
+    the paid search key come from FACEREC_* environment variables (see README); the key as a
+    `dg.EnvVar`, so Dagster shows the variable's name and resolves its value when a run starts."""
+
+    sparql_url: str
+    commons_api_url: str
+    user_agent: str | None = None
+    thumb_width: int = 960
+    license_policy: str = "free"
+    max_attempts: int = 5
+    serp_api_url: str
+    serp_api_key: str | None = None
+    serp_cost_per_call: float = 0.015
+
+    @classmethod
+    def from_settings(cls, web: WebSettings) -> "SourcesResource":
+        """The resource for the web settings. Paid search is optional: with
+        FACEREC_SERP_API_KEY unset when the definitions load there is no key (search off), as
+        an EnvVar of an unset variable would fail every run."""
+        key = dg.EnvVar(SERP_API_KEY_ENV) if web.serp_api_key_set else None
+        return cls(**web_config(web), serp_api_key=key)
+
+    def web(self) -> WebSources:
+        return WebSources(**{f.name: getattr(self, f.name) for f in fields(WebSources)})
+
+    def for_domain(self, domain: Domain, settings: Settings) -> DomainSource:
+        """The source of `domain`: the one place that chooses it by `domains.source`. Nothing
+        is read or fetched until the source is asked; SourceError for an unknown source."""
+        code = domain.code
+        photos_dir = settings.training_dir(code)
+        if domain.source == "folder":
+            return FolderSource(
+                Path(domain.source_path or ""),
+                photos_dir,
+                settings.relative,
+                inspection_cache=settings.cache_dir / "folder_scan" / f"{code}.json",
+                artifacts=ArtifactStore(settings),
+            )
+        if domain.source == "wikidata":
+            query = WikidataQuery(
+                tuple(domain.countries),
+                tuple(domain.occupations),
+                domain.min_sitelinks,
+                domain.max_people,
+                domain.local_language,
+            )
+            return WikimediaSource(
+                self.web(),
+                query,
+                photos_dir,
+                settings.relative,
+                wikidata_cache_dir=settings.cache_dir / "wikidata",
+                images_per_person=domain.images_per_person,
+                paid_budget=domain.serp_budget,
+                artifacts=ArtifactStore(settings),
+            )
+        raise SourceError(f"domain {code!r}: unknown source {domain.source!r}", retryable=False)
