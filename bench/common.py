@@ -92,8 +92,8 @@ def add_folder_domain(
 def served_gallery(matrix: np.ndarray, labels: list[str], model_config: str, index=None):
     """The structure the recognizer serves (rows grouped by person, a calibrated operating
     point, the faiss index when given), for timing the product's own search."""
+    from facerec_pipeline.core.gallery.loading import LoadedGallery
     from facerec_pipeline.core.gallery.open_set import calibrate
-    from facerec_pipeline.core.gallery.publish import LoadedGallery
 
     names = list(dict.fromkeys(labels))
     position = {name: i for i, name in enumerate(names)}

@@ -43,6 +43,7 @@ from bench.common import (
     short_commit,
     write_section,
 )
+from facerec_pipeline.app.stages.detected_faces import keep_one_face_per_person
 from facerec_pipeline.core.face_models import FaceModel, face_model
 from facerec_pipeline.core.faces.engine import DetectedFace, EngineConfig, FaceEngine, l2_normalize
 from facerec_pipeline.core.faces.quality_gates import GateConfig, judge_faces
@@ -55,7 +56,6 @@ from facerec_pipeline.core.gallery.open_set import (
     score_people,
 )
 from facerec_pipeline.core.images.duplicates import PhotoRef, find_duplicates
-from facerec_pipeline.defs.detected_faces.assets import keep_one_face_per_person
 
 BEGIN, END = "<!-- dev-set:begin -->", "<!-- dev-set:end -->"
 FACES_KEPT = 3  # faces per photo detected and embedded for the replay (largest first)

@@ -12,19 +12,14 @@ from PIL import Image
 
 from bench.common import served_gallery
 from facerec_pipeline.core.faces.engine import FaceEngine, l2_normalize
-from facerec_pipeline.core.gallery.publish import load_batches
+from facerec_pipeline.core.gallery.loading import load_batches
 
 
 def cold_start(size: int, dim: int, work: Path) -> dict:
     """Load a version of `size` faces written by the pipeline's own batch writer (10 faces a
     person, so batches of 500 people and, from 50,000 faces, the faiss index)."""
-    from facerec_pipeline.core.gallery.publish import (
-        GalleryEntry,
-        file_checksums,
-        index_path,
-        served_paths,
-        write_batches,
-    )
+    from facerec_pipeline.core.gallery.loading import file_checksums, index_path, served_paths
+    from facerec_pipeline.core.gallery.publish import GalleryEntry, write_batches
 
     rng = np.random.default_rng(1)
     matrix = l2_normalize(rng.standard_normal((size, dim)))

@@ -252,8 +252,8 @@ def test_a_photo_whose_previews_fail_is_recorded_retried_and_listed(
 
 
 def test_a_failure_that_clears_is_retried_and_forgotten(settings, tmp_path, photos, monkeypatch):
+    from facerec_pipeline.app.stages import detected_faces as detected_assets
     from facerec_pipeline.app.stats import domain_skips
-    from facerec_pipeline.defs.detected_faces import assets as detected_assets
 
     obama_domain(settings, tmp_path, photos)
     real = detected_assets.save_crop

@@ -15,7 +15,6 @@ from facerec_pipeline.app.backups import (
     backups_to_keep,
     list_backups,
     prune_backups,
-    restore_database,
 )
 from facerec_pipeline.app.domains import get_domain, list_domains, set_active
 from facerec_pipeline.app.promotion import (
@@ -27,6 +26,7 @@ from facerec_pipeline.app.promotion import (
     rollback,
     run_checks,
 )
+from facerec_pipeline.app.restore import restore_database
 from facerec_pipeline.app.run_history import recent_sessions
 from facerec_pipeline.cli.main import cli
 from facerec_pipeline.core.faces.engine import EngineConfig

@@ -1,4 +1,6 @@
+import importlib
 import json
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +55,36 @@ def test_definitions_snapshot(settings):
     job = defs.resolve_job_def("domain_pipeline")
     assert job.partitions_def.name == "domain"
     assert sorted(defs.resources) == ["face_engine", "facerec", "sources", "stage_tables"]
+
+
+DEFINITION_TYPES = (
+    dg.AssetsDefinition,
+    dg.AssetChecksDefinition,
+    dg.SensorDefinition,
+    dg.ScheduleDefinition,
+    dg.JobDefinition,
+    type(dg.define_asset_job("any")),  # what define_asset_job gives
+)
+
+
+def test_everything_defined_under_defs_is_assembled(settings):
+    """defs/assembly.py lists the definitions instead of autoloading the folder: nothing a
+    module of defs/ defines may be left out of what Dagster loads."""
+    import facerec_pipeline.defs as defs_package
+
+    defined = {}
+    for module in pkgutil.walk_packages(defs_package.__path__, "facerec_pipeline.defs."):
+        for name, value in vars(importlib.import_module(module.name)).items():
+            if isinstance(value, DEFINITION_TYPES):
+                defined[id(value)] = f"{module.name}.{name}"
+    assert len(defined) >= 15
+    defs = build_definitions(settings)
+    loaded = {
+        id(value)
+        for kind in ("assets", "asset_checks", "sensors", "schedules", "jobs")
+        for value in getattr(defs, kind)
+    }
+    assert sorted(name for key, name in defined.items() if key not in loaded) == []
 
 
 def test_everything_the_ui_lists_has_a_description(settings):

@@ -5,8 +5,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from facerec_pipeline.core.faces.dlib_detection import CHIP_PADDING, CHIP_SIZE
 from facerec_pipeline.core.faces.dlib_resnet import DlibFaceResNet, WeightsFormatError
-from facerec_pipeline.core.faces.engine import CHIP_PADDING, CHIP_SIZE, FaceEngine
+from facerec_pipeline.core.faces.engine import FaceEngine
 from facerec_pipeline.core.faces.weights import DLIB_LANDMARKS, DLIB_RESNET, weights_dir
 from facerec_pipeline.core.images.image_files import load_rgb
 

@@ -140,7 +140,7 @@ def test_parallel_validation_and_embedding_match_the_serial_results(
 def test_saved_copy_of_dlibs_detector_finds_what_dlib_finds(engine, photos, tmp_path, models_dir):
     import dlib
 
-    from facerec_pipeline.core.faces.engine import FRONTAL_DETECTOR_COPY
+    from facerec_pipeline.core.faces.dlib_detection import FRONTAL_DETECTOR_COPY
     from facerec_pipeline.core.faces.weights import weights_dir
 
     models = tmp_path / "models"

@@ -98,8 +98,8 @@ KILL_POINTS = [
     (WRITE_ROWS, "before", "images"),
     (WRITE_ROWS, "before", "faces"),
     (WRITE_ROWS, "before", "face_embeddings"),
-    ("facerec_pipeline.defs.previews.assets:previews_or_error", "after", "*"),
-    ("facerec_pipeline.defs.gallery.assets:write_batches", "after", "*"),
+    ("facerec_pipeline.app.stages.previews:previews_or_error", "after", "*"),
+    ("facerec_pipeline.app.stages.gallery:write_batches", "after", "*"),
     ("facerec_pipeline.app.promotion:write_prod_pointer", "after", "*"),
 ]
 

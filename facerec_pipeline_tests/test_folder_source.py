@@ -2,12 +2,12 @@ import json
 
 import pytest
 
+from facerec_pipeline.app.stages.candidates import assign_normalized_names
 from facerec_pipeline.core.names import (
     display_name_from_folder,
     normalize_name,
     unique_normalized_name,
 )
-from facerec_pipeline.defs.candidates.assets import assign_normalized_names
 from facerec_pipeline.sources.folder import FolderSourceError, scan_folder
 
 

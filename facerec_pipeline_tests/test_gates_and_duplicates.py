@@ -69,7 +69,7 @@ def test_duplicates_exact_and_perceptual_keep_the_earliest():
 
 
 def test_a_person_whose_photos_all_fail_soft_gates_keeps_the_largest_face():
-    from facerec_pipeline.defs.detected_faces.assets import keep_one_face_per_person
+    from facerec_pipeline.app.stages.detected_faces import keep_one_face_per_person
 
     def row(person, status, reason, size, crop="c.png"):
         return {

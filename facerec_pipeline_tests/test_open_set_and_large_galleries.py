@@ -8,6 +8,7 @@ import pytest
 
 from facerec_pipeline.app import promotion_checks
 from facerec_pipeline.core.faces.engine import l2_normalize
+from facerec_pipeline.core.gallery.loading import load_batches
 from facerec_pipeline.core.gallery.open_set import (
     calibrate,
     decision_scores,
@@ -20,7 +21,6 @@ from facerec_pipeline.core.gallery.open_set import (
 from facerec_pipeline.core.gallery.publish import (
     BATCH_MAX_PEOPLE,
     GalleryEntry,
-    load_batches,
     ordered_entries,
     write_batches,
 )
@@ -180,7 +180,7 @@ def test_calibration_of_a_large_gallery_samples_its_probes(large_gallery):
 
 
 def test_served_search_falls_back_to_exact_when_one_person_owns_every_candidate():
-    from facerec_pipeline.core.gallery.publish import LoadedGallery
+    from facerec_pipeline.core.gallery.loading import LoadedGallery
     from facerec_pipeline.core.gallery.search_index import build_ivf
     from facerec_pipeline.core.recognition.recognizer import ranked_people
 

@@ -8,6 +8,8 @@ import pytest
 import responses
 
 from facerec_pipeline.app.domains import DomainSpec, add_domain, get_domain
+from facerec_pipeline.app.stages.raw_images import record_fetch
+from facerec_pipeline.app.stages.stage_run import StageRun
 from facerec_pipeline.app.stats import (
     domain_stats,
     month_bounds,
@@ -16,7 +18,6 @@ from facerec_pipeline.app.stats import (
 )
 from facerec_pipeline.core.images.image_files import INCOMING_DIR, photo_path
 from facerec_pipeline.db.models import SerpCall
-from facerec_pipeline.defs.raw_images.assets import record_fetch
 from facerec_pipeline.defs.resources import FacerecStorage
 from facerec_pipeline.sources.commons import CommonsClient
 from facerec_pipeline.sources.paid_search import Budget, SerpApiImages
@@ -128,7 +129,7 @@ def test_the_paid_search_budget_is_per_domain_per_calendar_month(http, artifacts
             limit = get_domain(session, "demo").serp_budget
             budget = Budget(limit, already_spent=serp_spent_in_month(session, "demo"))
         fetched = fetcher(http, artifacts, budget).fetch("demo", biden(person_id))
-        record_fetch(facerec, "demo", run_id, [], [], fetched.serp_calls)
+        record_fetch(StageRun(facerec.settings, "demo", run_id), [], [], fetched.serp_calls)
         return fetched
 
     first = run("run-1", 1)

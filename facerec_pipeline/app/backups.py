@@ -1,7 +1,8 @@
 """Backups of the SQLite database with SQLite's online backup API (safe while runs write), or of
 a PostgreSQL database with `pg_dump --format=custom` (a consistent snapshot, also safe while runs
-write), kept 7 daily, 4 weekly and 12 monthly per database; and a restore that checks the backup
-is a facerec database first and keeps a copy of what it replaces. No Dagster here.
+write), kept 7 daily, 4 weekly and 12 monthly per database; and the check that a file is a
+facerec database this code knows, which every backup passes before it is kept (restoring one is
+in restore.py). No Dagster here.
 
 On PostgreSQL the password goes to pg_dump, pg_restore and psql in their PGPASSWORD environment
 variable only, never on a command line, and never appears in a message.
@@ -13,7 +14,6 @@ storage/backups/) are never pruned and can still be restored."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -26,8 +26,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from facerec_pipeline.db.engine import dispose_engines
-from facerec_pipeline.db.migrate import PROJECT_TABLES, known_revisions, upgrade
+from facerec_pipeline.db.engine import is_postgresql, sqlite_path
+from facerec_pipeline.db.migrate import PROJECT_TABLES, known_revisions
 
 NAME = re.compile(r"^facerec-(\d{8}T\d{6}Z)\.(?:db|dump)$")
 DUMP_SUFFIX = ".dump"  # PostgreSQL backups: pg_dump's custom format
@@ -57,17 +57,14 @@ class NotAFacerecDatabase(BackupError):
 
 
 def sqlite_file(database_url: str) -> Path:
-    url = make_url(database_url)
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+    path = sqlite_path(database_url)
+    if path is None:
         raise BackupError(
-            f"backups here cover the SQLite file only; back up {url.get_backend_name()} with its "
-            "own tools (pg_dump for PostgreSQL)"
+            f"backups here cover the SQLite file only; back up "
+            f"{make_url(database_url).get_backend_name()} with its own tools (pg_dump for "
+            "PostgreSQL)"
         )
-    return Path(url.database)
-
-
-def is_postgres(database_url: str) -> bool:
-    return make_url(database_url).get_backend_name() == "postgresql"
+    return path
 
 
 def _postgres_identity(database_url: str) -> str:
@@ -77,7 +74,7 @@ def _postgres_identity(database_url: str) -> str:
     return f"postgresql://{host}:{url.port or 5432}/{url.database or ''}"
 
 
-def _postgres_client(database_url: str) -> tuple[str, dict[str, str], str | None]:
+def postgres_client(database_url: str) -> tuple[str, dict[str, str], str | None]:
     """(libpq connection URI without the password, environment for pg_dump/pg_restore/psql with
     the password in PGPASSWORD, the password to mask in their messages)."""
     url = make_url(database_url)
@@ -93,7 +90,7 @@ def _postgres_client(database_url: str) -> tuple[str, dict[str, str], str | None
     return uri, env, str(url.password) if url.password else None
 
 
-def _postgres_tool(name: str) -> str:
+def postgres_tool(name: str) -> str:
     found = shutil.which(name)
     if not found:
         raise BackupError(
@@ -103,21 +100,21 @@ def _postgres_tool(name: str) -> str:
     return found
 
 
-def _masked(text: str, password: str | None) -> str:
+def masked(text: str, password: str | None) -> str:
     text = text.strip()
     return text.replace(password, "***") if password else text
 
 
-def _run_postgres_tool(args: list[str], env: dict[str, str], password: str | None) -> str:
+def run_postgres_tool(args: list[str], env: dict[str, str], password: str | None) -> str:
     """Run a PostgreSQL client tool; its stdout, else BackupError with its message (masked)."""
     try:
         done = subprocess.run(
             args, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
         )
     except OSError as error:
-        raise BackupError(f"cannot run {args[0]} ({_masked(str(error), password)})") from error
+        raise BackupError(f"cannot run {args[0]} ({masked(str(error), password)})") from error
     if done.returncode != 0:
-        lines = _masked(done.stderr, password).splitlines()
+        lines = masked(done.stderr, password).splitlines()
         raise BackupError(
             f"{Path(args[0]).name} failed ({'; '.join(lines[-3:]) or f'exit {done.returncode}'})"
         )
@@ -128,7 +125,7 @@ def database_backups_dir(database_url: str, backups_dir: Path) -> Path:
     """The folder of this database's backups: named after the database file and a hash of its
     resolved path (PostgreSQL: the database's name and a hash of its host, port and name), so two
     databases never share (or prune) one pool."""
-    if is_postgres(database_url):
+    if is_postgresql(database_url):
         identity = _postgres_identity(database_url)
         name = make_url(database_url).database or "database"
     else:
@@ -145,10 +142,10 @@ def check_dump_file(path: Path) -> str:
     pg_restore (reads the file only)."""
     if not path.is_file():
         raise NotAFacerecDatabase(f"no file {path}")
-    pg_restore = _postgres_tool("pg_restore")
+    pg_restore = postgres_tool("pg_restore")
     try:
-        listing = _run_postgres_tool([pg_restore, "--list", str(path)], dict(os.environ), None)
-        data = _run_postgres_tool(
+        listing = run_postgres_tool([pg_restore, "--list", str(path)], dict(os.environ), None)
+        data = run_postgres_tool(
             [pg_restore, "--data-only", "--table=alembic_version", "--file=-", str(path)],
             dict(os.environ),
             None,
@@ -174,38 +171,6 @@ def check_dump_file(path: Path) -> str:
     return revisions[0]
 
 
-def served_files_elsewhere(backup: Path, storage_dir: Path) -> str | None:
-    """Why the SQLite backup `backup` belongs to another storage root, or None: it has gallery
-    versions that served (production, published) with recorded file checksums, and not one of
-    them is intact under `storage_dir` (restored here, every version would be damaged and the
-    domains stuck). PostgreSQL archives and schemas before file checksums are not judged."""
-    from facerec_pipeline.core.gallery.publish import damaged_files
-
-    if backup.suffix == DUMP_SUFFIX:
-        return None
-    try:
-        with closing(sqlite3.connect(f"file:{backup}?mode=ro", uri=True)) as connection:
-            versions = connection.execute(
-                "SELECT domain, version, file_checksums FROM galleries WHERE file_checksums IS "
-                "NOT NULL AND status IN ('production', 'published') ORDER BY domain, version"
-            ).fetchall()
-    except sqlite3.Error:
-        return None
-    first_problem = None
-    for domain, version, checksums in versions:
-        problems = damaged_files(storage_dir, json.loads(checksums or "{}"))
-        if not problems:
-            return None  # one served version's files are here: this storage root's database
-        first_problem = first_problem or f"v{version} of {domain!r}: {problems[0]}"
-    if first_problem is None:
-        return None
-    return (
-        f"{backup} was taken with another storage root: none of its {len(versions)} served gallery "
-        f"versions has its files under {storage_dir} ({first_problem}); restore it with "
-        "FACEREC_STORAGE_DIR set to the storage root it was taken with"
-    )
-
-
 def check_backup_file(path: Path, thorough: bool = True) -> str:
     """The schema revision of the backup `path`: a pg_dump archive (.dump) or a SQLite file."""
     if path.suffix == DUMP_SUFFIX:
@@ -213,11 +178,11 @@ def check_backup_file(path: Path, thorough: bool = True) -> str:
     return check_database_file(path, thorough)
 
 
-def _dump_postgres(database_url: str, target: Path) -> None:
+def dump_postgres(database_url: str, target: Path) -> None:
     """`pg_dump --format=custom` of the database into `target`."""
-    uri, env, password = _postgres_client(database_url)
-    pg_dump = _postgres_tool("pg_dump")
-    _run_postgres_tool(
+    uri, env, password = postgres_client(database_url)
+    pg_dump = postgres_tool("pg_dump")
+    run_postgres_tool(
         [pg_dump, "--format=custom", "--no-password", f"--file={target}", f"--dbname={uri}"],
         env,
         password,
@@ -273,7 +238,7 @@ def check_database_file(path: Path, thorough: bool = True) -> str:
     return revisions[0]
 
 
-def _copy(source: Path, target: Path, journal_mode: str = "DELETE") -> None:
+def online_copy(source: Path, target: Path, journal_mode: str = "DELETE") -> None:
     """Page-by-page online copy; `target` ends as one self-contained file (or in WAL mode when it
     is the live database being restored)."""
     with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
@@ -286,7 +251,7 @@ def _copy(source: Path, target: Path, journal_mode: str = "DELETE") -> None:
 
 def _checked_copy(source: Path, partial: Path) -> None:
     try:
-        _copy(source, partial)
+        online_copy(source, partial)
     except sqlite3.DatabaseError as error:
         raise BackupError(f"{source} cannot be copied ({error})") from error
     try:
@@ -298,7 +263,7 @@ def _checked_copy(source: Path, partial: Path) -> None:
 def backup_database(database_url: str, backups_dir: Path, now: datetime | None = None) -> Path:
     """Copy the database into its own folder under `backups_dir`; returns the new file. A
     database that is missing or not a facerec database is refused and no backup is touched."""
-    if is_postgres(database_url):
+    if is_postgresql(database_url):
         return _backup_postgres(database_url, backups_dir, now)
     source = sqlite_file(database_url)
     if not source.is_file():
@@ -318,7 +283,7 @@ def backup_database(database_url: str, backups_dir: Path, now: datetime | None =
 
 def _backup_postgres(database_url: str, backups_dir: Path, now: datetime | None) -> Path:
     def dump(partial: Path) -> None:
-        _dump_postgres(database_url, partial)
+        dump_postgres(database_url, partial)
         check_dump_file(partial)
 
     identity = _postgres_identity(database_url)
@@ -435,163 +400,3 @@ def backup_and_prune(
     """Back up the database, then prune that database's backups alone."""
     path = backup_database(database_url, backups_dir, now)
     return path, prune_backups(path.parent, now)
-
-
-def _keep_pre_restore_copy(target: Path, folder: Path) -> Path:
-    """Copy the live database aside before a restore replaces it: an online copy when it is
-    readable, else its bytes as they are (with its -wal file), so a damaged database can still be
-    replaced without losing it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime(STAMP)
-    safety = folder / f"pre-restore-{stamp}.db"
-    for number in range(2, 1000):  # never over an earlier copy (two restores in one second)
-        if not safety.exists():
-            break
-        safety = folder / f"pre-restore-{stamp}-{number}.db"
-    try:
-        _copy(target, safety)
-    except (sqlite3.DatabaseError, BackupError):
-        safety.unlink(missing_ok=True)
-        shutil.copyfile(target, safety)
-        wal = target.with_name(target.name + "-wal")
-        if wal.exists():
-            shutil.copyfile(wal, safety.with_name(safety.name + "-wal"))
-    if not safety.is_file() or safety.stat().st_size < min(target.stat().st_size, 1):
-        raise BackupError(f"could not keep a copy of {target} in {safety}; nothing restored")
-    return safety
-
-
-def _replace_live(backup: Path, target: Path) -> None:
-    try:
-        _copy(backup, target, journal_mode="WAL")
-    except sqlite3.DatabaseError:
-        # The live file is not a database at all (its copy is kept): start it afresh.
-        for path in (target, *(target.with_name(target.name + s) for s in ("-wal", "-shm"))):
-            path.unlink(missing_ok=True)
-        _copy(backup, target, journal_mode="WAL")
-
-
-def restore_database(database_url: str, backup: Path, backups_dir: Path) -> Path | None:
-    """Replace the database with `backup` once it is known to be an undamaged facerec database
-    of a schema revision this code knows (else NotAFacerecDatabase, nothing touched). The
-    current database is copied into its backups folder as `pre-restore-...db` (returned), and
-    an older schema is upgraded. Pointer files are the caller's to reconcile.
-
-    On PostgreSQL `backup` is a pg_dump archive (.dump): the database is dumped first as
-    `pre-restore-...dump`, then the archive is replayed (pg_restore --clean --if-exists, through
-    psql in one transaction: on any error nothing changes)."""
-    if is_postgres(database_url):
-        return _restore_postgres(database_url, backup, backups_dir)
-    target = sqlite_file(database_url)
-    if not backup.is_file():
-        raise BackupError(f"no backup file {backup}")
-    if target.exists() and backup.resolve() == target.resolve():
-        raise BackupError(f"{backup} is the database itself; name a backup file")
-    try:
-        check_database_file(backup)
-    except NotAFacerecDatabase as refused:
-        raise NotAFacerecDatabase(
-            f"{refused}; nothing restored, the database is unchanged"
-        ) from refused
-    if not target.absolute().parent.is_dir():
-        raise BackupError(
-            f"no directory {target.absolute().parent} for the database; nothing "
-            "restored (fix DATABASE_URL or FACEREC_STORAGE_DIR)"
-        )
-    dispose_engines()
-    safety = None
-    if target.exists():
-        safety = _keep_pre_restore_copy(target, database_backups_dir(database_url, backups_dir))
-    _replace_live(backup, target)
-    return _upgrade_restored(database_url, backup, safety)
-
-
-def _restore_postgres(database_url: str, backup: Path, backups_dir: Path) -> Path:
-    if not backup.is_file():
-        raise BackupError(f"no backup file {backup}")
-    if backup.suffix != DUMP_SUFFIX:
-        raise BackupError(
-            f"{backup} is not a pg_dump archive (facerec-*{DUMP_SUFFIX}); a PostgreSQL database is "
-            "restored from its own backups (`facerec db backup` with this DATABASE_URL)"
-        )
-    try:
-        check_dump_file(backup)
-    except NotAFacerecDatabase as refused:
-        raise NotAFacerecDatabase(
-            f"{refused}; nothing restored, the database is unchanged"
-        ) from refused
-    folder = database_backups_dir(database_url, backups_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime(STAMP)
-    safety = folder / f"pre-restore-{stamp}{DUMP_SUFFIX}"
-    for number in range(2, 1000):  # never over an earlier copy (two restores in one second)
-        if not safety.exists():
-            break
-        safety = folder / f"pre-restore-{stamp}-{number}{DUMP_SUFFIX}"
-    dispose_engines()
-    try:
-        _dump_postgres(database_url, safety)
-    except BackupError as error:
-        safety.unlink(missing_ok=True)
-        raise BackupError(
-            f"could not keep a copy of the database ({error}); nothing restored"
-        ) from error
-    uri, env, password = _postgres_client(database_url)
-    pg_restore, psql = _postgres_tool("pg_restore"), _postgres_tool("psql")
-    # Tables of a newer schema than the backup's would be left behind by --clean and block the
-    # upgrade that follows: dropped first, in the same transaction.
-    drops = "".join(
-        f'DROP TABLE IF EXISTS "{table}" CASCADE;\n' for table in sorted(PROJECT_TABLES)
-    )
-    script = _run_postgres_tool(
-        [
-            pg_restore,
-            "--clean",
-            "--if-exists",
-            "--no-owner",
-            "--no-privileges",
-            "--file=-",
-            str(backup),
-        ],
-        env,
-        password,
-    )
-    try:
-        done = subprocess.run(
-            [
-                psql,
-                "--no-psqlrc",
-                "--quiet",
-                "--no-password",
-                "--single-transaction",
-                "--set=ON_ERROR_STOP=1",
-                f"--dbname={uri}",
-                "--file=-",
-            ],
-            input=drops + script,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-    except OSError as error:
-        raise BackupError(f"cannot run psql ({_masked(str(error), password)})") from error
-    if done.returncode != 0:
-        lines = _masked(done.stderr, password).splitlines()
-        raise BackupError(
-            f"restoring {backup} failed ({'; '.join(lines[-3:])}); nothing restored, the "
-            f"database is unchanged (its copy: {safety})"
-        )
-    return _upgrade_restored(database_url, backup, safety)
-
-
-def _upgrade_restored(database_url: str, backup: Path, safety: Path | None) -> Path | None:
-    """A restored database brought up to this code's schema (a backup may be older)."""
-    dispose_engines()
-    try:
-        upgrade(database_url)
-    except Exception as error:
-        raise BackupError(
-            f"restored {backup} but could not upgrade its schema ({error}); the previous "
-            f"database is in {safety}"
-        ) from error
-    return safety

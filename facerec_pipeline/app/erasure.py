@@ -14,8 +14,6 @@ version left with no face is retired: its files are deleted and its status is `r
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,16 +25,18 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from facerec_pipeline.app.domains import get_domain
-from facerec_pipeline.core.artifacts.store import ArtifactStore, fill_bytes
-from facerec_pipeline.core.files import write_atomically
-from facerec_pipeline.core.gallery.publish import (
-    POINTER_FILE,
+from facerec_pipeline.app.erasure_files import remove_path, scrub_batch, scrub_inspection_cache
+from facerec_pipeline.core.artifacts.store import ArtifactStore
+from facerec_pipeline.core.gallery.loading import (
     file_checksums,
     index_path,
     load_batches,
+    served_paths,
+)
+from facerec_pipeline.core.gallery.publish import (
+    POINTER_FILE,
     move_aside,
     pointer_of,
-    served_paths,
     serving_row,
     write_prod_pointer,
 )
@@ -143,70 +143,6 @@ def redact(value: Any, needles: list[str]) -> Any:
     return value
 
 
-def _remove(path: Path) -> int:
-    if path.is_dir():
-        shutil.rmtree(path)
-        return 1
-    if path.exists() or path.is_symlink():
-        path.unlink()
-        return 1
-    return 0
-
-
-def scrub_batch(
-    batch_dir: Path, normalized_name: str, rewrite: Callable[[Path, Callable], Any]
-) -> tuple[int, bool]:
-    """Remove `normalized_name`'s rows and crops from one batch folder, rewriting its files
-    through `rewrite(file, fill)` (the file with its artifact row). Returns (rows removed,
-    whether the batch is now empty: then the folder is deleted)."""
-    faces_file = batch_dir / "faces.json"
-    if not faces_file.exists():
-        return 0, False
-    faces = json.loads(faces_file.read_text())
-    keep = [i for i, face in enumerate(faces) if face["normalized_name"] != normalized_name]
-    removed = len(faces) - len(keep)
-    if not removed:
-        return 0, False
-    if not keep:
-        shutil.rmtree(batch_dir)
-        return removed, True
-    matrix = np.load(batch_dir / "embeddings.npy", allow_pickle=False)
-    if matrix.shape[0] == len(faces):
-        matrix = matrix[keep]
-    elif matrix.shape[0] != len(keep):  # len(keep): an erasure that died here wrote it already
-        raise ValueError(
-            f"{batch_dir}: embeddings.npy has {matrix.shape[0]} rows, faces.json {len(faces)}"
-        )
-    kept = [dict(faces[i], row=row) for row, i in enumerate(keep)]
-    order = list(dict.fromkeys(face["normalized_name"] for face in kept))
-    position = {name: i for i, name in enumerate(order)}
-    rows = np.asarray([position[face["normalized_name"]] for face in kept], dtype=np.int32)
-    rewrite(batch_dir / "embeddings.npy", lambda p: _save_npy(p, matrix))
-    if (batch_dir / "people.json").exists():
-        people = json.loads((batch_dir / "people.json").read_text())
-        people = [p for p in people if p["normalized_name"] != normalized_name]
-        rewrite(
-            batch_dir / "people.json", fill_bytes(json.dumps(people, ensure_ascii=False).encode())
-        )
-        rewrite(batch_dir / "person_rows.npy", lambda p: _save_npy(p, rows))
-    rewrite(faces_file, fill_bytes(json.dumps(kept, ensure_ascii=False, indent=1).encode()))
-    metadata_file = batch_dir / "batch_metadata.json"
-    metadata = json.loads(metadata_file.read_text())
-    metadata["people"] = [
-        p for p in metadata.get("people", []) if p.get("normalized_name") != normalized_name
-    ]
-    metadata["person_count"] = len(order)
-    metadata["face_count"] = len(kept)
-    rewrite(metadata_file, fill_bytes(json.dumps(metadata, ensure_ascii=False, indent=1).encode()))
-    _remove(batch_dir / normalized_name)
-    return removed, False
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with path.open("wb") as handle:
-        np.save(handle, array)
-
-
 def scrub_versions(
     session: Session, settings: Settings, code: str, normalized_name: str
 ) -> dict[str, Any]:
@@ -231,7 +167,7 @@ def scrub_versions(
             continue
         index = index_path(settings.batched_dir(code), gallery.version)
         if not kept_paths:
-            _remove(index)
+            remove_path(index)
             was_serving = gallery.status == PRODUCTION
             gallery.status = RETIRED
             gallery.batch_paths, gallery.file_checksums = [], {}
@@ -263,52 +199,24 @@ def scrub_versions(
     return {"batch_rows": rows_removed, "scrubbed": scrubbed, "retired": retired}
 
 
-def _scrub_inspection_cache(cache: Path, folder: str | None, shas: set[str]) -> int:
-    """Drop the folder scan's entries of the person's files (by folder and content hash)."""
-    try:
-        entries = json.loads(cache.read_text())
-    except (OSError, ValueError):
-        return 0
-    kept = {
-        key: entry
-        for key, entry in entries.items()
-        if not (
-            (folder is not None and Path(key).parent.name == folder)
-            or entry.get("facts", {}).get("sha256") in shas
-        )
-    }
-    if len(kept) != len(entries):
-        write_atomically(cache, json.dumps(kept).encode())
-    return len(entries) - len(kept)
-
-
 def _aware(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def erase_person(
-    session: Session, settings: Settings, code: str, person: Person, operator: str
-) -> ErasureResult:
-    """Erase `person` from `code` in this session (see the module's docstring). Files are
-    deleted as it goes; run again after a failure, it finds what is left."""
-    key = person.person_key
-    name = person.normalized_name
-    folder = key.split(":", 1)[1] if key.startswith("folder:") else None
-    images = _images(session, person)
-    faces = _faces(session, person)
-    shas = {image.sha256 for image in images} | {face.image_sha256 for face in faces}
-    needles = sorted(
+def _needles(person: Person, folder: str | None, shas: set[str]) -> list[str]:
+    """What names the person in text (longest first): their key, names, folder, photo hashes."""
+    key, name = person.person_key, person.normalized_name
+    return sorted(
         {n for n in (key, name, person.full_name, folder) if n} | shas | {sha[:12] for sha in shas},
         key=len,
         reverse=True,
     )
-    counts: dict[str, Any] = {"people": 1, "images": len(images), "faces": len(faces)}
-    versions = scrub_versions(session, settings, code, name)
-    counts["gallery_batch_rows"] = versions["batch_rows"]
-    counts["gallery_versions_scrubbed"] = len(versions["scrubbed"])
-    counts["gallery_versions_retired"] = len(versions["retired"])
+
+
+def _remove_reports(session: Session, settings: Settings, code: str, person: Person) -> int:
+    """Delete the report folders of `code` that may show the person; how many."""
     # Reports of every version built while the person was in the domain show their face.
     since = _aware(person.created_at)
     report_versions = [
@@ -317,8 +225,13 @@ def erase_person(
         if since is None or g.created_at is None or _aware(g.created_at) >= since
     ]
     reports = settings.storage_dir / "reports" / code
-    counts["report_folders"] = sum(_remove(reports / f"gallery_v{v:04d}") for v in report_versions)
-    # Rows, then the files no remaining row names.
+    return sum(remove_path(reports / f"gallery_v{v:04d}") for v in report_versions)
+
+
+def _delete_rows(session: Session, person: Person, shas: set[str]) -> dict[str, int]:
+    """Delete the person's rows (their embeddings when no other face is of the same photo),
+    anonymize their paid calls; the counts."""
+    counts: dict[str, int] = {}
     counts["gallery_faces"] = session.execute(
         delete(GalleryFace).where(GalleryFace.person_id == person.id)
     ).rowcount
@@ -329,8 +242,6 @@ def erase_person(
     counts["serp_calls_anonymized"] = session.execute(
         update(SerpCall).where(SerpCall.person_id == person.id).values(person_id=None, query="")
     ).rowcount
-    crop_paths = {face.crop_path for face in faces if face.crop_path}
-    photo_paths = {image.file_path for image in images if image.file_path}
     session.execute(delete(Face).where(Face.person_id == person.id))
     session.execute(delete(Image).where(Image.person_id == person.id))
     session.flush()
@@ -340,21 +251,30 @@ def erase_person(
     ).rowcount
     session.delete(person)
     session.flush()
+    return counts
+
+
+def _remove_unnamed_files(
+    session: Session, settings: Settings, photo_paths: set[str], crop_paths: set[str]
+) -> dict[str, int]:
+    """Delete the person's photos and crops that no remaining row names; the counts."""
     used_photos = set(
         session.scalars(select(Image.file_path).where(Image.file_path.in_(photo_paths)))
     )
     used_crops = set(session.scalars(select(Face.crop_path).where(Face.crop_path.in_(crop_paths))))
-    counts["photo_files"] = sum(
-        _remove(settings.absolute(p)) for p in sorted(photo_paths - used_photos)
-    )
-    counts["crop_files"] = sum(
-        _remove(settings.absolute(p)) for p in sorted(crop_paths - used_crops)
-    )
-    counts["crop_folders"] = _remove(settings.training_pass_dir(code) / name)
-    counts["folder_scan_entries"] = _scrub_inspection_cache(
-        settings.cache_dir / "folder_scan" / f"{code}.json", folder, shas
-    )
-    # What other rows say of them: check figures, evaluations, run errors.
+    return {
+        "photo_files": sum(
+            remove_path(settings.absolute(p)) for p in sorted(photo_paths - used_photos)
+        ),
+        "crop_files": sum(
+            remove_path(settings.absolute(p)) for p in sorted(crop_paths - used_crops)
+        ),
+    }
+
+
+def _redact_rows(session: Session, code: str, needles: list[str]) -> None:
+    """Take the person out of what other rows of `code` say: check figures, evaluations, run
+    errors and counts."""
     for gallery in session.scalars(select(Gallery).where(Gallery.domain == code)):
         gallery.checks = redact(gallery.checks or {}, needles)
         gallery.evaluation = redact(gallery.evaluation or {}, needles)
@@ -365,8 +285,14 @@ def erase_person(
     for run in session.scalars(select(TrainingSession).where(TrainingSession.domain == code)):
         run.error = redact(run.error, needles) if run.error else run.error
         run.counts = redact(run.counts or {}, needles)
-    # Their files' rows (previews, crops, originals, batch copies), and every row whose file an
-    # erasure removed (crop folders, batch folders, reports); their processing failures.
+
+
+def _forget_artifacts(
+    session: Session, settings: Settings, code: str, person_id: int, shas: set[str]
+) -> dict[str, int]:
+    """Remove the artifact files of the person's photos that no remaining image of `code` has,
+    forget every artifact row whose file is gone, and delete their processing failures; the
+    counts."""
     remaining = set(
         session.scalars(select(Image.sha256).where(Image.domain == code, Image.sha256.in_(shas)))
     )
@@ -375,22 +301,67 @@ def erase_person(
     theirs = session.scalars(
         select(Artifact.path).where(Artifact.domain == code, Artifact.image_sha256.in_(erased))
     ).all()
-    counts["artifact_files"] = store.remove(session, code, [settings.absolute(p) for p in theirs])
-    counts["artifact_rows_of_removed_files"] = store.forget_missing(session, code)
+    counts = {
+        "artifact_files": store.remove(session, code, [settings.absolute(p) for p in theirs]),
+        "artifact_rows_of_removed_files": store.forget_missing(session, code),
+    }
     session.execute(
         delete(ProcessingFailure).where(
             ProcessingFailure.domain == code,
             or_(
-                ProcessingFailure.person_id == person.id, ProcessingFailure.image_sha256.in_(erased)
+                ProcessingFailure.person_id == person_id, ProcessingFailure.image_sha256.in_(erased)
             ),
         )
     )
+    return counts
+
+
+def _record_erasure(
+    session: Session, code: str, key: str, operator: str, counts: dict[str, Any]
+) -> Erasure:
+    """Exclude the person's key from later source refreshes and add the audit row (no data of
+    theirs, only the key's hash and the counts)."""
     digest = person_key_hash(key)
     if digest not in excluded_key_hashes(session, code):
         session.add(ErasedPerson(domain=code, person_key_sha256=digest))
     audit = Erasure(domain=code, person_key_sha256=digest, operator=operator, counts=counts)
     session.add(audit)
     session.flush()
+    return audit
+
+
+def erase_person(
+    session: Session, settings: Settings, code: str, person: Person, operator: str
+) -> ErasureResult:
+    """Erase `person` from `code` in this session (see the module's docstring). Files are
+    deleted as it goes; run again after a failure, it finds what is left."""
+    key, name, person_id = person.person_key, person.normalized_name, person.id
+    folder = key.split(":", 1)[1] if key.startswith("folder:") else None
+    images = _images(session, person)
+    faces = _faces(session, person)
+    shas = {image.sha256 for image in images} | {face.image_sha256 for face in faces}
+    needles = _needles(person, folder, shas)
+    counts: dict[str, Any] = {"people": 1, "images": len(images), "faces": len(faces)}
+    versions = scrub_versions(session, settings, code, name)
+    counts["gallery_batch_rows"] = versions["batch_rows"]
+    counts["gallery_versions_scrubbed"] = len(versions["scrubbed"])
+    counts["gallery_versions_retired"] = len(versions["retired"])
+    counts["report_folders"] = _remove_reports(session, settings, code, person)
+    # Rows, then the files no remaining row names.
+    crop_paths = {face.crop_path for face in faces if face.crop_path}
+    photo_paths = {image.file_path for image in images if image.file_path}
+    counts.update(_delete_rows(session, person, shas))
+    counts.update(_remove_unnamed_files(session, settings, photo_paths, crop_paths))
+    counts["crop_folders"] = remove_path(settings.training_pass_dir(code) / name)
+    counts["folder_scan_entries"] = scrub_inspection_cache(
+        settings.cache_dir / "folder_scan" / f"{code}.json", folder, shas
+    )
+    # What other rows say of them: check figures, evaluations, run errors.
+    _redact_rows(session, code, needles)
+    # Their files' rows (previews, crops, originals, batch copies), and every row whose file an
+    # erasure removed (crop folders, batch folders, reports); their processing failures.
+    counts.update(_forget_artifacts(session, settings, code, person_id, shas))
+    audit = _record_erasure(session, code, key, operator, counts)
     return ErasureResult(audit.id, counts, versions["retired"], needles)
 
 
@@ -427,20 +398,3 @@ def record_outcome(
     audit.new_gallery_version = version
     audit.outcome = outcome
     audit.counts = {**(audit.counts or {}), **counts}
-
-
-def vacuum_sqlite(path: Path) -> bool:
-    """Rewrite a SQLite file so deleted rows leave no bytes behind (free pages, the WAL)."""
-    import sqlite3
-
-    if not path.is_file():
-        return False
-    with sqlite3.connect(path) as db:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    db = sqlite3.connect(path, isolation_level=None)
-    try:
-        db.execute("VACUUM")
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        db.close()
-    return True

@@ -17,7 +17,7 @@ from facerec_pipeline.core.artifacts.store import (
     ArtifactStore,
     fill_bytes,
 )
-from facerec_pipeline.core.gallery.publish import LoadedGallery
+from facerec_pipeline.core.gallery.loading import LoadedGallery
 from facerec_pipeline.core.gallery.report import curve_plot_png
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.db.models import Gallery, GalleryEvaluation

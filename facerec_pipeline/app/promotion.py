@@ -20,12 +20,11 @@ from facerec_pipeline.app import promotion_checks as checks
 from facerec_pipeline.app.domains import get_domain
 from facerec_pipeline.core.artifacts.store import ArtifactStore
 from facerec_pipeline.core.face_models import model_name_of, model_of_config
+from facerec_pipeline.core.gallery.loading import GalleryDamaged, load_batches
 from facerec_pipeline.core.gallery.publish import (
     POINTER_FILE,
     PUBLISHED,
     SERVED,
-    GalleryDamaged,
-    load_batches,
     move_aside,
     pointer_of,
     read_prod_pointer,

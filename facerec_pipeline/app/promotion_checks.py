@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from facerec_pipeline.core.gallery.publish import LoadedGallery
+from facerec_pipeline.core.gallery.loading import LoadedGallery
 from facerec_pipeline.core.gallery.self_evaluation import evaluate
 
 Outcome = tuple[bool, dict[str, Any]]

@@ -1,5 +1,5 @@
 """Run history: one `training_sessions` row per domain run, written from the run's own events
-(run_events.py reads them; `write_run` is the only writer). No Dagster here."""
+(defs/runs/events.py reads them; `write_run` is the only writer). No Dagster here."""
 
 from __future__ import annotations
 

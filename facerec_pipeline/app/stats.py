@@ -114,32 +114,20 @@ def current_detector_config(session: Session, code: str) -> str | None:
     )
 
 
-def domain_stats(session: Session, code: str, serp_cost_per_call: float = 0.015) -> dict[str, Any]:
-    domain = get_domain(session, code)
-    sourcing = domain_sourcing(session, domain, serp_cost_per_call)
+def _serp_cost_by_month(session: Session, code: str) -> dict[str, float]:
+    """USD of the domain's paid search calls per calendar month ("YYYY-MM")."""
     cost_by_month: dict[str, float] = {}
     for created_at, cost in session.execute(
         select(SerpCall.created_at, SerpCall.estimated_cost).where(SerpCall.domain == code)
     ).all():
         month = created_at.strftime("%Y-%m")
         cost_by_month[month] = round(cost_by_month.get(month, 0.0) + cost, 4)
-    skips = dict(
-        session.execute(
-            select(SourceSkip.reason, func.count())
-            .where(SourceSkip.domain == code)
-            .group_by(SourceSkip.reason)
-        ).all()
-    )
-    people = session.scalar(
-        select(func.count()).where(Person.domain == code, Person.removed_at.is_(None))
-    )
-    images_by_source = dict(
-        session.execute(
-            select(Image.source, func.count())
-            .where(Image.domain == code, Image.removed_at.is_(None))
-            .group_by(Image.source)
-        ).all()
-    )
+    return cost_by_month
+
+
+def _face_figures(session: Session, code: str) -> tuple[dict[str, int], int, int]:
+    """(rejections by reason, accepted faces, people with an accepted face) among the faces of
+    the domain's present photos, in its current face configuration."""
     present_faces = (
         select(Face.status, Face.rejection_reason, Face.person_id)
         .join(Image, Image.id == Face.image_id)
@@ -162,27 +150,57 @@ def domain_stats(session: Session, code: str, serp_cost_per_call: float = 0.015)
             present_faces.c.status == "accepted"
         )
     )
+    return rejections, accepted, people_with_faces
+
+
+def _production_gallery(session: Session, code: str) -> dict[str, Any] | None:
+    """The version that serves the domain, in figures; None when none serves."""
     prod = serving_row(session, code)
-    gallery: dict[str, Any] | None = None
-    if prod is not None:
-        quarantined = dict(
-            session.execute(
-                select(GalleryFace.identity_reason, func.count())
-                .where(GalleryFace.gallery_id == prod.id, GalleryFace.identity_status != "accepted")
-                .group_by(GalleryFace.identity_reason)
-            ).all()
-        )
-        gallery = {
-            "version": prod.version,
-            "people": prod.person_count,
-            "faces": prod.face_count,
-            "quarantined": quarantined,
-            "model_config": prod.model_config,
-            "published_at": prod.published_at.isoformat() if prod.published_at else None,
-            "batches": prod.batch_paths,
-            "evaluation": prod.evaluation,
-            "operating_point": prod.operating_point,
-        }
+    if prod is None:
+        return None
+    quarantined = dict(
+        session.execute(
+            select(GalleryFace.identity_reason, func.count())
+            .where(GalleryFace.gallery_id == prod.id, GalleryFace.identity_status != "accepted")
+            .group_by(GalleryFace.identity_reason)
+        ).all()
+    )
+    return {
+        "version": prod.version,
+        "people": prod.person_count,
+        "faces": prod.face_count,
+        "quarantined": quarantined,
+        "model_config": prod.model_config,
+        "published_at": prod.published_at.isoformat() if prod.published_at else None,
+        "batches": prod.batch_paths,
+        "evaluation": prod.evaluation,
+        "operating_point": prod.operating_point,
+    }
+
+
+def domain_stats(session: Session, code: str, serp_cost_per_call: float = 0.015) -> dict[str, Any]:
+    domain = get_domain(session, code)
+    sourcing = domain_sourcing(session, domain, serp_cost_per_call)
+    cost_by_month = _serp_cost_by_month(session, code)
+    skips = dict(
+        session.execute(
+            select(SourceSkip.reason, func.count())
+            .where(SourceSkip.domain == code)
+            .group_by(SourceSkip.reason)
+        ).all()
+    )
+    people = session.scalar(
+        select(func.count()).where(Person.domain == code, Person.removed_at.is_(None))
+    )
+    images_by_source = dict(
+        session.execute(
+            select(Image.source, func.count())
+            .where(Image.domain == code, Image.removed_at.is_(None))
+            .group_by(Image.source)
+        ).all()
+    )
+    rejections, accepted, people_with_faces = _face_figures(session, code)
+    gallery = _production_gallery(session, code)
     return {
         "domain": code,
         "name": domain.display_name,
@@ -201,13 +219,9 @@ def domain_stats(session: Session, code: str, serp_cost_per_call: float = 0.015)
     }
 
 
-def domain_skips(session: Session, code: str) -> list[dict[str, Any]]:
-    """Everything left out of the domain's gallery and why: source skips, photos rejected at
-    ingest or by face validation, faces quarantined by the production gallery's identity check."""
-    get_domain(session, code)
-    people = session.execute(select(Person.id, Person.full_name).where(Person.domain == code))
-    names = {row.id: row.full_name for row in people}
-    found: list[dict[str, Any]] = [
+def _source_skips(session: Session, code: str, names: dict[int, str]) -> list[dict[str, Any]]:
+    """What the domain's sources left out, and why."""
+    return [
         {
             "stage": "source",
             "person": names.get(skip.person_id),
@@ -219,6 +233,10 @@ def domain_skips(session: Session, code: str) -> list[dict[str, Any]]:
             select(SourceSkip).where(SourceSkip.domain == code).order_by(SourceSkip.id)
         )
     ]
+
+
+def _face_gate_skips(session: Session, code: str, names: dict[int, str]) -> list[dict[str, Any]]:
+    """Photos rejected at ingest or by face validation, in the current face configuration."""
     faces = session.execute(
         select(
             Image.person_id,
@@ -233,7 +251,7 @@ def domain_skips(session: Session, code: str) -> list[dict[str, Any]]:
         .where(Face.detector_config == current_detector_config(session, code))
         .order_by(Face.id)
     ).all()
-    found += [
+    return [
         # An accepted face with a reason was kept as its person's only face despite the gate.
         {
             "stage": "detected_faces",
@@ -246,6 +264,10 @@ def domain_skips(session: Session, code: str) -> list[dict[str, Any]]:
         }
         for row in faces
     ]
+
+
+def _quarantined_faces(session: Session, code: str, names: dict[int, str]) -> list[dict[str, Any]]:
+    """Faces the production gallery's identity check quarantined."""
     serving = serving_row(session, code)
     prod = serving.id if serving is not None else None
     quarantined = session.execute(
@@ -259,7 +281,7 @@ def domain_skips(session: Session, code: str) -> list[dict[str, Any]]:
         .join(Image, Image.id == Face.image_id)
         .where(GalleryFace.gallery_id == prod, GalleryFace.identity_status != "accepted")
     ).all()
-    found += [
+    return [
         {
             "stage": "gallery",
             "person": names.get(row.person_id),
@@ -271,7 +293,13 @@ def domain_skips(session: Session, code: str) -> list[dict[str, Any]]:
         }
         for row in quarantined
     ]
-    found += [
+
+
+def _processing_failures(
+    session: Session, code: str, names: dict[int, str]
+) -> list[dict[str, Any]]:
+    """What the domain's stages could not process, still retried or given up."""
+    return [
         # A photo a stage could not process: tried again on later runs up to MAX_ATTEMPTS.
         {
             "stage": failure.stage,
@@ -289,4 +317,17 @@ def domain_skips(session: Session, code: str) -> list[dict[str, Any]]:
             .order_by(ProcessingFailure.id)
         )
     ]
-    return found
+
+
+def domain_skips(session: Session, code: str) -> list[dict[str, Any]]:
+    """Everything left out of the domain's gallery and why: source skips, photos rejected at
+    ingest or by face validation, faces quarantined by the production gallery's identity check."""
+    get_domain(session, code)
+    people = session.execute(select(Person.id, Person.full_name).where(Person.domain == code))
+    names = {row.id: row.full_name for row in people}
+    return (
+        _source_skips(session, code, names)
+        + _face_gate_skips(session, code, names)
+        + _quarantined_faces(session, code, names)
+        + _processing_failures(session, code, names)
+    )

@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import wraps
-from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy.engine import make_url
 
 from facerec_pipeline.app.domains import DomainError
 from facerec_pipeline.core.faces.weights import ModelWeightsMissing
@@ -20,6 +18,7 @@ from facerec_pipeline.db.engine import (
     DatabaseUnavailable,
     database_damage,
     session_scope,
+    sqlite_path,
 )
 from facerec_pipeline.db.migrate import upgrade
 from facerec_pipeline.settings import InvalidDomainCode, Settings, SettingsError
@@ -63,8 +62,8 @@ def damaged_database_message(reason: str) -> str:
     )
 
     settings = Settings.from_env()
-    database = make_url(settings.database_url).database
-    full = full_disk(settings.storage_dir, *([Path(database)] if database else []))
+    database_file = sqlite_path(settings.database_url)
+    full = full_disk(settings.storage_dir, *([database_file] if database_file else []))
     if full:  # SQLite says "disk I/O error" when it cannot grow its -wal
         return f"{full}: the database could not write ({reason}); free space and try again"
     found = list_backups(database_backups_dir(settings.database_url, settings.backups_dir))
@@ -85,8 +84,8 @@ def load_settings() -> Settings:
     its password masked), with the storage root created if missing."""
     settings = Settings.from_env()
     if settings.database_url_from_env:
-        url = make_url(settings.database_url)
-        missing = url.get_backend_name() == "sqlite" and not Path(url.database or "").exists()
+        database_file = sqlite_path(settings.database_url)
+        missing = database_file is not None and not database_file.exists()
         note = " (no database file there yet)" if missing else ""
         click.echo(f"using DATABASE_URL={settings.database_label}{note}", err=True)
     settings.prepare_storage()
@@ -132,19 +131,16 @@ class NoDatabase(DatabaseUnavailable):
 
 def missing_database(settings: Settings) -> str | None:
     """Why the settings' SQLite file does not exist yet (None when it does, or not SQLite)."""
-    url = make_url(settings.database_url)
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        return None
-    path = Path(url.database)
-    if path.exists() or not path.absolute().parent.is_dir():
+    path = sqlite_path(settings.database_url)
+    if path is None or path.exists() or not path.absolute().parent.is_dir():
         return None  # there; or in a missing directory, which opening it refuses and names
     if settings.database_url_from_env:
         return (
-            f"no database at {url.database} (DATABASE_URL): this command only reads and never "
+            f"no database at {path} (DATABASE_URL): this command only reads and never "
             "creates one; fix DATABASE_URL (a mistyped file name?)"
         )
     return (
-        f"no database at {url.database} yet: this command only reads and never creates one; "
+        f"no database at {path} yet: this command only reads and never creates one; "
         "add a domain first (`facerec domains add`, or `facerec sample`)"
     )
 

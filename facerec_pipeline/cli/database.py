@@ -50,13 +50,9 @@ def db_restore(backup: str, yes: bool) -> None:
     the current one is kept as pre-restore-*.db (PostgreSQL: BACKUP is a pg_dump archive,
     facerec-*.dump, and the current database is dumped as pre-restore-*.dump first), an older
     schema is upgraded and the production pointers are rewritten from the restored rows."""
-    from facerec_pipeline.app.backups import (
-        NotAFacerecDatabase,
-        check_backup_file,
-        restore_database,
-        served_files_elsewhere,
-    )
+    from facerec_pipeline.app.backups import NotAFacerecDatabase, check_backup_file
     from facerec_pipeline.app.promotion import reconcile_prod_pointers
+    from facerec_pipeline.app.restore import restore_database, served_files_elsewhere
     from facerec_pipeline.db.migrate import head_revision
     from facerec_pipeline.defs.instance import dagster_instance
     from facerec_pipeline.defs.runs.recovery import RunInProgress, refuse_while_runs_live

@@ -1,4 +1,4 @@
-"""`facerec people erase`: remove a person from a domain everywhere (gallery/erasure.py), then
+"""`facerec people erase`: remove a person from a domain everywhere (app/erasure.py), then
 publish a version built without them and drop what Dagster's run history holds of them."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from facerec_pipeline.cli.common import (
     settings_ready,
     user_errors,
 )
-from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.db.engine import session_scope, sqlite_path
 from facerec_pipeline.settings import Settings
 
 
@@ -23,13 +23,11 @@ def people() -> None:
 
 
 def _vacuum_all(settings: Settings, home: Path) -> None:
-    from sqlalchemy.engine import make_url
+    from facerec_pipeline.app.erasure_files import vacuum_sqlite
 
-    from facerec_pipeline.app.erasure import vacuum_sqlite
-
-    url = make_url(settings.database_url)
-    if url.get_backend_name() == "sqlite" and url.database:
-        vacuum_sqlite(Path(url.database))
+    database_file = sqlite_path(settings.database_url)
+    if database_file is not None:
+        vacuum_sqlite(database_file)
     for file in sorted(home.rglob("*.db")):
         vacuum_sqlite(file)
 

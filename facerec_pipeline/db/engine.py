@@ -84,6 +84,19 @@ def database_down(error: BaseException) -> str | None:
     return None
 
 
+def sqlite_path(database_url: str) -> Path | None:
+    """The file of a SQLite database URL; None for another kind of database or an in-memory
+    one. With is_postgresql, the one test of which database a URL names."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database)
+
+
+def is_postgresql(database_url: str) -> bool:
+    return make_url(database_url).get_backend_name() == "postgresql"
+
+
 def _configure_sqlite(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -19,14 +19,12 @@ from facerec_pipeline.db.engine import DatabaseUnavailable, database_down
 from facerec_pipeline.defs.assembly import build_definitions
 from facerec_pipeline.defs.jobs import DOMAIN_PIPELINE_JOB
 from facerec_pipeline.defs.partitions import domain_partitions
+from facerec_pipeline.defs.runs.causes import forget_cause, leave_cause, reserve_cause
 from facerec_pipeline.defs.runs.events import record_run, step_failure_message
 from facerec_pipeline.defs.runs.recovery import (
     INVOCATION_TAG,
-    forget_cause,
-    leave_cause,
     recover_dead_runs,
     refuse_concurrent_run,
-    reserve_cause,
     run_tags,
     watch_pool,
 )

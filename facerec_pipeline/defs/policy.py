@@ -1,10 +1,21 @@
 """The policies every stage asset shares, decided here and nowhere else: the domain partition,
-the stage-table IO manager, the database pool, the kinds the UI shows and the retry policy of
-the stages that reach the network."""
+the stage-table IO manager, the database pool, the kinds the UI shows, the retry policy of
+the stages that reach the network, and how an asset calls its stage's application function."""
+
+from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
 
+from facerec_pipeline.app.stages.stage_run import (
+    FilePath,
+    Markdown,
+    StageFailed,
+    StageResult,
+    StageRun,
+)
 from facerec_pipeline.defs.partitions import domain_partitions
+from facerec_pipeline.settings import Settings
 
 # Assets that write the database share this pool, so SQLite sees one writer at a time even under
 # the multiprocess executor (the limit is set in dagster.yaml).
@@ -30,3 +41,33 @@ def stage_asset(*, reaches_network: bool = False, stores_table: bool = True, **a
     if reaches_network:
         policy["retry_policy"] = NETWORK_RETRY
     return dg.asset(**policy, **asset_kwargs)
+
+
+def as_metadata(figures: dict[str, Any]) -> dict[str, Any]:
+    """A stage's figures as Dagster metadata: markdown and paths marked for the UI; numbers,
+    text, dicts and lists as they are (Dagster shows dicts and lists as JSON)."""
+    shown: dict[str, Any] = {}
+    for key, value in figures.items():
+        if isinstance(value, Markdown):
+            value = dg.MetadataValue.md(str(value))
+        elif isinstance(value, FilePath):
+            value = dg.MetadataValue.path(str(value))
+        shown[key] = value
+    return shown
+
+
+def run_stage(
+    context: dg.AssetExecutionContext, settings: Settings, build: Callable[[StageRun], StageResult]
+) -> Any:
+    """Call a stage's application function for the run's partition: its figures become the
+    output's metadata, StageFailed a Dagster failure (retried only when retrying can help).
+    Returns the stage table, or a MaterializeResult for a stage that keeps none."""
+    run = StageRun(settings, context.partition_key, context.run_id, context.log)
+    try:
+        result = build(run)
+    except StageFailed as error:
+        raise dg.Failure(str(error), allow_retries=error.retryable) from error
+    if result.table is None:
+        return dg.MaterializeResult(metadata=as_metadata(result.figures))
+    context.add_output_metadata(as_metadata(result.figures))
+    return result.table

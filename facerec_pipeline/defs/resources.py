@@ -11,23 +11,22 @@ from pydantic import PrivateAttr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from facerec_pipeline.core.artifacts.store import ArtifactStore
+from facerec_pipeline.app.domain_sources import source_of
+from facerec_pipeline.app.stages.stage_run import RunEngines
 from facerec_pipeline.core.face_models import (
     DEFAULT_FACE_MODEL,
     FaceModel,
     face_model,
     with_overrides,
 )
-from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine
+from facerec_pipeline.core.faces.engine import FaceEngine
 from facerec_pipeline.core.faces.validation import WorkerPool
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.db.migrate import upgrade
 from facerec_pipeline.db.models import Domain
 from facerec_pipeline.settings import SERP_API_KEY_ENV, Settings, WebSettings
-from facerec_pipeline.sources.folder import FolderSource
 from facerec_pipeline.sources.interfaces import DomainSource, SourceError
 from facerec_pipeline.sources.web import WebSources, web_config
-from facerec_pipeline.sources.wikimedia import WikidataQuery, WikimediaSource
 
 
 class FacerecStorage(dg.ConfigurableResource):
@@ -83,15 +82,21 @@ class FaceEngineResource(dg.ConfigurableResource):
     # measured on 2 cores (core/faces/validation.py: min_photos_per_worker).
     min_photos_per_worker: int | None = None
 
-    _engines: dict[EngineConfig, FaceEngine] = PrivateAttr(default_factory=dict)
-    _pools: dict[EngineConfig, WorkerPool] = PrivateAttr(default_factory=dict)
+    _engines: RunEngines | None = PrivateAttr(default=None)
+
+    def _run_engines(self) -> RunEngines:
+        if self._engines is None:
+            self._engines = RunEngines(
+                Path(self.models_dir), self.workers, self.min_photos_per_worker
+            )
+        return self._engines
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         # Dagster calls this when the run (or, with the multiprocess executor, the step's
         # process) is done with the resource, failed or not.
-        pools, self._pools, self._engines = self._pools, {}, {}
-        for pool in pools.values():
-            pool.close()
+        engines, self._engines = self._engines, None
+        if engines is not None:
+            engines.close()
 
     @contextmanager
     def open(self) -> Iterator["FaceEngineResource"]:
@@ -120,19 +125,11 @@ class FaceEngineResource(dg.ConfigurableResource):
 
     def engine(self, model: FaceModel) -> FaceEngine:
         """The face engine of `model` (made at the first call; weights checked then)."""
-        if model.engine not in self._engines:
-            self._engines[model.engine] = FaceEngine(model.engine, Path(self.models_dir))
-        return self._engines[model.engine]
+        return self._run_engines().engine(model)
 
     def pool(self, model: FaceModel) -> WorkerPool:
-        """The worker processes of this run for `model`'s engine, for validate_photos and
-        embed_crops: started at the first batch large enough to need them, stopped when the
-        run ends."""
-        if model.engine not in self._pools:
-            self._pools[model.engine] = WorkerPool(
-                self.engine(model), self.workers, self.min_photos_per_worker
-            )
-        return self._pools[model.engine]
+        """The worker processes of this run for `model`'s engine (stopped when the run ends)."""
+        return self._run_engines().pool(model)
 
 
 def face_engine_resource(settings: Settings | None = None) -> FaceEngineResource:
@@ -179,34 +176,5 @@ class SourcesResource(dg.ConfigurableResource):
         return WebSources(**{f.name: getattr(self, f.name) for f in fields(WebSources)})
 
     def for_domain(self, domain: Domain, settings: Settings) -> DomainSource:
-        """The source of `domain`: the one place that chooses it by `domains.source`. Nothing
-        is read or fetched until the source is asked; SourceError for an unknown source."""
-        code = domain.code
-        photos_dir = settings.training_dir(code)
-        if domain.source == "folder":
-            return FolderSource(
-                Path(domain.source_path or ""),
-                photos_dir,
-                settings.relative,
-                inspection_cache=settings.cache_dir / "folder_scan" / f"{code}.json",
-                artifacts=ArtifactStore(settings),
-            )
-        if domain.source == "wikidata":
-            query = WikidataQuery(
-                tuple(domain.countries),
-                tuple(domain.occupations),
-                domain.min_sitelinks,
-                domain.max_people,
-                domain.local_language,
-            )
-            return WikimediaSource(
-                self.web(),
-                query,
-                photos_dir,
-                settings.relative,
-                wikidata_cache_dir=settings.cache_dir / "wikidata",
-                images_per_person=domain.images_per_person,
-                paid_budget=domain.serp_budget,
-                artifacts=ArtifactStore(settings),
-            )
-        raise SourceError(f"domain {code!r}: unknown source {domain.source!r}", retryable=False)
+        """The source of `domain` (app/domain_sources.py)."""
+        return source_of(domain, settings, self.web())

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from facerec_pipeline.app.domains import DomainError, list_domains, search_order
 from facerec_pipeline.core.faces.weights import ModelWeightsMissing
-from facerec_pipeline.core.gallery.publish import GalleryDamaged, serving_row
+from facerec_pipeline.core.gallery.loading import GalleryDamaged
+from facerec_pipeline.core.gallery.publish import serving_row
 from facerec_pipeline.core.recognition.recognizer import NoGallery, Recognizer, serving_pointer
 from facerec_pipeline.db.engine import reuse_or_open
 from facerec_pipeline.settings import Settings

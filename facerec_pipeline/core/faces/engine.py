@@ -33,18 +33,22 @@ from typing import Any
 import numpy as np
 
 from facerec_pipeline.core.faces.detected import DetectedFace
+from facerec_pipeline.core.faces.dlib_detection import (
+    CHIP_PADDING,
+    CHIP_SIZE,
+    COARSE_TRUSTED_FACE,
+    chip_faces,
+    coarse_first_regions,
+    load_dlib_models,
+)
 from facerec_pipeline.core.faces.dlib_resnet import DlibFaceResNet
 from facerec_pipeline.core.faces.sface import ALIGNED_SIZE, YuNetSFace
 from facerec_pipeline.core.faces.weights import (
-    DLIB_LANDMARKS,
     DLIB_RESNET,
     check_weights,
     use_models_dir,
     weights_dir,
 )
-from facerec_pipeline.core.files import save_atomically
-
-FRONTAL_DETECTOR_COPY = "dlib_frontal_face_detector.svm"  # made from dlib itself, never fetched
 
 # DeepFace's verification thresholds for cosine distance, by model (deepface/config/threshold.py).
 COSINE_THRESHOLDS = {
@@ -57,15 +61,6 @@ COSINE_THRESHOLDS = {
     "GhostFaceNet": 0.65,
 }
 SFACE, YUNET = "SFace", "yunet"  # OpenCV Zoo's, through OpenCV (sface.py), never DeepFace's
-
-# Without upsampling, dlib's HOG detector finds faces whose box would measure 64 px and more
-# (measured on the packaged test faces, scaled down: all found from 55 px, none under 49 px). A
-# face of this many px in the detection copy has (110/64)^2 = 2.95 times the area of any face
-# the coarse pass can miss, so a missed face cannot make it lose the dominance rule
-# (GateConfig.dominance_ratio 2.5).
-COARSE_TRUSTED_FACE = 110
-# dlib's face recognition ResNet was trained on these chips (dlib/examples/dnn_face_recognition_ex).
-CHIP_SIZE, CHIP_PADDING = 150, 0.25
 
 
 @dataclass(frozen=True)
@@ -208,12 +203,13 @@ class FaceEngine:
             return None if point is None else (round(point[0] / scale), round(point[1] / scale))
 
         areas = (
-            self._dlib_coarse_first(small)
+            coarse_first_regions(self._dlib_models, small, self.config.coarse_min_score)
             if self.config.uses_coarse_pass
             else self._detector.detect_faces(small)
         )
         if self.config.uses_dlib_chips:
-            return self._dlib_chip_faces(np.ascontiguousarray(image_rgb), areas, scale)
+            _, landmarks = self._dlib_models
+            return chip_faces(landmarks, np.ascontiguousarray(image_rgb), areas, scale)
         faces = []
         for area in areas:
             full_area = FacialAreaRegion(
@@ -250,90 +246,10 @@ class FaceEngine:
         faces.sort(key=lambda face: face.area, reverse=True)
         return faces
 
-    def _dlib_chip_faces(self, image_rgb: np.ndarray, areas: list[Any], scale: float):
-        """Faces cut as dlib's ResNet expects: 5-point landmarks on the full-resolution photo,
-        then dlib.get_face_chip (rotated upright, 150 px, 25% padding). crop_bgr is the chip."""
-        import dlib
-
-        _, landmarks = self._dlib_models
-        height, width = image_rgb.shape[:2]
-        faces = []
-        for area in areas:
-            x, y = round(area.x / scale), round(area.y / scale)
-            w = min(round(area.w / scale), width - x)
-            h = min(round(area.h / scale), height - y)
-            if w <= 0 or h <= 0:
-                continue
-            shape = landmarks(image_rgb, dlib.rectangle(x, y, x + w - 1, y + h - 1))
-            chip = dlib.get_face_chip(image_rgb, shape, CHIP_SIZE, CHIP_PADDING)
-            faces.append(
-                DetectedFace(
-                    x=x,
-                    y=y,
-                    w=w,
-                    h=h,
-                    confidence=float(area.confidence or 0.0),
-                    crop_bgr=np.ascontiguousarray(chip[:, :, ::-1]),
-                )
-            )
-        faces.sort(key=lambda face: face.area, reverse=True)
-        return faces
-
     @cached_property
     def _dlib_models(self) -> tuple[Any, Any]:
-        """The two dlib models DeepFace's dlib detector builds: dlib's frontal face detector and
-        the 5-point shape predictor. dlib takes 0.6 s to decode its built-in detector, so a copy
-        saved with dlib's own `save` is kept beside the weights (1 ms to load; same detector)."""
-        import dlib
-
-        weights = weights_dir(self.models_dir)
-        saved = weights / FRONTAL_DETECTOR_COPY
-        detector = None
-        if saved.is_file():
-            try:
-                detector = dlib.fhog_object_detector(str(saved))
-            except RuntimeError:  # damaged: made again below
-                detector = None
-        if detector is None:
-            detector = dlib.get_frontal_face_detector()
-            try:
-                save_atomically(saved, lambda partial: detector.save(str(partial)))
-            except OSError:  # a read-only models folder: decode it each time
-                pass
-        return detector, dlib.shape_predictor(str(weights / DLIB_LANDMARKS))
-
-    def _dlib_coarse_first(self, image_bgr: np.ndarray) -> list[Any]:
-        """DeepFace's dlib detect_faces, trying dlib without upsampling first (module docstring)."""
-        from deepface.models.Detector import FacialAreaRegion
-
-        detector, landmarks = self._dlib_models
-        rects, scores, _ = detector.run(image_bgr, 0)
-        trusted = any(
-            min(rect.width(), rect.height()) >= COARSE_TRUSTED_FACE
-            and score >= self.config.coarse_min_score
-            for rect, score in zip(rects, scores, strict=True)
-        )
-        if not trusted:
-            rects, scores, _ = detector.run(image_bgr, 1)  # DeepFace's own pass
-        height, width = image_bgr.shape[:2]
-        regions = []
-        for rect, score in zip(rects, scores, strict=True):
-            # As deepface/models/face_detection/Dlib.py builds its regions.
-            shape = landmarks(image_bgr, rect)
-            y, x = int(max(0, rect.top())), int(max(0, rect.left()))
-            points = [(shape.part(i).x, shape.part(i).y) for i in range(4)]
-            regions.append(
-                FacialAreaRegion(
-                    x=x,
-                    y=y,
-                    w=int(min(rect.right(), width) - x),
-                    h=int(min(rect.bottom(), height) - y),
-                    left_eye=_midpoint(points[0], points[1]),
-                    right_eye=_midpoint(points[2], points[3]),
-                    confidence=min(max(0, score), 1.0),
-                )
-            )
-        return regions
+        """dlib's frontal face detector and 5-point shape predictor (load_dlib_models)."""
+        return load_dlib_models(self.models_dir)
 
     @cached_property
     def _dlib_resnet(self) -> DlibFaceResNet:
@@ -401,10 +317,6 @@ class FaceEngine:
             )
             vectors.append(result[0]["embedding"])
         return np.asarray(vectors, dtype=np.float32)
-
-
-def _midpoint(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
-    return int((a[0] + b[0]) // 2), int((a[1] + b[1]) // 2)
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:

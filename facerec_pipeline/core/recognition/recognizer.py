@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from facerec_pipeline.core.face_models import model_name_of
 from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine, l2_normalize
 from facerec_pipeline.core.faces.weights import ModelWeightsMissing
+from facerec_pipeline.core.gallery.loading import GalleryDamaged, LoadedGallery, load_batches
 from facerec_pipeline.core.gallery.open_set import (
     COHORT,
     NEAREST_SHARE,
@@ -20,14 +21,7 @@ from facerec_pipeline.core.gallery.open_set import (
     decision_scores,
     rank_people,
 )
-from facerec_pipeline.core.gallery.publish import (
-    PUBLISHED,
-    GalleryDamaged,
-    LoadedGallery,
-    load_batches,
-    pointer_of,
-    serving_row,
-)
+from facerec_pipeline.core.gallery.publish import PUBLISHED, pointer_of, serving_row
 from facerec_pipeline.core.gallery.search_index import nearest_rows
 from facerec_pipeline.core.images.image_files import load_rgb_bounded
 from facerec_pipeline.db.engine import reuse_or_open, session_scope

@@ -41,6 +41,7 @@ from facerec_pipeline.defs.dagster_internals import (
 )
 from facerec_pipeline.defs.jobs import DOMAIN_PIPELINE_JOB
 from facerec_pipeline.defs.policy import DATABASE_POOL
+from facerec_pipeline.defs.runs.causes import forget_cause, left_cause
 from facerec_pipeline.defs.runs.events import record_run
 from facerec_pipeline.settings import Settings
 
@@ -92,61 +93,6 @@ def process_of(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunProcess:
     return RunProcess(run.run_id, run.tags.get(PARTITION_TAG), pid, since, run.tags.get(HOST_TAG))
 
 
-def cause_path(settings: Settings, invocation: str) -> Path:
-    return settings.cache_dir / "run_causes" / f"{invocation}.txt"
-
-
-CAUSE_BYTES = 4096
-
-
-def reserve_cause(settings: Settings, invocation: str) -> None:
-    """Room for why the run may stop, taken when it starts (blank): a full disk can still be
-    said there, since writing over a file's own bytes needs no new space."""
-    path = cause_path(settings, invocation)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b" " * CAUSE_BYTES)
-    except OSError:
-        path.unlink(missing_ok=True)  # no room at all: leave_cause tries again
-
-
-def leave_cause(settings: Settings, invocation: str, cause: str) -> bool:
-    """Why a run stopped, kept where recovery finds it when the run could not record it itself
-    (its database was unreachable, its disk full); False when it could not be written."""
-    path = cause_path(settings, invocation)
-    data = cause.encode("utf-8")[: CAUSE_BYTES - 1] + b"\n"
-    try:
-        if path.is_file():  # over the reserved bytes
-            with path.open("r+b") as file:
-                file.write(data)
-                file.truncate(len(data))
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-        return True
-    except OSError:
-        return False
-
-
-def forget_cause(settings: Settings, invocation: str | None) -> None:
-    if invocation:
-        try:
-            cause_path(settings, invocation).unlink(missing_ok=True)
-        except OSError:
-            pass
-
-
-def _left_cause(settings: Settings, run: dg.DagsterRun) -> str | None:
-    invocation = run.tags.get(INVOCATION_TAG)
-    if not invocation:
-        return None
-    try:
-        text = cause_path(settings, invocation).read_bytes().decode("utf-8", "replace")
-    except OSError:
-        return None
-    return text.strip() or None  # blank: reserved, never written (killed)
-
-
 def is_alive(pid: int, since: float | None) -> bool:
     """The process exists and is older than the record of it (not a reused pid)."""
     try:
@@ -188,7 +134,7 @@ def recover_dead_runs(instance: dg.DagsterInstance, settings: Settings) -> list[
         run = instance.get_run_by_id(process.run_id)
         if run is None or run.status not in WATCHED_STATUSES:
             continue  # another process recovered it meanwhile
-        cause = _left_cause(settings, run)
+        cause = left_cause(settings, run.tags.get(INVOCATION_TAG))
         how = f"stopped: {cause}" if cause else "is gone: killed or crashed"
         reason = (
             f"the run's process (pid {process.pid}) {how}; marked "

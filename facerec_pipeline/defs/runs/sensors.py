@@ -1,6 +1,6 @@
 """The run-history sensor: every domain run of every job (schedules, sensors, backfills, the
 Materialize button's `__ASSET_JOB`) gets its `training_sessions` row from its own events when it
-starts and when it ends (run_events.py); and recovery of runs whose process died."""
+starts and when it ends (events.py); and recovery of runs whose process died."""
 
 from datetime import UTC, datetime
 
@@ -51,7 +51,7 @@ def dead_run_recovery(
     context: dg.SensorEvaluationContext, facerec: FacerecStorage
 ) -> dg.SkipReason:
     """Every minute the daemon runs (and when it starts): runs whose process died are marked
-    failed, their pool slots freed and their history closed (run_recovery.py)."""
+    failed, their pool slots freed and their history closed (recovery.py)."""
     lines = recover_dead_runs(context.instance, facerec.settings)
     for line in lines:
         context.log.warning(line)

@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 from facerec_pipeline.app.clients import ClientView
 from facerec_pipeline.app.domains import DomainError
 from facerec_pipeline.core.faces.weights import ModelWeightsMissing
-from facerec_pipeline.core.gallery.publish import GalleryDamaged
+from facerec_pipeline.core.gallery.loading import GalleryDamaged
 from facerec_pipeline.core.images.image_files import ImageRejected
 from facerec_pipeline.core.recognition.recognizer import NoGallery, Recognizer
 from facerec_pipeline.serving.access import (

@@ -1,0 +1,97 @@
+"""Every Dagster internal the project uses (defs/dagster_internals.py) exercised against the
+installed Dagster, so an upgrade that moves one fails here rather than in a run."""
+
+import os
+
+import dagster as dg
+
+from facerec_pipeline.defs.dagster_internals import (
+    delete_check_executions,
+    engine_event_pid,
+    free_pool_slots,
+    pool_state,
+    reading_step,
+    run_storage_is_single_machine,
+    stored_code_version,
+)
+
+
+@dg.op
+def nothing() -> None:
+    return None
+
+
+@dg.job
+def in_process_job():
+    nothing()
+
+
+def test_a_runs_process_is_found_in_its_engine_events(instance):
+    result = in_process_job.execute_in_process(instance=instance)
+    records = instance.get_records_for_run(
+        result.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, limit=50
+    ).records
+    assert os.getpid() in {engine_event_pid(record) for record in records}
+
+
+def test_the_test_instance_keeps_its_runs_in_sqlite(instance):
+    assert run_storage_is_single_machine(instance)
+
+
+def test_a_dead_runs_pool_slot_is_seen_and_freed(instance):
+    storage = instance.event_log_storage
+    storage.set_concurrency_slots("facerec_db", 1)
+    storage.claim_concurrency_slot("facerec_db", "run-dead", "gallery")
+    state = pool_state(instance, "facerec_db")
+    assert state.limit == 1 and [slot.run_id for slot in state.claimed_slots] == ["run-dead"]
+    free_pool_slots(instance, "run-dead")
+    assert pool_state(instance, "facerec_db").claimed_slots == []
+
+
+class Recording(dg.IOManager):
+    seen: dict = {}
+
+    def handle_output(self, context: dg.OutputContext, obj) -> None:
+        Recording.seen["code_version"] = stored_code_version(context)
+
+    def load_input(self, context: dg.InputContext):
+        Recording.seen["step"] = reading_step(context)
+        return 1
+
+
+@dg.asset(code_version="7", io_manager_key="recording")
+def upstream() -> int:
+    return 1
+
+
+@dg.asset(io_manager_key="recording")
+def downstream(upstream: int) -> int:
+    return upstream
+
+
+def test_the_io_manager_sees_the_code_version_and_the_reading_step(instance):
+    result = dg.materialize(
+        [upstream, downstream], resources={"recording": Recording()}, instance=instance
+    )
+    assert result.success
+    assert Recording.seen["step"] == (result.run_id, "downstream")
+    # handle_output ran last for downstream, which has no code version; upstream's is checked
+    # on its own.
+    dg.materialize([upstream], resources={"recording": Recording()}, instance=instance)
+    assert Recording.seen["code_version"] == "7"
+
+
+@dg.asset_check(asset=upstream)
+def named_check() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=True)
+
+
+def test_the_check_executions_of_erased_runs_are_deleted(instance):
+    result = dg.materialize(
+        [upstream, named_check], resources={"recording": Recording()}, instance=instance
+    )
+    key = dg.AssetCheckKey(dg.AssetKey("upstream"), "named_check")
+    history = instance.event_log_storage.get_asset_check_execution_history(key, limit=10)
+    assert [record.run_id for record in history] == [result.run_id]
+    delete_check_executions(instance, [result.run_id])
+    assert instance.event_log_storage.get_asset_check_execution_history(key, limit=10) == []
