@@ -3,6 +3,7 @@ that answers like WDQS, the Commons API and the upload host (recorded shapes), f
 
 import json
 from collections import Counter
+from dataclasses import replace
 
 import dagster as dg
 import pytest
@@ -17,6 +18,7 @@ from facerec_pipeline.core.faces.engine import FaceEngine
 from facerec_pipeline.core.recognition.recognizer import Recognizer, load_prod_gallery
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.defs.assembly import build_resources
+from facerec_pipeline.settings import WebSettings
 from facerec_pipeline_tests.test_pipeline import materialize, query
 from facerec_pipeline_tests.wikimedia_fixtures import fixture_json, fixture_text
 
@@ -90,7 +92,7 @@ class StandIn:
 
 
 @pytest.fixture
-def stand_in(httpserver, photos, monkeypatch):
+def stand_in(httpserver, photos):
     base = httpserver.url_for("").rstrip("/")
     service = StandIn(base, photos)
     httpserver.expect_request("/sparql").respond_with_handler(service.sparql)
@@ -98,15 +100,21 @@ def stand_in(httpserver, photos, monkeypatch):
     httpserver.expect_request("/upload/thumb/html_trap.jpg").respond_with_handler(service.upload)
     for name in UPLOADS:
         httpserver.expect_request(f"/upload/thumb/{name}").respond_with_handler(service.upload)
-    monkeypatch.setenv("FACEREC_WIKIDATA_SPARQL_URL", f"{base}/sparql")
-    monkeypatch.setenv("FACEREC_COMMONS_API_URL", f"{base}/w/api.php")
-    monkeypatch.setenv("FACEREC_USER_AGENT", AGENT)
+    # What FACEREC_WIKIDATA_SPARQL_URL, FACEREC_COMMONS_API_URL and FACEREC_USER_AGENT give.
+    service.web = WebSettings.from_env(
+        {
+            "FACEREC_WIKIDATA_SPARQL_URL": f"{base}/sparql",
+            "FACEREC_COMMONS_API_URL": f"{base}/w/api.php",
+            "FACEREC_USER_AGENT": AGENT,
+        }
+    )
     return service
 
 
 def test_wikidata_domain_builds_a_gallery_and_records_every_skip(
     stand_in, settings, photos, models_dir
 ):
+    settings = replace(settings, web=stand_in.web)
     with session_scope(settings.database_url) as session:
         add_domain(
             session,
@@ -215,6 +223,7 @@ def test_a_storage_built_with_the_old_layout_keeps_working(stand_in, settings, p
     from facerec_pipeline.defs.candidates.assets import candidates
     from facerec_pipeline.defs.raw_images.assets import raw_images
 
+    settings = replace(settings, web=stand_in.web)
     with session_scope(settings.database_url) as session:
         add_domain(
             session,

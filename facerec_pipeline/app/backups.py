@@ -136,6 +136,18 @@ def database_backups_dir(database_url: str, backups_dir: Path) -> Path:
     return backups_dir / f"{stem}-{digest}"
 
 
+def require_known_revision(path: Path, revisions: list[str]) -> None:
+    """NotAFacerecDatabase unless `revisions` (the backup's alembic_version rows) is one schema
+    revision this code knows."""
+    known = known_revisions()
+    if len(revisions) != 1 or revisions[0] not in known:
+        found = ", ".join(revisions) or "none"
+        raise NotAFacerecDatabase(
+            f"{path} has the facerec tables but a schema revision this code does not know "
+            f"({found}; known: {known[0]} to {known[-1]}): made by a newer facerec, or altered"
+        )
+
+
 def check_dump_file(path: Path) -> str:
     """The schema revision recorded in the pg_dump custom-format file `path` if it is a dump of a
     facerec database this code knows, else NotAFacerecDatabase saying what it is. Needs
@@ -161,13 +173,7 @@ def check_dump_file(path: Path) -> str:
         )
     copied = re.search(r"^COPY \S*alembic_version .*?FROM stdin;\n(.*?)^\\\.$", data, re.M | re.S)
     revisions = copied.group(1).split() if copied else []
-    known = known_revisions()
-    if len(revisions) != 1 or revisions[0] not in known:
-        found = ", ".join(revisions) or "none"
-        raise NotAFacerecDatabase(
-            f"{path} has the facerec tables but a schema revision this code does not know "
-            f"({found}; known: {known[0]} to {known[-1]}): made by a newer facerec, or altered"
-        )
+    require_known_revision(path, revisions)
     return revisions[0]
 
 
@@ -223,14 +229,8 @@ def check_database_file(path: Path, thorough: bool = True) -> str:
             f"{', ...' if len(missing) > 4 else ''} (its tables: {', '.join(theirs[:5])}"
             f"{', ...' if len(theirs) > 5 else ''})"
         )
-    known = known_revisions()
-    if len(revisions) != 1 or revisions[0] not in known:
-        found = ", ".join(revisions) or "none"
-        raise NotAFacerecDatabase(
-            f"{path} has the facerec tables but a schema revision this code does not know "
-            f"({found}; known: {known[0]} to {known[-1]}): made by a newer facerec, or altered"
-        )
-    if revisions[0] == known[-1] and not PROJECT_TABLES <= tables:
+    require_known_revision(path, revisions)
+    if revisions[0] == known_revisions()[-1] and not PROJECT_TABLES <= tables:
         lacking = sorted(PROJECT_TABLES - tables)
         raise NotAFacerecDatabase(
             f"{path} says schema {revisions[0]} but lacks the tables {', '.join(lacking)}"
