@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SAMPLE_PHOTO := storage/sample_photos/holdout/obama3.jpg
 export DAGSTER_HOME ?= $(CURDIR)/storage/dagster
 
-.PHONY: install models demo test lint format dev bench bench-dev bench-serve bench-serve-memory
+.PHONY: install models demo test lint format dev bench bench-dev bench-serve bench-serve-memory bench-scaling
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench-serve: install
 # Memory of `facerec serve` under mixed large uploads (24-59 MP JPEG and PNG, 16-bit PNG).
 bench-serve-memory: install
 	$(BIN)/python -m bench.serve_memory
+
+# How the face work scales with processes: in process, one thread, the worker pool cold and warm.
+bench-scaling: install
+	$(BIN)/python -m bench.local_scaling
 
 lint:
 	$(BIN)/ruff check facerec_pipeline facerec_pipeline_tests bench

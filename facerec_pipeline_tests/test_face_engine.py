@@ -2,6 +2,8 @@
 OpenCV; `dlib`: dlib's detector, chips and ResNet), and what holds for each."""
 
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 
 import cv2
@@ -160,3 +162,23 @@ def test_saved_copy_of_dlibs_detector_finds_what_dlib_finds(engine, photos, tmp_
     saved.write_bytes(b"damaged")
     repaired, _ = FaceEngine(engine.config, models)._dlib_models
     assert repaired.run(image, 1)[1] == builtin[1] and saved.stat().st_size > 1000
+
+
+# What a spawned worker of the face engine's pool imports before it works: the program's main
+# module (the `facerec` script's: facerec_pipeline.cli.main) and the face code.
+WORKER_IMPORTS = "import facerec_pipeline.cli.main, facerec_pipeline.core.faces.validation"
+NOT_IN_A_WORKER = {"sqlalchemy", "dagster", "deepface", "pandas", "scipy", "fastapi"}
+
+
+def test_a_face_worker_loads_only_the_face_code():
+    """Every worker re-imports the program's main module before it works: `facerec` names its
+    commands without importing them, and the face code loads no database layer, Dagster,
+    DeepFace or pandas, so a fresh pool answers in a fraction of a second rather than after
+    a second of imports per worker (BENCHMARKS.md, `make bench-scaling`)."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", f"import sys; {WORKER_IMPORTS}; print(' '.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert {name.split(".")[0] for name in loaded} & NOT_IN_A_WORKER == set()

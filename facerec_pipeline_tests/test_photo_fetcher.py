@@ -16,7 +16,8 @@ from facerec_pipeline.app.stats import (
     serp_spent_in_month,
     sourcing_figures,
 )
-from facerec_pipeline.core.images.image_files import INCOMING_DIR, photo_path
+from facerec_pipeline.core.images.image_files import INCOMING_DIR
+from facerec_pipeline.core.images.photo_store import photo_path
 from facerec_pipeline.db.models import SerpCall
 from facerec_pipeline.defs.resources import FacerecStorage
 from facerec_pipeline.sources.commons import CommonsClient

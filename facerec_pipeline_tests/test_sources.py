@@ -5,7 +5,7 @@ import pytest
 
 from facerec_pipeline.app.domains import DomainSpec, add_domain, get_domain
 from facerec_pipeline.core.artifacts.store import ArtifactStore
-from facerec_pipeline.core.images.image_files import photo_path
+from facerec_pipeline.core.images.photo_store import photo_path
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.db.source_refs import (
     CommonsRef,

@@ -1,51 +1,57 @@
-"""`facerec`: the project's command line. The root group assembles the commands, which live by
-group: database.py (db), weights.py (models), domains.py (domains, sample), runs.py (run,
-backfill, history), gallery.py (gallery), recognition.py (recognize, evaluate, and how the CLI
-builds the recognizer), reports.py (stats, skips), people.py (people erase), clients.py (client
-tokens), serving.py (serve); common.py holds what they share and formatting.py every table they
-print."""
+"""`facerec`: the project's command line. The root group names the commands, which live by group:
+database.py (db), weights.py (models), domains.py (domains, sample), runs.py (run, backfill,
+history), gallery.py (gallery), recognition.py (recognize, evaluate, and how the CLI builds the
+recognizer), reports.py (stats, skips), people.py (people erase), clients.py (client tokens),
+serving.py (serve), artifacts.py (artifacts); common.py holds what they share and formatting.py
+every table they print.
+
+A command's module is imported only when that command runs (or help lists it): `facerec run`
+does not load the server, and this module stays light, which matters beyond start-up time: the
+face engine's worker processes are started with `spawn`, and each re-imports the program's main
+module (this one, through the `facerec` script) before it does any work."""
 
 from __future__ import annotations
 
+from importlib import import_module
+
 import click
 
-from facerec_pipeline.cli.artifacts import artifacts
-from facerec_pipeline.cli.clients import clients
-from facerec_pipeline.cli.database import db
-from facerec_pipeline.cli.domains import domains, sample
-from facerec_pipeline.cli.gallery import gallery
-from facerec_pipeline.cli.people import people
-from facerec_pipeline.cli.recognition import evaluate, recognize
-from facerec_pipeline.cli.reports import skips, stats
-from facerec_pipeline.cli.runs import backfill, history, run
-from facerec_pipeline.cli.serving import serve
-from facerec_pipeline.cli.weights import models
+COMMANDS = {
+    "db": "database:db",
+    "models": "weights:models",
+    "domains": "domains:domains",
+    "run": "runs:run",
+    "backfill": "runs:backfill",
+    "gallery": "gallery:gallery",
+    "history": "runs:history",
+    "recognize": "recognition:recognize",
+    "evaluate": "recognition:evaluate",
+    "stats": "reports:stats",
+    "skips": "reports:skips",
+    "sample": "domains:sample",
+    "clients": "clients:clients",
+    "serve": "serving:serve",
+    "artifacts": "artifacts:artifacts",
+    "people": "people:people",
+}
 
 
-@click.group()
+class CommandsByModule(click.Group):
+    """A group whose commands are imported from their module when first asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[name].split(":")
+        return getattr(import_module(f"facerec_pipeline.cli.{module}"), attribute)
+
+
+@click.group(cls=CommandsByModule)
 def cli() -> None:
     """Build and search per-domain face galleries."""
-
-
-for command in (
-    db,
-    models,
-    domains,
-    run,
-    backfill,
-    gallery,
-    history,
-    recognize,
-    evaluate,
-    stats,
-    skips,
-    sample,
-    clients,
-    serve,
-    artifacts,
-):
-    cli.add_command(command)
-cli.add_command(people)
 
 
 if __name__ == "__main__":

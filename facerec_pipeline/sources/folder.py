@@ -14,11 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from facerec_pipeline.core.artifacts.store import ArtifactStore
-from facerec_pipeline.core.images.image_files import (
-    IMAGE_SUFFIXES,
-    InspectionCache,
-    store_content_addressed,
-)
+from facerec_pipeline.core.images.image_files import IMAGE_SUFFIXES, InspectionCache
+from facerec_pipeline.core.images.photo_store import store_content_addressed
 from facerec_pipeline.core.names import display_name_from_folder
 from facerec_pipeline.db.source_refs import SourceRefError
 from facerec_pipeline.sources.interfaces import (

@@ -13,11 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from facerec_pipeline.core.artifacts.store import ArtifactStore
-from facerec_pipeline.core.images.image_files import (
-    INCOMING_DIR,
-    inspect_image,
-    move_content_addressed,
-)
+from facerec_pipeline.core.images.image_files import INCOMING_DIR, inspect_image
+from facerec_pipeline.core.images.photo_store import move_content_addressed
 from facerec_pipeline.sources.commons import (
     IMAGE_MIMES,
     CommonsClient,

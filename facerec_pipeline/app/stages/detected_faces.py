@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pandas as pd
 from sqlalchemy import text
 
@@ -23,10 +25,11 @@ from facerec_pipeline.core.artifacts.store import (
     FACE_CROP,
     ArtifactKey,
     ArtifactStore,
+    fill_bytes,
 )
 from facerec_pipeline.core.face_models import FaceModel
 from facerec_pipeline.core.faces.engine import EngineConfig
-from facerec_pipeline.core.faces.validation import PhotoOutcome, save_crop, validate_photos
+from facerec_pipeline.core.faces.validation import PhotoOutcome, validate_photos
 from facerec_pipeline.core.images.duplicates import PhotoRef, find_duplicates
 
 FACE_COLUMNS = [
@@ -55,6 +58,17 @@ PROGRESS_EVERY = 25
 
 def _rejected(base: dict, reason: str, detail: str | None) -> dict:
     return {**base, "status": "rejected", "rejection_reason": reason, "rejection_detail": detail}
+
+
+def save_crop(
+    crop_bgr: np.ndarray, target: Path, artifacts: ArtifactStore, key: ArtifactKey
+) -> str:
+    """Write a face crop losslessly (PNG) with its artifact row and return its sha256."""
+    ok, encoded = cv2.imencode(".png", crop_bgr)
+    if not ok:
+        raise ValueError(f"could not encode the face crop for {target}")
+    height, width = crop_bgr.shape[:2]
+    return artifacts.put(target, key, fill_bytes(encoded.tobytes()), size=(width, height)).sha256
 
 
 def crop_key(base: dict, stage: str, soft_rejected: bool) -> ArtifactKey:

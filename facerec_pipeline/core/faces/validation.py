@@ -9,7 +9,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facerec_pipeline.core.artifacts.store import ArtifactKey, ArtifactStore, fill_bytes
 from facerec_pipeline.core.faces.engine import DetectedFace, EngineConfig, FaceEngine
 from facerec_pipeline.core.faces.quality_gates import GateConfig, judge_faces
 from facerec_pipeline.core.images.image_files import ImageRejected, load_bgr, load_rgb
@@ -45,17 +44,6 @@ def validate_photo(engine: FaceEngine, gates: GateConfig, path: Path) -> PhotoOu
         face,
         decision.blur_score,
     )
-
-
-def save_crop(
-    crop_bgr: np.ndarray, target: Path, artifacts: ArtifactStore, key: ArtifactKey
-) -> str:
-    """Write a face crop losslessly (PNG) with its artifact row and return its sha256."""
-    ok, encoded = cv2.imencode(".png", crop_bgr)
-    if not ok:
-        raise ValueError(f"could not encode the face crop for {target}")
-    height, width = crop_bgr.shape[:2]
-    return artifacts.put(target, key, fill_bytes(encoded.tobytes()), size=(width, height)).sha256
 
 
 def read_crop(path: Path) -> np.ndarray:
