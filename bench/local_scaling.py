@@ -153,14 +153,14 @@ def report(start: float, rows: list[tuple[str, int, dict]], workers: int) -> str
 
 
 FINDINGS = """Why two processes gave nothing in `make bench` (issue 23: 0.086 against 0.094 s a
-photo; the table above: sface 0.027 against 0.026, dlib 0.070 against 0.087), found on this
+photo; this file's first table: sface 0.027 against 0.026, dlib 0.070 against 0.087), found on this
 machine on 2026-12-03:
 - **sface, below the threshold:** 64 photos are under the pool's threshold for sface (128 a
   worker), so the "2 processes" row ran in one process.
   - That process already works on both cores: OpenCV runs YuNet and SFace on its own threads,
-    1.5-1.6x faster than one thread.
-- **Workers, once up, scale near-linearly:** 1.6-1.8x one thread on 2 cores for sface and
-  1.6-1.9x for dlib.
+    1.4-1.7x faster than one thread.
+- **Workers, once up, scale near-linearly:** 1.4-1.9x one thread on 2 cores, for both models
+  (the table's warm column against one thread).
 - **What a small batch lost was the pool's start.**
   - Each worker is started with `spawn` and re-imports the program's main module before it
     works.
@@ -172,9 +172,8 @@ machine on 2026-12-03:
   - `facerec` imports a command's module only when the command runs;
   - the worker's face code loads no database layer (the photo store is apart from the image
     reader).
-  - The same pool now answers after about 0.3 s.
-  - dlib on 64 photos now takes 0.044 s a photo cold on 2 workers, against 0.062 in one
-    process.
+  - The same pool now answers after 0.3-0.4 s (the figure above).
+  - From 64 photos, a cold pool beats one process with dlib (the table).
   - sface gains from the pool from about 256 photos. Its threshold stays, because its single
     process already has both cores.
 """
