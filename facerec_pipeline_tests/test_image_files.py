@@ -15,6 +15,8 @@ from facerec_pipeline.core.images.image_files import (
     hamming_distance,
     inspect_image,
     load_rgb,
+)
+from facerec_pipeline.core.images.photo_store import (
     move_content_addressed,
     photo_path,
     store_content_addressed,

@@ -66,7 +66,9 @@ def run_stage(
     try:
         result = build(run)
     except StageFailed as error:
-        raise dg.Failure(str(error), allow_retries=error.retryable) from error
+        # Caused by what caused the stage to fail (a SourceError, say), as when the asset raised
+        # the failure itself: the run history names that cause once, not StageFailed too.
+        raise dg.Failure(str(error), allow_retries=error.retryable) from error.__cause__
     if result.table is None:
         return dg.MaterializeResult(metadata=as_metadata(result.figures))
     context.add_output_metadata(as_metadata(result.figures))

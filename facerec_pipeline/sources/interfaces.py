@@ -1,7 +1,7 @@
 """What the pipeline asks of a domain's source, whatever it is: its people (`PersonSource`) and
 their photos (`PhotoSource`). Implemented by `folder.FolderSource` (a local folder) and
 `wikimedia.WikimediaSource` (Wikidata, Commons and the optional paid search); which one serves a
-domain is decided in one place, `resources.SourcesResource.for_domain`. An implementation is
+domain is decided in one place, `app/domain_sources.source_of`. An implementation is
 bound to its domain when it is made. No Dagster here.
 """
 
