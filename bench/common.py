@@ -121,6 +121,15 @@ def machine() -> str:
     return f"{cpu_name()}, {os.cpu_count()} cores, {memory:.0f} GiB; Python {python}"
 
 
+def measured_on() -> str:
+    """`Measured <date> at <commit> on <machine>.`: the first line of a benchmark section."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    dirty = " (with uncommitted changes)" if uncommitted_changes() else ""
+    return f"Measured {now} at {short_commit()}{dirty} on {machine()}."
+
+
 def write_section(output: Path, section: str, begin: str, end: str) -> None:
     """Put `section` between its markers in `output` (appended when the markers are missing)."""
     text = output.read_text() if output.exists() else ""

@@ -121,17 +121,13 @@ BEGIN, END = "<!-- local-scaling:begin -->", "<!-- local-scaling:end -->"
 
 
 def report(start: float, rows: list[tuple[str, int, dict]], workers: int) -> str:
-    from datetime import UTC, datetime
+    from bench.common import measured_on
 
-    from bench.common import machine, short_commit, uncommitted_changes
-
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    dirty = " (with uncommitted changes)" if uncommitted_changes() else ""
     lines = [
         BEGIN,
         "## How the face work scales with processes (`make bench-scaling`)",
         "",
-        f"Measured {now} at {short_commit()}{dirty} on {machine()}.",
+        measured_on(),
         "",
         "What `detected_faces` then `face_embeddings` do (validate_photos, then embed_crops of "
         "the accepted crops) on the `make bench` photos (1-2 MP), in seconds per photo: in this "

@@ -22,13 +22,12 @@ import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from bench.common import REPO, machine, short_commit, uncommitted_changes, write_section
+from bench.common import REPO, measured_on, write_section
 from bench.serve_load import Server, build_gallery, issue_token, small_data
 
 BEGIN, END = "<!-- serve-memory:begin -->", "<!-- serve-memory:end -->"
@@ -96,13 +95,11 @@ def post(server: Server, token: str, kind: Kind) -> None:
 
 
 def report(kinds: list[Kind], rss: dict, rounds: int, ready: float) -> str:
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    dirty = " (with uncommitted changes)" if uncommitted_changes() else ""
     lines = [
         BEGIN,
         "## Server memory under mixed large uploads (`make bench-serve-memory`)",
         "",
-        f"Measured {now} at {short_commit()}{dirty} on {machine()}.",
+        measured_on(),
         "",
         "The sample domain's gallery built with `run_domain`; the real `facerec serve` (one "
         f"uvicorn worker, `--max-upload-mb 100`) ready after {ready:.1f} s. {rounds} rounds, one "

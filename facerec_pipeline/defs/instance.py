@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from facerec_pipeline.defs.partitions import domain_partitions
+from facerec_pipeline.defs.partitions import ensure_partition
 from facerec_pipeline.settings import Settings
 
 REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
@@ -37,9 +37,7 @@ def dagster_instance(settings: Settings) -> dg.DagsterInstance:
 
 def register_partition(settings: Settings, code: str) -> None:
     """Add the domain's partition when the instance does not have it yet."""
-    instance = dagster_instance(settings)
-    if not instance.has_dynamic_partition(domain_partitions.name, code):
-        instance.add_dynamic_partitions(domain_partitions.name, [code])
+    ensure_partition(dagster_instance(settings), code)
 
 
 def run_seconds(instance: dg.DagsterInstance, run_id: str) -> float | None:

@@ -18,7 +18,7 @@ from facerec_pipeline.core.files import full_disk
 from facerec_pipeline.db.engine import DatabaseUnavailable, database_down
 from facerec_pipeline.defs.assembly import build_definitions
 from facerec_pipeline.defs.jobs import DOMAIN_PIPELINE_JOB
-from facerec_pipeline.defs.partitions import domain_partitions
+from facerec_pipeline.defs.partitions import ensure_partition
 from facerec_pipeline.defs.runs.causes import forget_cause, leave_cause, reserve_cause
 from facerec_pipeline.defs.runs.events import record_run, step_failure_message
 from facerec_pipeline.defs.runs.recovery import (
@@ -57,8 +57,7 @@ def run_domain(
     for line in recover_dead_runs(instance, settings):
         echo(f"  recovered: {line}")
     refuse_concurrent_run(instance, code)
-    if not instance.has_dynamic_partition(domain_partitions.name, code):
-        instance.add_dynamic_partitions(domain_partitions.name, [code])
+    ensure_partition(instance, code)
     job = build_definitions(settings).resolve_job_def(DOMAIN_PIPELINE_JOB)
     invocation = uuid.uuid4().hex
     stop = threading.Event()
