@@ -209,8 +209,8 @@ def report(start: float, rows: list[tuple[str, int, dict]], previews: float, wor
 
 
 FINDINGS = """Why two processes gave nothing in `make bench` (issue 23: 0.086 against 0.094 s a
-photo; this file's first table: sface 0.027 against 0.026, dlib 0.070 against 0.087), found on this
-machine on 2026-12-03:
+photo; its run of 2026-12-02: sface 0.027 against 0.026, dlib 0.070 against 0.087), found on
+this machine on 2026-12-03:
 - **sface, below the threshold:** 64 photos are under the pool's threshold for sface (128 a
   worker), so the "2 processes" row ran in one process.
   - That process already works on both cores: OpenCV runs YuNet and SFace on its own threads,
@@ -229,6 +229,9 @@ machine on 2026-12-03:
   - the worker's face code loads no database layer (the photo store is apart from the image
     reader).
   - The same pool now answers after 0.3-0.4 s (the figure above).
+  - `make bench` itself re-imported Dagster in every worker (its main module imported it: 2 s);
+    it imports its heavy modules inside its functions now, and its first table shows dlib on
+    2 processes faster than on one (0.052 against 0.064 s a photo on 2026-12-03).
   - From 64 photos, a cold pool beats one process with dlib (the table).
   - sface gains from the pool from about 256 photos. Its threshold stays, because its single
     process already has both cores.
