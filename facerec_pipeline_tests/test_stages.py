@@ -8,7 +8,7 @@ from collections import Counter
 import dagster as dg
 import pytest
 
-from facerec_pipeline.app.domain_sources import WebDomainSources
+from facerec_pipeline.app.domain_sources import source_of
 from facerec_pipeline.app.stage_tables import STAGE_TABLES, load_stage_output, write_stage_output
 from facerec_pipeline.app.stages.candidates import build_candidates
 from facerec_pipeline.app.stages.detected_faces import build_detected_faces
@@ -56,9 +56,20 @@ def stored(run: StageRun, stage: str, result) -> object:
         return load_stage_output(session, STAGE_TABLES[stage], run.domain)
 
 
+class WebDomainSources:
+    """The domains' sources on the default web settings, with no Dagster (what the pipeline's
+    SourcesResource gives the stages)."""
+
+    web = WebSources(**web_config(WebSettings()))
+    serp_cost_per_call = web.serp_cost_per_call
+
+    def for_domain(self, domain, settings):
+        return source_of(domain, settings, self.web)
+
+
 @pytest.fixture
 def sources() -> WebDomainSources:
-    return WebDomainSources(WebSources(**web_config(WebSettings())))
+    return WebDomainSources()
 
 
 @pytest.fixture

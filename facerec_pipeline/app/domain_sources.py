@@ -3,7 +3,6 @@ by `domains.source` (a folder, or Wikimedia with the optional paid image search)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from facerec_pipeline.core.artifacts.store import ArtifactStore
@@ -47,18 +46,3 @@ def source_of(domain: Domain, settings: Settings, web: WebSources) -> DomainSour
             artifacts=ArtifactStore(settings),
         )
     raise SourceError(f"domain {code!r}: unknown source {domain.source!r}", retryable=False)
-
-
-@dataclass(frozen=True)
-class WebDomainSources:
-    """The domains' sources on the given web settings (the stages' DomainSources), for code
-    outside Dagster; the pipeline's SourcesResource is the same with Dagster configuration."""
-
-    web: WebSources
-
-    @property
-    def serp_cost_per_call(self) -> float:
-        return self.web.serp_cost_per_call
-
-    def for_domain(self, domain: Domain, settings: Settings) -> DomainSource:
-        return source_of(domain, settings, self.web)

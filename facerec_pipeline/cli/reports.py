@@ -8,11 +8,11 @@ from facerec_pipeline.app.domains import list_domains
 from facerec_pipeline.cli.common import (
     NoDatabase,
     echo_json,
-    load_settings,
     read_db,
     user_errors,
 )
 from facerec_pipeline.cli.formatting import skips_table, stats_table
+from facerec_pipeline.settings import Settings
 
 
 @click.command("stats")
@@ -23,7 +23,8 @@ def stats(code: str | None, as_json: bool) -> None:
     """Counts, rejections by reason and the production gallery, per domain."""
     from facerec_pipeline.app.stats import domain_stats
 
-    cost = load_settings().web.serp_cost_per_call
+    # The settings' price only: read_db loads (and announces) the settings for the database.
+    cost = Settings.from_env().web.serp_cost_per_call
 
     def figures_of(session):
         codes = [code] if code is not None else [domain.code for domain in list_domains(session)]
