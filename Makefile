@@ -10,7 +10,7 @@ export DAGSTER_HOME ?= $(CURDIR)/storage/dagster
 install:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,postgres]'
+	$(BIN)/pip install --quiet -e '.[dev,postgres,celery]'
 
 models: install
 	$(BIN)/facerec models install

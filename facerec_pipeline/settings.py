@@ -14,7 +14,11 @@ connects: a typo must not quietly become a new, empty database.
   endpoints (default: the public services);
 - `FACEREC_USER_AGENT`: the User-Agent sent to Wikimedia (required for the real services);
 - `FACEREC_SERP_API_KEY`: the paid search key; only whether it is set is kept here;
-- `FACEREC_SERP_COST_PER_CALL`: the paid search's price per call in USD (default 0.015).
+- `FACEREC_SERP_COST_PER_CALL`: the paid search's price per call in USD (default 0.015);
+- `FACEREC_EXECUTOR`: where a run's steps execute: `in_process` (default: the machine that runs
+  it) or `celery` (Celery workers, `facerec worker`; needs the two below and PostgreSQL);
+- `FACEREC_CELERY_BROKER`: the Celery broker's URL (e.g. `redis://127.0.0.1:6379/0`);
+- `FACEREC_CELERY_BACKEND`: where workers leave step results (default: the broker).
 
 DeepFace's home (`DEEPFACE_HOME`) is not a setting of its own: it is `<storage>/models`, set
 for DeepFace by core/faces/weights.py `use_models_dir` when an engine is built.
@@ -149,6 +153,30 @@ class WebSettings:
         )
 
 
+EXECUTORS = ("in_process", "celery")
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """Where runs execute their steps: `in_process` (this machine), or `celery` (the workers
+    that listen on the broker; `backend` keeps their results, the broker itself by default)."""
+
+    name: str = "in_process"
+    broker: str | None = None
+    backend: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ExecutorSettings:
+        name = environ.get("FACEREC_EXECUTOR") or "in_process"
+        if name not in EXECUTORS:
+            raise SettingsError(
+                f"FACEREC_EXECUTOR={name!r} is not an executor; set it to one of "
+                f"{', '.join(EXECUTORS)} or unset it (in_process)"
+            )
+        broker = environ.get("FACEREC_CELERY_BROKER") or None
+        return cls(name, broker, environ.get("FACEREC_CELERY_BACKEND") or broker)
+
+
 @dataclass(frozen=True)
 class Settings:
     storage_dir: Path
@@ -158,6 +186,7 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     # DAGSTER_HOME when set; None means <storage>/dagster.
     dagster_home_from_env: Path | None = None
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -175,6 +204,7 @@ class Settings:
             database_url_from_env=bool(explicit),
             web=WebSettings.from_env(environ),
             dagster_home_from_env=Path(home).resolve() if home else None,
+            executor=ExecutorSettings.from_env(environ),
         )
 
     @property

@@ -24,9 +24,10 @@ from facerec_pipeline.core.face_models import (
 )
 from facerec_pipeline.core.faces.engine import FaceEngine
 from facerec_pipeline.core.faces.weights import install_weights
-from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.db.engine import dispose_engines, session_scope
 from facerec_pipeline.db.migrate import upgrade
 from facerec_pipeline.settings import Settings
+from facerec_pipeline_tests.postgres_server import PostgresUnavailable, postgres_server
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -206,3 +207,18 @@ def facerec(tmp_path, models_dir):
     invoke.env = env
     invoke.storage = Path(env["FACEREC_STORAGE_DIR"])
     return invoke
+
+
+@pytest.fixture(scope="session")
+def pg():
+    """A throwaway PostgreSQL server (postgres_server.py), one for the whole session."""
+    try:
+        server = postgres_server()
+        running = server.__enter__()
+    except PostgresUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield running
+    finally:
+        dispose_engines()
+        server.__exit__(None, None, None)

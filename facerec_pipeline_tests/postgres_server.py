@@ -26,6 +26,19 @@ INSTALL_HINT = (
     "package (apt-get install -y postgresql; .ci/run does it) to run the PostgreSQL tests"
 )
 TIMEOUT_S = 60
+# A Dagster instance on PostgreSQL, its URL in FACEREC_TEST_DAGSTER_PG_URL (a database of the
+# test server), one slot per pool.
+DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+storage:
+  postgres:
+    postgres_url:
+      env: FACEREC_TEST_DAGSTER_PG_URL
+concurrency:
+  pools:
+    default_limit: 1
+"""
 ROLE = "facerec"
 
 

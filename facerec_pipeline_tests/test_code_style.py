@@ -90,6 +90,8 @@ ENVIRONMENT_USES = {
     # Hands the environment on to pg_dump / pg_restore child processes.
     "facerec_pipeline/app/backups.py",
     "facerec_pipeline/app/restore.py",
+    # Hands the environment on to the Celery worker `facerec worker` starts.
+    "facerec_pipeline/defs/executors.py",
 }
 ENVIRONMENT = re.compile(r"os\.environ|os\.getenv|getenv\(")
 

@@ -8,6 +8,7 @@ import dagster as dg
 from facerec_pipeline.defs.dagster_internals import (
     delete_check_executions,
     engine_event_pid,
+    ensure_pool_limits,
     free_pool_slots,
     pool_state,
     reading_step,
@@ -46,6 +47,16 @@ def test_a_dead_runs_pool_slot_is_seen_and_freed(instance):
     assert state.limit == 1 and [slot.run_id for slot in state.claimed_slots] == ["run-dead"]
     free_pool_slots(instance, "run-dead")
     assert pool_state(instance, "facerec_db").claimed_slots == []
+
+
+def test_pools_get_the_default_limit_once_and_keep_one_set_by_hand():
+    overrides = {"concurrency": {"pools": {"default_limit": 2}}}
+    with dg.instance_for_test(overrides=overrides) as instance:
+        instance.event_log_storage.set_concurrency_slots("set_by_hand", 5)
+        ensure_pool_limits(instance, ["facerec_faces", "set_by_hand"])
+        ensure_pool_limits(instance, ["facerec_faces"])  # again: nothing changes
+        assert pool_state(instance, "facerec_faces").limit == 2
+        assert pool_state(instance, "set_by_hand").limit == 5
 
 
 class Recording(dg.IOManager):

@@ -17,33 +17,7 @@ from facerec_pipeline.db.migrate import PROJECT_TABLES, alembic_config, head_rev
 from facerec_pipeline.defs.backups.jobs import database_backup_job
 from facerec_pipeline.defs.resources import FacerecStorage
 from facerec_pipeline_tests.conftest import build_folder
-from facerec_pipeline_tests.postgres_server import PostgresUnavailable, postgres_server
-
-DAGSTER_YAML = """\
-telemetry:
-  enabled: false
-storage:
-  postgres:
-    postgres_url:
-      env: FACEREC_TEST_DAGSTER_PG_URL
-concurrency:
-  pools:
-    default_limit: 1
-"""
-
-
-@pytest.fixture(scope="session")
-def pg():
-    try:
-        server = postgres_server()
-        running = server.__enter__()
-    except PostgresUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
-    try:
-        yield running
-    finally:
-        dispose_engines()
-        server.__exit__(None, None, None)
+from facerec_pipeline_tests.postgres_server import DAGSTER_YAML
 
 
 def test_migrations_reach_head_and_back_on_postgres(pg):

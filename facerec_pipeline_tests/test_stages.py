@@ -3,6 +3,8 @@ SQLite file, real photos and the real SFace engine, the stage tables stored and 
 IO manager does. And the thin assets through Dagster's own test entry points: an asset called
 with `build_asset_context`, and `materialize` of the first two stages."""
 
+import os
+import socket
 from collections import Counter
 
 import dagster as dg
@@ -163,6 +165,7 @@ def test_an_asset_called_with_build_asset_context(demo, sources):
         "people": 2,
         "new_people": 2,
         "source": "folder",
+        "executed_by": f"{socket.gethostname()} pid {os.getpid()}",  # this process
     }
 
 

@@ -2,8 +2,8 @@
 database.py (db), weights.py (models), domains.py (domains, sample), runs.py (run, backfill,
 history), gallery.py (gallery), recognition.py (recognize, evaluate, and how the CLI builds the
 recognizer), reports.py (stats, skips), people.py (people erase), clients.py (client tokens),
-serving.py (serve), artifacts.py (artifacts); common.py holds what they share and formatting.py
-every table they print.
+serving.py (serve), artifacts.py (artifacts), workers.py (worker); common.py holds what they
+share and formatting.py every table they print.
 
 A command's module is imported only when that command runs (or help lists it): `facerec run`
 does not load the server, and this module stays light, which matters beyond start-up time: the
@@ -33,6 +33,7 @@ COMMANDS = {
     "serve": "serving:serve",
     "artifacts": "artifacts:artifacts",
     "people": "people:people",
+    "worker": "workers:worker",
 }
 
 

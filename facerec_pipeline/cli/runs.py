@@ -16,11 +16,20 @@ from facerec_pipeline.cli.common import (
 from facerec_pipeline.cli.formatting import backfill_table, history_table
 from facerec_pipeline.db.engine import session_scope
 
+EXECUTOR_OPTION = click.option(
+    "--executor",
+    type=click.Choice(["in_process", "celery"]),
+    default=None,
+    help="Where the steps execute: this process, or the Celery workers (`facerec worker`). "
+    "Default: FACEREC_EXECUTOR, else in_process.",
+)
+
 
 @click.command("run")
 @click.option("--domain", "code", required=True)
+@EXECUTOR_OPTION
 @user_errors
-def run(code: str) -> None:
+def run(code: str, executor: str | None) -> None:
     """Build one domain end to end through the Dagster instance (the run shows in the UI)."""
     from facerec_pipeline.defs.instance import register_partition
     from facerec_pipeline.defs.launch import run_domain
@@ -31,7 +40,7 @@ def run(code: str) -> None:
         if not domain.is_active:
             raise DomainError(f"domain {code!r} is inactive: `facerec domains activate {code}`")
     register_partition(settings, code)
-    outcome = run_domain(settings, code, echo=click.echo)
+    outcome = run_domain(settings, code, echo=click.echo, executor=executor)
     if not outcome.success:
         click.echo(f"run {outcome.run_id} FAILED for domain {code!r}", err=True)
         for failure in outcome.failures:
@@ -42,8 +51,9 @@ def run(code: str) -> None:
 
 @click.command("backfill")
 @click.option("--domains", "codes", required=True, help="Comma-separated domain codes: a,b")
+@EXECUTOR_OPTION
 @user_errors
-def backfill(codes: str) -> None:
+def backfill(codes: str, executor: str | None) -> None:
     """Run several domains one after another and report each one's outcome."""
     from facerec_pipeline.defs.instance import register_partition
     from facerec_pipeline.defs.launch import run_domain
@@ -57,7 +67,7 @@ def backfill(codes: str) -> None:
     for code in wanted:
         register_partition(settings, code)
         click.echo(f"== {code}")
-        outcome = run_domain(settings, code, echo=click.echo)
+        outcome = run_domain(settings, code, echo=click.echo, executor=executor)
         outcomes.append(
             [
                 code,

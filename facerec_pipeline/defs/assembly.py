@@ -7,6 +7,7 @@ from facerec_pipeline.defs.candidates.assets import candidates
 from facerec_pipeline.defs.detected_faces.assets import detected_faces
 from facerec_pipeline.defs.domains.refresh import domain_refresh_sensor
 from facerec_pipeline.defs.domains.sensors import domain_registry_sensor
+from facerec_pipeline.defs.executors import executor_of
 from facerec_pipeline.defs.face_embeddings.assets import face_embeddings
 from facerec_pipeline.defs.gallery.assets import (
     gallery,
@@ -48,7 +49,8 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """Everything Dagster loads. The database is not touched here: domains, their crons and
-    partitions are read by sensors at each tick."""
+    partitions are read by sensors at each tick. The jobs' executor is the settings' one
+    (FACEREC_EXECUTOR): it places the steps of every run, the UI's, sensors' and schedules'."""
     settings = settings or Settings.from_env()
     return dg.Definitions(
         assets=ASSETS,
@@ -63,4 +65,5 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             dead_run_recovery,
         ],
         resources=build_resources(settings),
+        executor=executor_of(settings),
     )

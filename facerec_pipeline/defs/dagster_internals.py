@@ -5,6 +5,7 @@ one against the installed Dagster, so an upgrade that moves one fails there, not
 - which process executes a run: the pid in a run's engine events (run recovery);
 - whether the run storage is the single-machine SQLite one (run recovery);
 - the `facerec_db` pool: the slots a dead run still claims, who holds and who waits;
+- the pools' limits, set before runs start (Dagster's first-use setting races on PostgreSQL);
 - the code version of the asset an IO manager stores and the step reading an input (lineage);
 - the asset check executions of erased runs (people erase).
 """
@@ -33,6 +34,21 @@ def run_storage_is_single_machine(instance: dg.DagsterInstance) -> bool:
 def free_pool_slots(instance: dg.DagsterInstance, run_id: str) -> None:
     """Free the pool slots a (dead) run still claims."""
     instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+
+
+def ensure_pool_limits(instance: dg.DagsterInstance, pools: Iterable[str]) -> None:
+    """Give each pool its limit (the instance's default) unless it has one. Dagster does it when
+    a run first claims a pool; on PostgreSQL two runs that do so at once fail the second one
+    (its insert's unique violation aborts the transaction its fallback update then runs in)."""
+    storage = instance.event_log_storage
+    for pool in pools:
+        if pool in storage.get_concurrency_keys():
+            continue
+        try:
+            storage.initialize_concurrency_limit_to_default(pool)
+        except Exception:
+            if pool not in storage.get_concurrency_keys():  # not set by someone else meanwhile
+                raise
 
 
 def pool_state(instance: dg.DagsterInstance, pool: str):

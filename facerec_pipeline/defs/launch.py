@@ -6,9 +6,10 @@ import logging
 import sys
 import threading
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,16 @@ import dagster as dg
 from facerec_pipeline.core.files import full_disk
 from facerec_pipeline.db.engine import DatabaseUnavailable, database_down
 from facerec_pipeline.defs.assembly import build_definitions
+from facerec_pipeline.defs.dagster_internals import ensure_pool_limits, free_pool_slots
+from facerec_pipeline.defs.executors import (
+    FACES_QUEUE,
+    STAGES_QUEUE,
+    require_shared_state,
+    require_workers,
+)
 from facerec_pipeline.defs.jobs import DOMAIN_PIPELINE_JOB
 from facerec_pipeline.defs.partitions import ensure_partition
+from facerec_pipeline.defs.policy import DATABASE_POOL, FACES_POOL
 from facerec_pipeline.defs.runs.causes import forget_cause, leave_cause, reserve_cause
 from facerec_pipeline.defs.runs.events import record_run, step_failure_message
 from facerec_pipeline.defs.runs.recovery import (
@@ -47,18 +56,26 @@ def run_domain(
     code: str,
     instance: dg.DagsterInstance | None = None,
     echo: Callable[[str], None] = print,
+    executor: str | None = None,
 ) -> RunOutcome:
-    """Run every stage of `code` in this process. Runs of this data root that died are cleaned
-    up first; a live run of the same domain is refused (RunInProgress); while this run waits for
-    the database pool, `echo` says which run holds it. A database (facerec's or Dagster's) that
-    stops answering ends it with RunStopped, one line, and the cause is left for recovery."""
+    """Run every stage of `code`: in this process, or with `executor` (default: the settings')
+    `celery` orchestrated from this process and executed by Celery workers (refused at once
+    when they could not share the state or no worker listens). Runs of this data root that died
+    are cleaned up first; a live run of the same domain is refused (RunInProgress); while this
+    run waits for the database pool, `echo` says which run holds it. A database (facerec's or
+    Dagster's) that stops answering ends it with RunStopped, one line, and the cause is left
+    for recovery."""
     validate_domain_code(code)
     instance = instance or dg.DagsterInstance.get()
+    executor = executor or settings.executor.name
+    if executor == "celery":
+        require_shared_state(settings, instance)
+        require_workers(settings, (STAGES_QUEUE, FACES_QUEUE))
+        prepare_pools(instance)
     for line in recover_dead_runs(instance, settings):
         echo(f"  recovered: {line}")
     refuse_concurrent_run(instance, code)
     ensure_partition(instance, code)
-    job = build_definitions(settings).resolve_job_def(DOMAIN_PIPELINE_JOB)
     invocation = uuid.uuid4().hex
     stop = threading.Event()
     watcher = threading.Thread(
@@ -69,13 +86,10 @@ def run_domain(
     result, stopped = None, False
     try:
         with quiet_database_noise(echo):
-            result = job.execute_in_process(
-                instance=instance,
-                partition_key=code,
-                raise_on_error=False,
-                run_config=RUN_CONFIG,
-                tags={**run_tags(), INVOCATION_TAG: invocation},
-            )
+            result = _execute(settings, code, instance, executor, invocation)
+            # The run has ended: a slot it still claims is a step's that never reported its end
+            # (a Celery worker killed in it), and would hold the pool for ever.
+            free_pool_slots(instance, result.run_id)
             outcome = _outcome(result, echo)
             record_run(instance, result.run_id, settings.database_url)
     except Exception as error:
@@ -110,6 +124,59 @@ def run_domain(
         if not stopped:
             forget_cause(settings, invocation)
     return outcome
+
+
+def prepare_pools(instance: dg.DagsterInstance) -> None:
+    """The stage pools with their limits before any run claims them (several runs that start
+    at once on PostgreSQL would race to set them)."""
+    ensure_pool_limits(instance, (DATABASE_POOL, FACES_POOL))
+
+
+def _execute(
+    settings: Settings, code: str, instance: dg.DagsterInstance, executor: str, invocation: str
+) -> dg.ExecuteInProcessResult | dg.JobExecutionResult:
+    """Execute the domain pipeline for `code`: in this process, or orchestrated from here with
+    its steps on the executor's workers (a job they rebuild from its module)."""
+    tags = {**run_tags(), INVOCATION_TAG: invocation}
+    if executor == "in_process":
+        job = build_definitions(settings).resolve_job_def(DOMAIN_PIPELINE_JOB)
+        return job.execute_in_process(
+            instance=instance,
+            partition_key=code,
+            raise_on_error=False,
+            run_config=RUN_CONFIG,
+            tags=tags,
+        )
+    with warnings.catch_warnings():
+        # dagster-celery registers its task again for each step it submits; Celery warns.
+        warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already")
+        return dg.execute_job(
+            reconstructable_pipeline(executor),
+            instance=instance,
+            raise_on_error=False,
+            run_config=RUN_CONFIG,
+            tags={**tags, PARTITION_TAG: code},
+        )
+
+
+# The run tag that names a run's partition (execute_job takes no partition key of its own).
+PARTITION_TAG = "dagster/partition"
+
+
+def domain_pipeline_job(executor: str) -> dg.JobDefinition:
+    """The domain pipeline built with `executor`: what a Celery worker rebuilds to execute a
+    step of a run that `facerec run --executor celery` orchestrates (build_reconstructable_job),
+    with the worker's own settings (the same storage and databases, mounted there)."""
+    settings = Settings.from_env()
+    settings = replace(settings, executor=replace(settings.executor, name=executor))
+    return build_definitions(settings).resolve_job_def(DOMAIN_PIPELINE_JOB)
+
+
+def reconstructable_pipeline(executor: str) -> dg.ReconstructableJob:
+    """domain_pipeline_job(executor) as a job another process rebuilds from its module."""
+    return dg.build_reconstructable_job(
+        __name__, domain_pipeline_job.__name__, reconstructable_kwargs={"executor": executor}
+    )
 
 
 class RunStopped(DatabaseUnavailable):
@@ -169,7 +236,9 @@ def _first_line(args: Any) -> str:
     return lines[0] if lines else ""
 
 
-def _outcome(result: dg.ExecuteInProcessResult, echo: Callable[[str], None]) -> RunOutcome:
+def _outcome(
+    result: dg.ExecuteInProcessResult | dg.JobExecutionResult, echo: Callable[[str], None]
+) -> RunOutcome:
     """What the run materialized and checked, said as it is read, and its step failures."""
     outcome = RunOutcome(run_id=result.run_id, success=result.success)
     for event in result.all_events:
@@ -188,4 +257,10 @@ def _outcome(result: dg.ExecuteInProcessResult, echo: Callable[[str], None]) -> 
                 echo(f"    {evaluation.description}")
         elif event.is_step_failure:
             outcome.failures.append(step_failure_message(event))
+        elif event.event_type == dg.DagsterEventType.RUN_FAILURE and not outcome.failures:
+            # No step reported its failure: a Celery worker died in it, and the executor's
+            # error names the step ("[detected_faces]: WorkerLostError(...)").
+            error = event.job_failure_data.error
+            if error is not None:
+                outcome.failures.append(" ".join(error.message.split())[:500])
     return outcome

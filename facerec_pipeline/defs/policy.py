@@ -2,6 +2,8 @@
 the stage-table IO manager, the database pool, the kinds the UI shows, the retry policy of
 the stages that reach the network, and how an asset calls its stage's application function."""
 
+import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -14,12 +16,17 @@ from facerec_pipeline.app.stages.stage_run import (
     StageResult,
     StageRun,
 )
+from facerec_pipeline.defs.executors import CELERY_QUEUE_TAG, FACES_QUEUE
 from facerec_pipeline.defs.partitions import domain_partitions
 from facerec_pipeline.settings import Settings
 
 # Assets that write the database share this pool, so SQLite sees one writer at a time even under
 # the multiprocess executor (the limit is set in dagster.yaml).
 DATABASE_POOL = "facerec_db"
+# The face stages (detection, previews, embeddings: CPU for minutes, a short write at the end)
+# share this one instead, sized to the face workers (`dagster instance concurrency set
+# facerec_faces N`): two domains' face work runs at once while a third domain's other stages go on.
+FACES_POOL = "facerec_faces"
 
 # Wikidata, Commons and the paid search: a stage that failed on the network is tried again.
 NETWORK_RETRY = dg.RetryPolicy(
@@ -27,15 +34,24 @@ NETWORK_RETRY = dg.RetryPolicy(
 )
 
 
-def stage_asset(*, reaches_network: bool = False, stores_table: bool = True, **asset_kwargs):
-    """The decorator of every stage asset: partitioned by domain, writing the database through
-    the shared pool; a stage table (a DataFrame) stored by the stage-table IO manager, and the
-    network retry policy on the stages that download."""
+def stage_asset(
+    *,
+    reaches_network: bool = False,
+    stores_table: bool = True,
+    face_work: bool = False,
+    **asset_kwargs,
+):
+    """The decorator of every stage asset: partitioned by domain, in the database pool or, for
+    the face stages, the face pool and the Celery queue of face workers; a stage table (a
+    DataFrame) stored by the stage-table IO manager, and the network retry policy on the
+    stages that download."""
     policy: dict = {
         "partitions_def": domain_partitions,
-        "pool": DATABASE_POOL,
+        "pool": FACES_POOL if face_work else DATABASE_POOL,
         "kinds": {"python", "sqlite"} if stores_table else {"python"},
     }
+    if face_work:
+        policy["op_tags"] = {CELERY_QUEUE_TAG: FACES_QUEUE}
     if stores_table:
         policy["io_manager_key"] = "stage_tables"
     if reaches_network:
@@ -60,7 +76,8 @@ def run_stage(
     context: dg.AssetExecutionContext, settings: Settings, build: Callable[[StageRun], StageResult]
 ) -> Any:
     """Call a stage's application function for the run's partition: its figures become the
-    output's metadata, StageFailed a Dagster failure (retried only when retrying can help).
+    output's metadata with the host and process that executed the step (a Celery worker's on
+    the celery executor), StageFailed a Dagster failure (retried only when retrying can help).
     Returns the stage table, or a MaterializeResult for a stage that keeps none."""
     run = StageRun(settings, context.partition_key, context.run_id, context.log)
     try:
@@ -69,7 +86,9 @@ def run_stage(
         # Caused by what caused the stage to fail (a SourceError, say), as when the asset raised
         # the failure itself: the run history names that cause once, not StageFailed too.
         raise dg.Failure(str(error), allow_retries=error.retryable) from error.__cause__
+    # Text, not numbers: the run history counts a stage's numeric figures.
+    figures = {**result.figures, "executed_by": f"{socket.gethostname()} pid {os.getpid()}"}
     if result.table is None:
-        return dg.MaterializeResult(metadata=as_metadata(result.figures))
-    context.add_output_metadata(as_metadata(result.figures))
+        return dg.MaterializeResult(metadata=as_metadata(figures))
+    context.add_output_metadata(as_metadata(figures))
     return result.table

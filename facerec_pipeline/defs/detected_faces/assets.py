@@ -11,6 +11,7 @@ from facerec_pipeline.defs.resources import FaceEngineResource, FacerecStorage
 
 
 @stage_asset(
+    face_work=True,
     code_version="1",
     group_name="validation",
 )

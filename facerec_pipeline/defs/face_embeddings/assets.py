@@ -10,6 +10,7 @@ from facerec_pipeline.defs.resources import FaceEngineResource, FacerecStorage
 
 
 @stage_asset(
+    face_work=True,
     code_version="1",
     group_name="validation",
 )

@@ -12,6 +12,7 @@ from facerec_pipeline.defs.resources import FaceEngineResource, FacerecStorage
 
 
 @stage_asset(
+    face_work=True,
     stores_table=False,
     code_version="1",
     group_name="validation",
