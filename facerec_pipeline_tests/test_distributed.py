@@ -31,7 +31,6 @@ from facerec_pipeline.db.engine import dispose_engines, get_engine
 from facerec_pipeline.defs.assembly import build_definitions
 from facerec_pipeline.defs.executors import (
     FACES_QUEUE,
-    STAGES_QUEUE,
     DistributedSetupError,
     require_workers,
 )
@@ -166,7 +165,7 @@ def wait_for_workers(env: dict[str, str], workers: dict, base: Path) -> None:
     deadline = time.monotonic() + 180
     while True:
         try:
-            require_workers(settings, (STAGES_QUEUE, FACES_QUEUE), timeout=1.0)
+            require_workers(settings, ("stages", "faces"), timeout=1.0)
             return
         except DistributedSetupError:
             for queue, worker in workers.items():

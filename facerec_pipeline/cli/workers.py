@@ -45,7 +45,8 @@ def worker(queues: tuple[str, ...], name: str | None, concurrency: int) -> None:
     instance = dagster_instance(settings)
     require_shared_state(settings, instance)
     prepare_pools(instance)
-    command, env = worker_command(settings, queues or ("stages", "faces"), name, concurrency)
+    queues = queues or ("stages", "faces")
+    command, env = worker_command(settings, instance, queues, name, concurrency)
     click.echo(f"starting: {' '.join(command)}", err=True)
     # dagster-celery starts `celery` as a child and does not pass signals on: the worker runs in
     # a process group of its own, and SIGTERM or Ctrl-C here reach all of it (Celery then ends

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
 from facerec_pipeline.db.engine import is_postgresql
 from facerec_pipeline.defs.dagster_internals import run_storage_is_single_machine
@@ -95,8 +96,8 @@ def require_shared_state(settings: Settings, instance: dg.DagsterInstance) -> No
 
 
 def require_workers(settings: Settings, queues: tuple[str, ...], timeout: float = 5.0) -> None:
-    """Refuse a run whose steps no worker would take: a broker that does not answer, or a queue
-    no worker listens on (its steps would wait for ever)."""
+    """Refuse a run whose steps no worker would take: a broker that does not answer, or one of
+    `queues` (their names in QUEUES) no worker listens on (its steps would wait for ever)."""
     config = celery_config(settings.executor)
     from dagster_celery.executor import CeleryExecutor
     from dagster_celery.make_app import make_app
@@ -113,27 +114,30 @@ def require_workers(settings: Settings, queues: tuple[str, ...], timeout: float 
             "fix FACEREC_CELERY_BROKER"
         ) from error
     listened = {queue["name"] for queues_of in answers.values() for queue in queues_of}
-    for queue in queues:
-        if queue not in listened:
-            name = next(key for key, value in QUEUES.items() if value == queue)
+    for name in queues:
+        if QUEUES[name] not in listened:
             raise DistributedSetupError(
-                f"no Celery worker listens on queue {queue!r} of broker {broker}: start one with "
-                f"`facerec worker --queue {name}` (same FACEREC_CELERY_BROKER, DATABASE_URL, "
+                f"no Celery worker listens on queue {QUEUES[name]!r} of broker {broker}: start one "
+                f"with `facerec worker --queue {name}` (same FACEREC_CELERY_BROKER, DATABASE_URL, "
                 "DAGSTER_HOME and storage)"
             )
 
 
 def worker_command(
-    settings: Settings, queues: tuple[str, ...], name: str | None, concurrency: int
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    queues: tuple[str, ...],
+    name: str | None,
+    concurrency: int,
 ) -> tuple[list[str], dict[str, str]]:
     """The `dagster-celery worker start` command line (and its environment) of a worker that
     listens on `queues` and runs `concurrency` steps at a time, each in a process of its own
     (Celery's prefork pool: a step that dies, killed or out of memory, is reported as a failure
-    of that step, naming it). The worker's configuration is written under Dagster's home."""
-    home = Path(dg.DagsterInstance.get().root_directory)
-    config_file = home / "celery" / "worker.yaml"
+    of that step, naming it). The worker's configuration is written under the instance's home."""
+    config_file = Path(instance.root_directory) / "celery" / "worker.yaml"
     config_file.parent.mkdir(parents=True, exist_ok=True)
-    config_file.write_text(_yaml({"execution": {"config": celery_config(settings.executor)}}))
+    config = {"execution": {"config": celery_config(settings.executor)}}
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     bin_dir = Path(sys.executable).parent
     command = [
         str(bin_dir / "dagster-celery"),
@@ -159,9 +163,3 @@ def worker_command(
     env = dict(os.environ, FACEREC_EXECUTOR="celery")
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # dagster-celery starts `celery`
     return command, env
-
-
-def _yaml(value: dict) -> str:
-    import yaml
-
-    return yaml.safe_dump(value, sort_keys=False)

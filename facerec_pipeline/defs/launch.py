@@ -19,15 +19,10 @@ from facerec_pipeline.core.files import full_disk
 from facerec_pipeline.db.engine import DatabaseUnavailable, database_down
 from facerec_pipeline.defs.assembly import build_definitions
 from facerec_pipeline.defs.dagster_internals import ensure_pool_limits, free_pool_slots
-from facerec_pipeline.defs.executors import (
-    FACES_QUEUE,
-    STAGES_QUEUE,
-    require_shared_state,
-    require_workers,
-)
+from facerec_pipeline.defs.executors import require_shared_state, require_workers
 from facerec_pipeline.defs.jobs import DOMAIN_PIPELINE_JOB
 from facerec_pipeline.defs.partitions import ensure_partition
-from facerec_pipeline.defs.policy import DATABASE_POOL, FACES_POOL
+from facerec_pipeline.defs.policy import STAGE_POOLS
 from facerec_pipeline.defs.runs.causes import forget_cause, leave_cause, reserve_cause
 from facerec_pipeline.defs.runs.events import record_run, step_failure_message
 from facerec_pipeline.defs.runs.recovery import (
@@ -70,7 +65,7 @@ def run_domain(
     executor = executor or settings.executor.name
     if executor == "celery":
         require_shared_state(settings, instance)
-        require_workers(settings, (STAGES_QUEUE, FACES_QUEUE))
+        require_workers(settings, ("stages", "faces"))
         prepare_pools(instance)
     for line in recover_dead_runs(instance, settings):
         echo(f"  recovered: {line}")
@@ -129,7 +124,7 @@ def run_domain(
 def prepare_pools(instance: dg.DagsterInstance) -> None:
     """The stage pools with their limits before any run claims them (several runs that start
     at once on PostgreSQL would race to set them)."""
-    ensure_pool_limits(instance, (DATABASE_POOL, FACES_POOL))
+    ensure_pool_limits(instance, STAGE_POOLS)
 
 
 def _execute(

@@ -27,6 +27,8 @@ DATABASE_POOL = "facerec_db"
 # share this one instead, sized to the face workers (`dagster instance concurrency set
 # facerec_faces N`): two domains' face work runs at once while a third domain's other stages go on.
 FACES_POOL = "facerec_faces"
+# Every pool a stage waits in, with what it guards (as a waiting run says it).
+STAGE_POOLS = {DATABASE_POOL: "database", FACES_POOL: "face"}
 
 # Wikidata, Commons and the paid search: a stage that failed on the network is tried again.
 NETWORK_RETRY = dg.RetryPolicy(

@@ -2,9 +2,10 @@
 is waiting for.
 
 A run killed with `kill -9` (or lost with its machine) stays STARTED in Dagster's run storage and
-keeps its slot of the `facerec_db` pool, so every later run of the data root would wait for it
-forever. Dagster records the pid of the process that executes a run (an engine event, for runs in
-process and for run workers the daemon launches); `facerec run` also tags its runs with the host.
+keeps its slot of a stage pool (`facerec_db`, `facerec_faces`), so every later run of the data
+root would wait for it forever. Dagster records the pid of the process that executes a run (an
+engine event, for runs in process and for run workers the daemon launches); `facerec run` also
+tags its runs with the host.
 A run is dead when that process is gone from this host (or the pid now belongs to a younger
 process). Recovery marks it failed, frees its pool slots, closes its `training_sessions` row with
 the reason and removes the half-written files (`*.partial`) it left. It runs before every
@@ -40,7 +41,7 @@ from facerec_pipeline.defs.dagster_internals import (
     run_storage_is_single_machine,
 )
 from facerec_pipeline.defs.jobs import DOMAIN_PIPELINE_JOB
-from facerec_pipeline.defs.policy import DATABASE_POOL
+from facerec_pipeline.defs.policy import STAGE_POOLS
 from facerec_pipeline.defs.runs.causes import forget_cause, left_cause
 from facerec_pipeline.defs.runs.events import record_run
 from facerec_pipeline.settings import Settings
@@ -325,36 +326,40 @@ def watch_pool(
     interval: float = 5.0,
     repeat_every: float = 60.0,
 ) -> None:
-    """Until `stop` is set: when the run tagged `invocation` waits for a slot of the database
-    pool, say who holds it (once, then every `repeat_every` seconds), and recover the holder if
-    its process has died meanwhile."""
+    """Until `stop` is set: when the run tagged `invocation` waits for a slot of a stage pool
+    (the database's or the face stages'), say who holds it (once, then every `repeat_every`
+    seconds), and recover the holder if its process has died meanwhile."""
     try:
         _watch_pool(instance, settings, invocation, echo, stop, interval, repeat_every)
     except Exception as error:  # the run itself reports an unreachable database
         if database_down(error) is None:
-            echo(f"  stopped watching the database pool: {type(error).__name__}: {error}")
+            echo(f"  stopped watching the stage pools: {type(error).__name__}: {error}")
 
 
 def _watch_pool(instance, settings, invocation, echo, stop, interval, repeat_every) -> None:
-    last_said = -repeat_every
+    last_said = dict.fromkeys(STAGE_POOLS, -repeat_every)
     while not stop.wait(interval):
         runs = instance.get_runs(filters=dg.RunsFilter(tags={INVOCATION_TAG: invocation}))
         if not runs:
             continue
         run_id = runs[0].run_id
-        info = pool_state(instance, DATABASE_POOL)
-        waiting = any(
-            step.run_id == run_id and step.assigned_timestamp is None for step in info.pending_steps
-        )
-        holders = sorted({slot.run_id for slot in info.claimed_slots} - {run_id})
-        if not (waiting and holders):
-            continue
-        for line in recover_dead_runs(instance, settings):
-            echo(f"  recovered: {line}")
-        if time.monotonic() - last_said >= repeat_every:
-            last_said = time.monotonic()
-            who = ", ".join(f"{holder[:8]} ({domain_of(instance, holder)})" for holder in holders)
-            echo(
-                f"  waiting for the database pool {DATABASE_POOL!r} (limit {info.limit}), held "
-                f"by run {who}; it goes on when that run's current stage ends"
+        for pool, guarded in STAGE_POOLS.items():
+            info = pool_state(instance, pool)
+            waiting = any(
+                step.run_id == run_id and step.assigned_timestamp is None
+                for step in info.pending_steps
             )
+            holders = sorted({slot.run_id for slot in info.claimed_slots} - {run_id})
+            if not (waiting and holders):
+                continue
+            for line in recover_dead_runs(instance, settings):
+                echo(f"  recovered: {line}")
+            if time.monotonic() - last_said[pool] >= repeat_every:
+                last_said[pool] = time.monotonic()
+                who = ", ".join(
+                    f"{holder[:8]} ({domain_of(instance, holder)})" for holder in holders
+                )
+                echo(
+                    f"  waiting for the {guarded} pool {pool!r} (limit {info.limit}), held by run "
+                    f"{who}; it goes on when that run's current stage ends"
+                )

@@ -44,7 +44,7 @@ def run_history_sensor(context: dg.SensorEvaluationContext, facerec: FacerecStor
 @dg.sensor(
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Every minute: runs whose process died are marked failed, their facerec_db "
+    description="Every minute: runs whose process died are marked failed, their stage pool "
     "pool slots freed, their history closed and their half-written files removed.",
 )
 def dead_run_recovery(
