@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SAMPLE_PHOTO := storage/sample_photos/holdout/obama3.jpg
 export DAGSTER_HOME ?= $(CURDIR)/storage/dagster
 
-.PHONY: install models demo test lint format dev bench bench-dev bench-serve bench-serve-memory bench-scaling
+.PHONY: install models demo test lint format dev bench bench-dev bench-serve bench-serve-memory bench-scaling bench-distributed
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ bench-serve-memory: install
 # How the face work scales with processes: in process, one thread, the worker pool cold and warm.
 bench-scaling: install
 	$(BIN)/python -m bench.local_scaling
+
+# The LFW dev set (FACEREC_DEV_SET) built on PostgreSQL in process and through Celery workers
+# (one and two face workers, two batch sizes), each build scored (about 20 minutes on 2 cores).
+bench-distributed: install
+	$(BIN)/python -m bench.distributed
 
 lint:
 	$(BIN)/ruff check facerec_pipeline facerec_pipeline_tests bench

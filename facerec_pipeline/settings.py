@@ -18,7 +18,9 @@ connects: a typo must not quietly become a new, empty database.
 - `FACEREC_EXECUTOR`: where a run's steps execute: `in_process` (default: the machine that runs
   it) or `celery` (Celery workers, `facerec worker`; needs the two below and PostgreSQL);
 - `FACEREC_CELERY_BROKER`: the Celery broker's URL (e.g. `redis://127.0.0.1:6379/0`);
-- `FACEREC_CELERY_BACKEND`: where workers leave step results (default: the broker).
+- `FACEREC_CELERY_BACKEND`: where workers leave step results (default: the broker);
+- `FACEREC_FACE_BATCH_SIZE`: photos (faces, for the embeddings) in one step of a face stage
+  (default 1000): each batch is a step an executor can place on its own worker.
 
 DeepFace's home (`DEEPFACE_HOME`) is not a setting of its own: it is `<storage>/models`, set
 for DeepFace by core/faces/weights.py `use_models_dir` when an engine is built.
@@ -154,6 +156,7 @@ class WebSettings:
 
 
 EXECUTORS = ("in_process", "celery")
+DEFAULT_FACE_BATCH_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,7 @@ class ExecutorSettings:
     name: str = "in_process"
     broker: str | None = None
     backend: str | None = None
+    face_batch_size: int = DEFAULT_FACE_BATCH_SIZE
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ExecutorSettings:
@@ -174,7 +178,14 @@ class ExecutorSettings:
                 f"{', '.join(EXECUTORS)} or unset it (in_process)"
             )
         broker = environ.get("FACEREC_CELERY_BROKER") or None
-        return cls(name, broker, environ.get("FACEREC_CELERY_BACKEND") or broker)
+        size = environ.get("FACEREC_FACE_BATCH_SIZE") or str(DEFAULT_FACE_BATCH_SIZE)
+        if not size.isdigit() or int(size) < 1:
+            raise SettingsError(
+                f"FACEREC_FACE_BATCH_SIZE={size!r} is not a number of photos; set it to a whole "
+                f"number of at least 1 (e.g. {DEFAULT_FACE_BATCH_SIZE}) or unset it"
+            )
+        backend = environ.get("FACEREC_CELERY_BACKEND") or broker
+        return cls(name, broker, backend, int(size))
 
 
 @dataclass(frozen=True)
@@ -271,6 +282,12 @@ class Settings:
     def cache_dir(self) -> Path:
         """What can be rebuilt: resolved Wikidata classes, folder scans."""
         return self.storage_dir / "cache"
+
+    @property
+    def step_outputs_dir(self) -> Path:
+        """What the steps of a face stage pass each other (plan, batches), a folder per run,
+        removed once the run has succeeded (kept after a failure, for its re-execution)."""
+        return self.cache_dir / "step_outputs"
 
     @property
     def backups_dir(self) -> Path:

@@ -54,7 +54,13 @@ def test_definitions_snapshot(settings):
     ]
     job = defs.resolve_job_def("domain_pipeline")
     assert job.partitions_def.name == "domain"
-    assert sorted(defs.resources) == ["face_engine", "facerec", "sources", "stage_tables"]
+    assert sorted(defs.resources) == [
+        "face_engine",
+        "facerec",
+        "sources",
+        "stage_tables",
+        "step_outputs",
+    ]
 
 
 DEFINITION_TYPES = (

@@ -9,22 +9,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from itertools import pairwise
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import psutil
 import pytest
-import redis
 from sqlalchemy import text
 
 from facerec_pipeline.db.engine import dispose_engines, get_engine
@@ -37,47 +32,25 @@ from facerec_pipeline.defs.executors import (
 from facerec_pipeline.settings import ExecutorSettings, Settings, SettingsError
 from facerec_pipeline_tests.conftest import build_folder, cli_env
 from facerec_pipeline_tests.postgres_server import DAGSTER_YAML
+from facerec_pipeline_tests.redis_server import RedisUnavailable, redis_binary, redis_server
 
 FACEREC = [sys.executable, "-m", "facerec_pipeline.cli.main"]
-REDIS_HINT = (
-    "redis-server not found: install Debian's `redis-server` package "
-    "(scripts/install-system-packages.sh does it) to run the distributed tests"
-)
 STAGE_STEPS = {"candidates", "raw_images", "gallery", "production_gallery"}
-FACE_STEPS = {"detected_faces", "previews", "face_embeddings"}
-POOLS = {"facerec_db": STAGE_STEPS, "facerec_faces": FACE_STEPS}
-
-
-@contextmanager
-def redis_server(folder: Path) -> Iterator[str]:
-    """A Redis server on a free port of 127.0.0.1 that keeps nothing on disk; yields its URL."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if not Path(binary).exists():
-        pytest.fail(REDIS_HINT, pytrace=False)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    server = subprocess.Popen(
-        [binary, *args, "--dir", str(folder)],
-        stdout=(folder / "redis.log").open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                redis.Redis.from_url(url).ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(30)
+FACE_STAGES = ("detected_faces", "previews", "face_embeddings")
+# Two photos a batch: 4 photos, 8 previews (each photo and its face), 4 faces to embed.
+BATCH_SIZE = 2
+BATCHES = {"detected_faces": 2, "previews": 4, "face_embeddings": 2}
+# The steps of the face stages: a plan and a merge each (database pool, stage workers) and
+# their batches (face pool, face workers; two at a time, as `dagster instance concurrency set`
+# sets it below).
+PLAN_AND_MERGE = {f"{stage}.{stage}_{part}" for stage in FACE_STAGES for part in ("plan", "merge")}
+BATCH_STEPS = {
+    f"{stage}.{stage}_batch[{number:05d}]"
+    for stage, count in BATCHES.items()
+    for number in range(1, count + 1)
+}
+POOL_LIMITS = {"facerec_db": 1, "facerec_faces": 2}
+POOLS = {"facerec_db": STAGE_STEPS | PLAN_AND_MERGE, "facerec_faces": BATCH_STEPS}
 
 
 def facerec(env: dict[str, str], *args, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -96,8 +69,9 @@ def run_id_of(output: str) -> str:
 
 @pytest.fixture(scope="module")
 def cluster(pg, tmp_path_factory, models_dir, photos, composed):
-    """Redis, PostgreSQL (facerec's tables and Dagster's instance), a folder domain and two
-    workers: `stages` and `faces`, each running up to two steps at once."""
+    """Redis, PostgreSQL (facerec's tables and Dagster's instance), a folder domain, face
+    stages in batches of two photos, and two workers: `stages` and `faces`, each running up to
+    two steps at once; the face pool admits two batches at a time."""
     base = tmp_path_factory.mktemp("distributed")
     env = cli_env(base, models_dir)
     home = Path(env["DAGSTER_HOME"])
@@ -111,11 +85,16 @@ def cluster(pg, tmp_path_factory, models_dir, photos, composed):
             "eileen_collins": [composed["astronaut.png"]],
         },
     )
+    try:
+        redis_binary()
+    except RedisUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
     with redis_server(base) as broker, pytest.MonkeyPatch.context() as patch:
         env |= {
             "DATABASE_URL": pg.create_database("distributed"),
             "FACEREC_TEST_DAGSTER_PG_URL": pg.create_database("distributed_dagster"),
             "FACEREC_CELERY_BROKER": broker,
+            "FACEREC_FACE_BATCH_SIZE": str(BATCH_SIZE),
         }
         patch.setenv("FACEREC_TEST_DAGSTER_PG_URL", env["FACEREC_TEST_DAGSTER_PG_URL"])
         for code in ("demo", "other", "killed"):
@@ -140,6 +119,20 @@ def cluster(pg, tmp_path_factory, models_dir, photos, composed):
         }
         try:
             wait_for_workers(env, workers, base)
+            for pool, limit in POOL_LIMITS.items():  # as README says to size the pools
+                subprocess.run(
+                    [
+                        str(Path(sys.executable).parent / "dagster"),
+                        "instance",
+                        "concurrency",
+                        "set",
+                        pool,
+                        str(limit),
+                    ],
+                    env={**os.environ, **env},
+                    check=True,
+                    capture_output=True,
+                )
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 yield {
                     "env": env,
@@ -280,22 +273,45 @@ def test_two_domains_built_by_two_workers_equal_the_in_process_build(
         assert process.returncode == 0, out + err
     runs = [step_events(instance, run_id_of(out)) for out, _ in outputs]
     workers = cluster["workers"]
+    # Embeddings are kept by photo and model, for every domain: the two domains' photos are
+    # the same, so the first run to embed them did, and the other reused them.
+    embedding_batches = {key for key in BATCH_STEPS if key.startswith("face_embeddings.")}
+    every_run = STAGE_STEPS | PLAN_AND_MERGE | (BATCH_STEPS - embedding_batches)
+    every_run.add("gallery_promotion_checks")
+    assert sum(len(embedding_batches & set(steps)) for steps in runs) >= len(embedding_batches)
     for steps in runs:
-        assert set(steps) == STAGE_STEPS | FACE_STEPS | {"gallery_promotion_checks"}
-        # Every step ran in a worker's process, the face steps in the faces worker's.
+        assert every_run <= set(steps) <= every_run | embedding_batches
+        # Every step ran in a worker's process: the batches in the faces worker's (in more than
+        # one process), the others in the stages worker's.
         pids = {key: step["pid"] for key, step in steps.items()}
         assert os.getpid() not in pids.values() and launched[0].pid not in pids.values()
-        stage_pids = {pids[key] for key in STAGE_STEPS}
-        face_pids = {pids[key] for key in FACE_STEPS}
-        assert stage_pids.isdisjoint(face_pids)
+        stage_pids = {pids[key] for key in POOLS["facerec_db"]}
+        batch_pids = {pids[key] for key in BATCH_STEPS & set(steps)}
+        assert stage_pids.isdisjoint(batch_pids) and len(batch_pids) >= 2
         assert all(parent_of(pid) in worker_processes(workers["stages"]) for pid in stage_pids)
-        assert all(parent_of(pid) in worker_processes(workers["faces"]) for pid in face_pids)
-    # Each worker runs two steps at once, each pool admits one: no two steps of a pool overlap.
+        assert all(parent_of(pid) in worker_processes(workers["faces"]) for pid in batch_pids)
+    # No pool ever held more steps than its limit; the face pool held two batches at once.
     for pool, keys in POOLS.items():
-        spans = sorted(
-            (s["start"], s["end"]) for steps in runs for k, s in steps.items() if k in keys
+        spans = [(s["start"], s["end"]) for steps in runs for k, s in steps.items() if k in keys]
+        assert most_at_once(spans) == POOL_LIMITS[pool], pool
+    # Each batch's metadata: the host and process that ran it, and its counts.
+    (materialized,) = [
+        entry.dagster_event.step_output_data
+        for entry in instance.all_logs(
+            run_id_of(outputs[0][0]), of_type=dg.DagsterEventType.STEP_OUTPUT
         )
-        assert all(end <= start for (_, end), (start, _) in pairwise(spans)), pool
+        if entry.step_key == "detected_faces.detected_faces_batch[00001]"
+    ]
+    figures = {key: value.value for key, value in materialized.metadata.items()}
+    assert figures["photos"] == BATCH_SIZE
+    assert figures["accepted"] + figures["rejected"] == BATCH_SIZE
+    pid = runs[0]["detected_faces.detected_faces_batch[00001]"]["pid"]
+    assert figures["executed_by"] == f"{socket.gethostname()} pid {pid}"
+    # What the steps passed each other is removed once a run has succeeded.
+    outputs_dir = Path(env["FACEREC_STORAGE_DIR"]) / "cache" / "step_outputs"
+    assert not [
+        run for run in (run_id_of(out) for out, _ in outputs) if (outputs_dir / run).exists()
+    ]
     # The same folder built in process, on SQLite.
     local = cli_env(tmp_path, models_dir)
     added = facerec(
@@ -326,9 +342,6 @@ def test_two_domains_built_by_two_workers_equal_the_in_process_build(
 
 def test_a_worker_killed_in_a_step_fails_the_run_naming_it_and_the_next_run_completes(cluster):
     env, instance = cluster["env"], cluster["instance"]
-    # The faces table locked: detected_faces waits in its first query, in a worker's process.
-    lock = get_engine(env["DATABASE_URL"]).connect()
-    lock.execute(text("LOCK TABLE faces IN ACCESS EXCLUSIVE MODE"))
     launched = subprocess.Popen(
         [*FACEREC, "run", "--domain", "killed", "--executor", "celery"],
         env={**os.environ, **env},
@@ -336,9 +349,16 @@ def test_a_worker_killed_in_a_step_fails_the_run_naming_it_and_the_next_run_comp
         stderr=subprocess.PIPE,
         text=True,
     )
+    batch = "detected_faces.detected_faces_batch[00001]"
+    lock = get_engine(env["DATABASE_URL"]).connect()
     try:
-        pid = wait_for_step(instance, "killed", "detected_faces")
+        # Once detection is planned, the artifacts table locked: each batch judges its first
+        # photo and then waits to record its crop, in a faces worker's process.
+        wait_for_step(instance, "killed", "detected_faces.detected_faces_plan")
+        lock.execute(text("LOCK TABLE artifacts IN ACCESS EXCLUSIVE MODE"))
+        pid = wait_for_step(instance, "killed", batch)
         assert psutil.Process(pid).ppid() in worker_processes(cluster["workers"]["faces"])
+        wait_for_lock_wait(lock, pid)
         os.kill(pid, signal.SIGKILL)
     finally:
         lock.rollback()
@@ -346,7 +366,7 @@ def test_a_worker_killed_in_a_step_fails_the_run_naming_it_and_the_next_run_comp
     out, err = launched.communicate(timeout=300)
     assert launched.returncode == 1, out + err
     said = err.split("FAILED for domain 'killed'")[1]  # the failure the CLI names
-    assert "[detected_faces]" in said and "WorkerLostError" in said and "SIGKILL" in said
+    assert f"[{batch}]" in said and "WorkerLostError" in said and "SIGKILL" in said
     again = facerec(env, "run", "--domain", "killed", "--executor", "celery", timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     verified = facerec(env, "artifacts", "verify", "--domain", "killed", "--json")
@@ -373,6 +393,32 @@ def wait_for_step(instance: dg.DagsterInstance, code: str, step_key: str) -> int
     raise AssertionError(f"{step_key} of {code} did not start")
 
 
+def wait_for_lock_wait(connection, pid: int) -> None:
+    """Until the process `pid` waits for a lock in PostgreSQL (its backend's wait event)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        waiting = connection.execute(
+            text(
+                "SELECT COUNT(*) FROM pg_stat_activity a WHERE a.wait_event_type = 'Lock' "
+                "AND a.pid <> pg_backend_pid()"
+            )
+        ).scalar()
+        if waiting and psutil.pid_exists(pid):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"process {pid} never waited for the lock")
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The most spans (start, end) open at one moment; one ending as another starts is not."""
+    moments = sorted([(end, -1) for _, end in spans] + [(start, 1) for start, _ in spans])
+    open_now = most = 0
+    for _, change in moments:
+        open_now += change
+        most = max(most, open_now)
+    return most
+
+
 def test_the_executor_settings_and_the_jobs_they_give():
     with pytest.raises(SettingsError, match="FACEREC_EXECUTOR='dask' is not an executor"):
         Settings.from_env({"FACEREC_EXECUTOR": "dask"})
@@ -386,5 +432,10 @@ def test_the_executor_settings_and_the_jobs_they_give():
     assert on_celery.executor.backend == broker  # results on the broker unless told otherwise
     job = build_definitions(on_celery).resolve_job_def("domain_pipeline")
     assert job.executor_def.name == "celery"
-    queues = {node.name: node.tags.get("dagster-celery/queue") for node in job.graph.nodes}
-    assert {name for name, queue in queues.items() if queue == FACES_QUEUE} == FACE_STEPS
+    queues = {
+        str(op): job.graph.get_node(op).tags.get("dagster-celery/queue")
+        for op in job.graph.get_op_handles(None)
+    }
+    assert {name for name, queue in queues.items() if queue == FACES_QUEUE} == {
+        f"{stage}.{stage}_batch" for stage in FACE_STAGES
+    }

@@ -97,8 +97,10 @@ KILL_POINTS = [
     ("facerec_pipeline.core.artifacts.store:image_size", "after", "*"),
     (WRITE_ROWS, "before", "images"),
     (WRITE_ROWS, "before", "faces"),
-    (WRITE_ROWS, "before", "face_embeddings"),
+    # before face_embeddings' rows: previews and embeddings both follow detected_faces, and a
+    # run that got to the embeddings' rows may have made every preview already
     ("facerec_pipeline.app.stages.previews:previews_or_error", "after", "*"),
+    (WRITE_ROWS, "before", "face_embeddings"),
     ("facerec_pipeline.app.stages.gallery:write_batches", "after", "*"),
     ("facerec_pipeline.app.promotion:write_prod_pointer", "after", "*"),
 ]

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from facerec_pipeline.defs.backups.jobs import database_backup_job, database_backup_schedule
+from facerec_pipeline.defs.batched_stages import STEP_OUTPUTS
 from facerec_pipeline.defs.candidates.assets import candidates
 from facerec_pipeline.defs.detected_faces.assets import detected_faces
 from facerec_pipeline.defs.domains.refresh import domain_refresh_sensor
@@ -44,6 +45,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "face_engine": face_engine_resource(settings),
         "stage_tables": StageTableIOManager(database_url=settings.database_url),
         "sources": SourcesResource.from_settings(settings.web),
+        STEP_OUTPUTS: dg.FilesystemIOManager(base_dir=str(settings.step_outputs_dir)),
     }
 
 

@@ -86,7 +86,7 @@ def run_domain(
             # (a Celery worker killed in it), and would hold the pool for ever.
             free_pool_slots(instance, result.run_id)
             outcome = _outcome(result, echo)
-            record_run(instance, result.run_id, settings.database_url)
+            record_run(instance, result.run_id, settings)
     except Exception as error:
         down = database_down(error)
         if down is None:

@@ -24,7 +24,12 @@ from facerec_pipeline.core.faces.validation import WorkerPool
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.db.migrate import upgrade
 from facerec_pipeline.db.models import Domain
-from facerec_pipeline.settings import SERP_API_KEY_ENV, Settings, WebSettings
+from facerec_pipeline.settings import (
+    DEFAULT_FACE_BATCH_SIZE,
+    SERP_API_KEY_ENV,
+    Settings,
+    WebSettings,
+)
 from facerec_pipeline.sources.interfaces import DomainSource, SourceError
 from facerec_pipeline.sources.web import WebSources, web_config
 
@@ -81,6 +86,8 @@ class FaceEngineResource(dg.ConfigurableResource):
     # Photos per worker from which a batch goes to the workers; None: the engine's own,
     # measured on 2 cores (core/faces/validation.py: min_photos_per_worker).
     min_photos_per_worker: int | None = None
+    # Photos (faces, for the embeddings) in one step of a face stage (FACEREC_FACE_BATCH_SIZE).
+    batch_size: int = DEFAULT_FACE_BATCH_SIZE
 
     _engines: RunEngines | None = PrivateAttr(default=None)
 
@@ -111,7 +118,7 @@ class FaceEngineResource(dg.ConfigurableResource):
         overrides = {
             field: getattr(self, field)
             for field in type(self).model_fields
-            if field not in ("models_dir", "workers", "min_photos_per_worker")
+            if field not in ("models_dir", "workers", "min_photos_per_worker", "batch_size")
         }
         return with_overrides(face_model(name), **overrides)
 
@@ -136,7 +143,11 @@ def face_engine_resource(settings: Settings | None = None) -> FaceEngineResource
     """The face engine configuration of the project: the pipeline's resource
     (definitions.build_resources), and the one the CLI and the bench open, so all of them judge
     and embed faces alike. Without `settings`, the configuration only (no models folder)."""
-    return FaceEngineResource(models_dir=str(settings.models_dir) if settings else "")
+    if settings is None:
+        return FaceEngineResource(models_dir="")
+    return FaceEngineResource(
+        models_dir=str(settings.models_dir), batch_size=settings.executor.face_batch_size
+    )
 
 
 @contextmanager

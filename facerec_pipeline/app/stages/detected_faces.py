@@ -14,11 +14,15 @@ import pandas as pd
 from sqlalchemy import text
 
 from facerec_pipeline.app.stages.stage_run import (
+    BatchedStage,
+    BatchResult,
     FaceEngines,
+    StagePlan,
     StageResult,
     StageRun,
+    in_batches,
 )
-from facerec_pipeline.core.artifacts.failures import FailureLog
+from facerec_pipeline.core.artifacts.failures import FailureLog, FailureOutcomes
 from facerec_pipeline.core.artifacts.store import (
     FACE_ALIGNED,
     FACE_CHIP,
@@ -54,6 +58,7 @@ FACE_COLUMNS = [
     "crop_sha256",
 ]
 PROGRESS_EVERY = 25
+STAGE = "detected_faces"
 
 
 def _rejected(base: dict, reason: str, detail: str | None) -> dict:
@@ -182,9 +187,10 @@ def previous_outcomes(run: StageRun, detector_config: str) -> dict[int, dict]:
 
 
 @dataclass
-class Judging:
-    """One run's judging of the domain's photos: the rows so far, the photos left to judge
-    ((index in rows, image)), and where crops and failures go."""
+class Sorting:
+    """The plan of a run's judging: a row for every photo of the domain (one judged before,
+    rejected at ingest or a duplicate is complete; one left to judge holds its identity only)
+    and the photos left to judge."""
 
     run: StageRun
     detector_config: str
@@ -235,59 +241,44 @@ class Judging:
             self.rows.append(base)
             self.to_judge.append((len(self.rows) - 1, image))
 
-    def judge(self, model: FaceModel, engines: FaceEngines, person_folder: dict) -> None:
-        """Judge the photos left, writing each accepted face's crop; a crop that cannot be
-        written is recorded and retried on a later run, never fatal."""
-        run, settings, code = self.run, self.run.settings, self.run.domain
-        # Crops of another configuration (a DeepFace crop, a dlib chip) never share a file.
-        crop_tag = hashlib.sha256(self.detector_config.encode()).hexdigest()[:8]
-        paths = [settings.absolute(image.file_path) for _, image in self.to_judge]
-        outcomes = validate_photos(engines.engine(model), model.gates, paths, engines.pool(model))
-        for done, ((index, image), outcome) in enumerate(
-            zip(self.to_judge, outcomes, strict=True), 1
-        ):
-            folder = person_folder[int(image.person_id)]
-            name = f"{image.sha256[:24]}_{crop_tag}.png"
-            crops = (
-                settings.training_pass_dir(code) / folder / name,
-                settings.cache_dir / "soft_rejected" / code / folder / name,
-            )
-            try:
-                self.rows[index] = outcome_row(
-                    self.rows[index],
-                    outcome,
-                    crops,
-                    settings.relative,
-                    self.artifacts,
-                    self.crop_stage,
-                )
-                self.failures.record_success(image.sha256)
-            except OSError as error:  # one crop that cannot be written never fails the run
-                self.failures.record_failure(
-                    image.sha256, int(image.person_id), image.file_path, error
-                )
-                self.rows[index] = _rejected(self.rows[index], CROP_NOT_WRITTEN, str(error)[:500])
-                run.log.warning(f"detected_faces[{code}]: {image.file_path}: {error}")
-            if done % PROGRESS_EVERY == 0 or done == len(self.to_judge):
-                run.log.info(f"detected_faces[{code}]: judged {done}/{len(self.to_judge)} photos")
+
+@dataclass(frozen=True)
+class PhotoToJudge:
+    """A photo in a batch: its row's place in the plan, the row so far, its file (relative
+    to the storage root) and its person's folder under trainingPass/."""
+
+    index: int
+    base: dict
+    file_path: str
+    person_folder: str
 
 
-def build_detected_faces(
+@dataclass
+class PlannedRows:
+    rows: list[dict]
+    reused: int
+
+
+@dataclass
+class JudgedBatch:
+    rows: dict[int, dict]  # by the photo's index in the plan
+    failures: FailureOutcomes
+
+
+def plan_detected_faces(
     run: StageRun,
     model: FaceModel,
-    engines: FaceEngines,
+    batch_size: int,
     raw_images: pd.DataFrame,
     candidates: pd.DataFrame,
-) -> StageResult:
-    """Faces found in each photo (table `faces`), accepted or rejected by the quality gates
-    (size, confidence, blur, dominance, duplicates) with the reason; a person whose photos all
-    fail a soft gate keeps their largest face. Photos judged before are not judged again."""
-    code, settings = run.domain, run.settings
-    judging = Judging(
+) -> StagePlan:
+    """A row for every photo of the domain: rejected at ingest, a duplicate, judged before under
+    the same configuration (reused, never sent again), or left to judge, in batches."""
+    sorting = Sorting(
         run,
         model.detector_config,
-        ArtifactStore(settings),
-        FailureLog(settings, code, "detected_faces", run.run_id),
+        ArtifactStore(run.settings),
+        FailureLog(run.settings, run.domain, STAGE, run.run_id),
         crop_stage_of(model.engine),
     )
     cached = previous_outcomes(run, model.detector_config)
@@ -299,31 +290,110 @@ def build_detected_faces(
         ],
         model.gates.duplicate_hash_distance,
     )
-    with judging.artifacts.batch():
+    with sorting.artifacts.batch():
         for image in raw_images.itertuples():
-            judging.sort(image, cached.get(int(image.id)), duplicates)
-        if judging.to_judge:
-            person_folder = dict(zip(candidates["id"], candidates["normalized_name"], strict=True))
-            judging.judge(model, engines, person_folder)
-    judging.failures.save()
-    computed, reused, rows = len(judging.to_judge), judging.reused, judging.rows
+            sorting.sort(image, cached.get(int(image.id)), duplicates)
+    folder = dict(zip(candidates["id"], candidates["normalized_name"], strict=True))
+    photos = [
+        PhotoToJudge(index, sorting.rows[index], image.file_path, folder[int(image.person_id)])
+        for index, image in sorting.to_judge
+    ]
+    return StagePlan(PlannedRows(sorting.rows, sorting.reused), in_batches(photos, batch_size))
+
+
+def judge_photos(
+    run: StageRun, model: FaceModel, engines: FaceEngines, batch: list[PhotoToJudge]
+) -> BatchResult:
+    """Judge a batch of photos, writing each accepted face's crop; a crop that cannot be
+    written is recorded and retried on a later run, never fatal."""
+    settings, code = run.settings, run.domain
+    artifacts = ArtifactStore(settings)
+    failures = FailureLog(settings, code, STAGE, run.run_id)
+    crop_stage = crop_stage_of(model.engine)
+    # Crops of another configuration (a DeepFace crop, a dlib chip) never share a file.
+    crop_tag = hashlib.sha256(model.detector_config.encode()).hexdigest()[:8]
+    paths = [settings.absolute(photo.file_path) for photo in batch]
+    outcomes = validate_photos(engines.engine(model), model.gates, paths, engines.pool(model))
+    rows: dict[int, dict] = {}
+    with artifacts.batch():
+        for done, (photo, outcome) in enumerate(zip(batch, outcomes, strict=True), 1):
+            sha = photo.base["image_sha256"]
+            name = f"{sha[:24]}_{crop_tag}.png"
+            crops = (
+                settings.training_pass_dir(code) / photo.person_folder / name,
+                settings.cache_dir / "soft_rejected" / code / photo.person_folder / name,
+            )
+            try:
+                rows[photo.index] = outcome_row(
+                    photo.base, outcome, crops, settings.relative, artifacts, crop_stage
+                )
+                failures.record_success(sha)
+            except OSError as error:  # one crop that cannot be written never fails the run
+                person = photo.base["person_id"]
+                failures.record_failure(sha, person, photo.file_path, error)
+                rows[photo.index] = _rejected(photo.base, CROP_NOT_WRITTEN, str(error)[:500])
+                run.log.warning(f"detected_faces[{code}]: {photo.file_path}: {error}")
+            if done % PROGRESS_EVERY == 0 or done == len(batch):
+                run.log.info(f"detected_faces[{code}]: judged {done}/{len(batch)} photos")
+    statuses = Counter(row["status"] for row in rows.values())
+    figures = {
+        "photos": len(batch),
+        "accepted": statuses["accepted"],
+        "rejected": statuses["rejected"],
+        "crops_not_written": len(failures.failed),
+    }
+    return BatchResult(JudgedBatch(rows, failures.outcomes()), figures)
+
+
+def merge_detected_faces(
+    run: StageRun, model: FaceModel, planned: PlannedRows, judged: list[JudgedBatch]
+) -> StageResult:
+    """The domain's faces table from the plan's rows and every batch's judged ones; a person
+    whose photos all fail a soft gate keeps their largest face."""
+    code = run.domain
+    rows = list(planned.rows)
+    failures = FailureLog(run.settings, code, STAGE, run.run_id)
+    for batch in judged:
+        for index, row in batch.rows.items():
+            rows[index] = row
+        failures.include(batch.failures)
+    failures.save()
+    computed = sum(len(batch.rows) for batch in judged)
     kept = keep_one_face_per_person(rows)
     frame = pd.DataFrame(rows, columns=FACE_COLUMNS)
     reasons = Counter(frame.loc[frame["status"] == "rejected", "rejection_reason"])
     accepted = int((frame["status"] == "accepted").sum())
     run.log.info(
         f"detected_faces[{code}]: {accepted} accepted, {sum(reasons.values())} rejected "
-        f"({computed} judged now, {reused} reused)"
+        f"({computed} judged now in {len(judged)} batches, {planned.reused} reused)"
     )
     shown = {
         "accepted": accepted,
         "rejected": int(sum(reasons.values())),
         "rejections_by_reason": dict(sorted(reasons.items())),
         "judged_this_run": computed,
+        "batches": len(judged),
         "kept_as_only_face": kept,
-        "reused_from_cache": reused,
-        "crops_not_written": len(judging.failures.failed),
+        "reused_from_cache": planned.reused,
+        "crops_not_written": len(failures.failed),
         "detector_config": model.detector_config,
         "face_model": model.name,
     }
     return StageResult(frame, shown)
+
+
+DETECTED_FACES = BatchedStage(STAGE, plan_detected_faces, judge_photos, merge_detected_faces)
+
+
+def build_detected_faces(
+    run: StageRun,
+    model: FaceModel,
+    engines: FaceEngines,
+    raw_images: pd.DataFrame,
+    candidates: pd.DataFrame,
+) -> StageResult:
+    """Faces found in each photo (table `faces`), accepted or rejected by the quality gates
+    (size, confidence, blur, dominance, duplicates) with the reason; a person whose photos all
+    fail a soft gate keeps their largest face. Photos judged before are not judged again. In
+    this process; the pipeline runs each part as a step of its own."""
+    return DETECTED_FACES.build(run, model, engines, raw_images=raw_images, candidates=candidates)

@@ -6,9 +6,14 @@ import pandas as pd
 from sqlalchemy import select
 
 from facerec_pipeline.app.stages.stage_run import (
+    BatchedStage,
+    BatchResult,
     FaceEngines,
+    StageFailed,
+    StagePlan,
     StageResult,
     StageRun,
+    in_batches,
 )
 from facerec_pipeline.core.face_models import FaceModel, current_faces
 from facerec_pipeline.core.faces.engine import library_version
@@ -42,20 +47,64 @@ def _existing_embeddings(run: StageRun, shas: list[str], model_config: str) -> d
     return found
 
 
-def build_face_embeddings(
-    run: StageRun, model: FaceModel, engines: FaceEngines, detected_faces: pd.DataFrame
-) -> StageResult:
-    """One embedding per accepted face under the current face configuration (table
-    `face_embeddings`, keyed by the model configuration, so unlike embeddings never mix).
-    Faces already embedded under it are reused."""
-    code = run.domain
-    settings = run.settings
-    config = model.engine
-    model_config = config.model_key
+def _embedded_shas(run: StageRun, shas: list[str], model_config: str) -> set[str]:
+    found: set[str] = set()
+    with run.session() as session:
+        for start in range(0, len(shas), 400):
+            found.update(
+                session.scalars(
+                    select(FaceEmbedding.image_sha256).where(
+                        FaceEmbedding.model_config == model_config,
+                        FaceEmbedding.image_sha256.in_(shas[start : start + 400]),
+                    )
+                )
+            )
+    return found
+
+
+def plan_face_embeddings(
+    run: StageRun, model: FaceModel, batch_size: int, detected_faces: pd.DataFrame
+) -> StagePlan:
+    """The accepted faces (by sha256) and, in batches, those not yet embedded under the current
+    face configuration with their crops."""
     current = current_faces(detected_faces, model)
     accepted = current[current["status"] == "accepted"].drop_duplicates("image_sha256")
-    existing = _existing_embeddings(run, list(accepted["image_sha256"]), model_config)
-    missing = accepted[~accepted["image_sha256"].isin(existing)]
+    shas = list(accepted["image_sha256"])
+    embedded = _embedded_shas(run, shas, model.engine.model_key)
+    missing = accepted[~accepted["image_sha256"].isin(embedded)]
+    crops = list(zip(missing["image_sha256"], missing["crop_path"], strict=True))
+    return StagePlan(shas, in_batches(crops, batch_size))
+
+
+def embed_faces(
+    run: StageRun, model: FaceModel, engines: FaceEngines, batch: list[tuple[str, str]]
+) -> BatchResult:
+    """Embed a batch of face crops ((sha256, crop path)): {sha256: float32 vector bytes}."""
+    paths = [run.settings.absolute(path) for _, path in batch]
+    vectors = embed_crops(engines.engine(model), paths, engines.pool(model))
+    embedded = {}
+    for done, ((sha, _), vector) in enumerate(zip(batch, vectors, strict=True), 1):
+        embedded[sha] = np.asarray(vector, dtype="<f4").tobytes()
+        if done % EMBED_PROGRESS == 0 or done == len(batch):
+            run.log.info(f"face_embeddings[{run.domain}]: {done}/{len(batch)} faces embedded")
+    return BatchResult(embedded, {"faces": len(batch)})
+
+
+def merge_face_embeddings(
+    run: StageRun, model: FaceModel, accepted: list[str], batches: list[dict[str, bytes]]
+) -> StageResult:
+    """One row per accepted face: embedded by a batch of this run, or before (reused)."""
+    config = model.engine
+    model_config = config.model_key
+    new = {sha: vector for batch in batches for sha, vector in batch.items()}
+    existing = _existing_embeddings(run, [sha for sha in accepted if sha not in new], model_config)
+    lost = [sha for sha in accepted if sha not in new and sha not in existing]
+    if lost:  # removed meanwhile (an erasure, say): the plan no longer holds
+        raise StageFailed(
+            f"face_embeddings[{run.domain}]: {len(lost)} embeddings found when the stage started "
+            "were removed while it ran; run the domain again",
+            retryable=True,
+        )
     base = {
         "model_config": model_config,
         "model_name": config.model_name,
@@ -66,27 +115,32 @@ def build_face_embeddings(
     rows = [
         {**base, "image_sha256": sha, "dim": row.dim, "embedding": row.embedding}
         for sha, row in existing.items()
+    ] + [
+        {**base, "image_sha256": sha, "dim": len(vector) // 4, "embedding": vector}
+        for sha, vector in new.items()
     ]
-    if len(missing):
-        paths = [settings.absolute(path) for path in missing["crop_path"]]
-        vectors = embed_crops(engines.engine(model), paths, engines.pool(model))
-        for done, (sha, vector) in enumerate(zip(missing["image_sha256"], vectors, strict=True), 1):
-            rows.append(
-                {
-                    **base,
-                    "image_sha256": sha,
-                    "dim": int(vector.shape[0]),
-                    "embedding": np.asarray(vector, dtype="<f4").tobytes(),
-                }
-            )
-            if done % EMBED_PROGRESS == 0 or done == len(missing):
-                run.log.info(f"face_embeddings[{code}]: {done}/{len(missing)} new faces embedded")
     frame = pd.DataFrame(rows, columns=EMBEDDING_COLUMNS)
     shown = {
         "faces": len(frame),
-        "embedded_this_run": len(missing),
+        "embedded_this_run": len(new),
+        "batches": len(batches),
         "reused_from_cache": len(existing),
         "model_config": model_config,
         "face_model": model.name,
     }
     return StageResult(frame, shown)
+
+
+FACE_EMBEDDINGS = BatchedStage(
+    "face_embeddings", plan_face_embeddings, embed_faces, merge_face_embeddings
+)
+
+
+def build_face_embeddings(
+    run: StageRun, model: FaceModel, engines: FaceEngines, detected_faces: pd.DataFrame
+) -> StageResult:
+    """One embedding per accepted face under the current face configuration (table
+    `face_embeddings`, keyed by the model configuration, so unlike embeddings never mix).
+    Faces already embedded under it are reused. In this process; the pipeline runs each part
+    as a step of its own."""
+    return FACE_EMBEDDINGS.build(run, model, engines, detected_faces=detected_faces)

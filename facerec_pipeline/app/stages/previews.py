@@ -4,16 +4,21 @@ whose previews cannot be made is recorded (processing_failures) and tried again 
 never fails the run."""
 
 from collections import Counter
+from dataclasses import dataclass
 
 import pandas as pd
 
 from facerec_pipeline.app.stages.stage_run import (
+    BatchedStage,
+    BatchResult,
     FaceEngines,
     FilePath,
+    StagePlan,
     StageResult,
     StageRun,
+    in_batches,
 )
-from facerec_pipeline.core.artifacts.failures import FailureLog
+from facerec_pipeline.core.artifacts.failures import FailureLog, FailureOutcomes
 from facerec_pipeline.core.artifacts.store import (
     THUMBNAIL,
     WEB,
@@ -50,18 +55,30 @@ def preview_jobs(raw_images: pd.DataFrame, faces: pd.DataFrame) -> list[dict]:
     return list(jobs.values())
 
 
-def build_previews(
+@dataclass
+class PreviewPlan:
+    jobs: int
+    counts: Counter
+    failures: FailureOutcomes  # the photos whose previews were found made after a failure
+
+
+@dataclass
+class PreviewBatch:
+    made: int
+    failed: int
+    failures: FailureOutcomes
+
+
+def plan_previews(
     run: StageRun,
     model: FaceModel,
-    engines: FaceEngines,
+    batch_size: int,
     raw_images: pd.DataFrame,
     detected_faces: pd.DataFrame,
-) -> StageResult:
-    """Thumbnails (400 px), web copies (800 px, progressive JPEG) and a blurhash of every
-    accepted photo and face (table `artifacts`, files under storage/previews/{domain}/), made
-    once; per-photo failures are recorded and retried, never fatal."""
-    code = run.domain
-    settings = run.settings
+) -> StagePlan:
+    """The previews of every accepted photo and face: current ones are left as they are, a
+    photo that failed MAX_ATTEMPTS times is given up, the rest is made in batches."""
+    code, settings = run.domain, run.settings
     store = ArtifactStore(settings)
     failures = FailureLog(settings, code, STAGE, run.run_id)
     jobs = preview_jobs(raw_images, current_faces(detected_faces, model))
@@ -83,14 +100,28 @@ def build_previews(
             counts["given_up"] += 1
         else:
             to_make.append(job)
-    work = [(settings.absolute(job["file"]), job["box"]) for job in to_make]
+    return StagePlan(
+        PreviewPlan(len(jobs), counts, failures.outcomes()), in_batches(to_make, batch_size)
+    )
+
+
+def make_previews(
+    run: StageRun, model: FaceModel, engines: FaceEngines, batch: list[dict]
+) -> BatchResult:
+    """Make a batch's previews, each with its artifact row; a photo whose previews cannot be
+    made is recorded, never fatal."""
+    code, settings = run.domain, run.settings
+    store = ArtifactStore(settings)
+    failures = FailureLog(settings, code, STAGE, run.run_id)
+    work = [(settings.absolute(job["file"]), job["box"]) for job in batch]
     engine, pool = engines.engine(model), engines.pool(model)
     if pool.serves(engine, work):  # decoding and blurhash are CPU work: the run's workers
         found = pool.map(previews_or_error, work)
     else:
         found = (previews_or_error(engine, item) for item in work)
+    counts: Counter = Counter()
     with store.batch():
-        for done, (job, made) in enumerate(zip(to_make, found, strict=True), 1):
+        for done, (job, made) in enumerate(zip(batch, found, strict=True), 1):
             if isinstance(made, str):
                 counts["failed"] += 1
                 failures.record_failure(job["sha256"], job["person_id"], job["file"], made)
@@ -107,21 +138,55 @@ def build_previews(
                     )
                 counts["made"] += 1
                 failures.record_success(job["sha256"])
-            if done % PROGRESS_EVERY == 0 or done == len(to_make):
-                run.log.info(f"previews[{code}]: made {done}/{len(to_make)}")
+            if done % PROGRESS_EVERY == 0 or done == len(batch):
+                run.log.info(f"previews[{code}]: made {done}/{len(batch)}")
+    figures = {"photos_and_faces": len(batch), "made": counts["made"], "failed": counts["failed"]}
+    return BatchResult(PreviewBatch(counts["made"], counts["failed"], failures.outcomes()), figures)
+
+
+def merge_previews(
+    run: StageRun, model: FaceModel, plan: PreviewPlan, batches: list[PreviewBatch]
+) -> StageResult:
+    """Record the failures of every batch (and the successes after a failure) and say what
+    was made."""
+    code, settings = run.domain, run.settings
+    failures = FailureLog(settings, code, STAGE, run.run_id)
+    failures.include(plan.failures)
+    for batch in batches:
+        failures.include(batch.failures)
     failures.save()
+    made, failed = sum(batch.made for batch in batches), sum(batch.failed for batch in batches)
+    counts = plan.counts
     run.log.info(
-        f"previews[{code}]: {counts['made']} made, {counts['reused']} current, "
-        f"{counts['failed']} failed, {counts['given_up']} given up"
+        f"previews[{code}]: {made} made, {counts['reused']} current, "
+        f"{failed} failed, {counts['given_up']} given up"
     )
     return StageResult(
         None,
         {
-            "photos_and_faces": len(jobs),
-            "made_this_run": counts["made"],
+            "photos_and_faces": plan.jobs,
+            "made_this_run": made,
             "reused": counts["reused"],
-            "failed_this_run": counts["failed"],
+            "failed_this_run": failed,
             "given_up": counts["given_up"],
+            "batches": len(batches),
             "previews_dir": FilePath(str(settings.previews_dir(code))),
         },
     )
+
+
+PREVIEWS = BatchedStage(STAGE, plan_previews, make_previews, merge_previews)
+
+
+def build_previews(
+    run: StageRun,
+    model: FaceModel,
+    engines: FaceEngines,
+    raw_images: pd.DataFrame,
+    detected_faces: pd.DataFrame,
+) -> StageResult:
+    """Thumbnails (400 px), web copies (800 px, progressive JPEG) and a blurhash of every
+    accepted photo and face (table `artifacts`, files under storage/previews/{domain}/), made
+    once; per-photo failures are recorded and retried, never fatal. In this process; the
+    pipeline runs each part as a step of its own."""
+    return PREVIEWS.build(run, model, engines, raw_images=raw_images, detected_faces=detected_faces)

@@ -4,12 +4,16 @@ A stage function takes a `StageRun` (the settings, the domain, the run's id and 
 progress lines go) and its inputs, and returns a `StageResult`: the stage table (or None for a
 stage that keeps no table) and the figures to show with it. `StageFailed` stops the run with a
 message a person can act on; `retryable` says whether trying again may help.
+
+The face stages come in three parts (`BatchedStage`), so that an executor can place their work
+on several machines: a plan that sorts out what earlier runs did and splits the rest into
+batches, the work of one batch, and a merge of every batch's result into the stage's result.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +27,7 @@ from facerec_pipeline.core.faces.engine import EngineConfig, FaceEngine
 from facerec_pipeline.core.faces.validation import WorkerPool
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.db.models import Domain
-from facerec_pipeline.settings import Settings
+from facerec_pipeline.settings import DEFAULT_FACE_BATCH_SIZE, Settings
 from facerec_pipeline.sources.interfaces import DomainSource
 
 LOG = logging.getLogger("facerec_pipeline.stages")
@@ -129,3 +133,52 @@ def version_label(code: str, version: int) -> str:
     """A version as the UI shows it: text naming its domain, so no plot mixes the version
     numbers of different domains."""
     return f"{code} v{version}"
+
+
+@dataclass
+class StagePlan:
+    """What a batched stage's plan gives: what its merge needs (`carry`) and the work left to
+    do, in batches. Both are pickled between the steps, so they hold plain values."""
+
+    carry: Any
+    batches: list[list[Any]]
+
+
+@dataclass
+class BatchResult:
+    """One batch done: what the merge takes from it, and its figures (its step's metadata)."""
+
+    value: Any
+    figures: dict[str, Any]
+
+
+def in_batches(items: Sequence[Any], size: int) -> list[list[Any]]:
+    if size < 1:
+        raise ValueError(f"a batch holds at least one item, not {size}")
+    return [list(items[start : start + size]) for start in range(0, len(items), size)]
+
+
+@dataclass(frozen=True)
+class BatchedStage:
+    """A stage in three parts, each a step of its own in the pipeline: `plan(run, model,
+    batch_size, **inputs)` reads what earlier runs did and gives a StagePlan; `work(run, model,
+    engines, batch)` does one batch (on any worker) and gives a BatchResult; `merge(run, model,
+    carry, values)` makes the StageResult from every batch's value, in batch order."""
+
+    name: str
+    plan: Callable[..., StagePlan]
+    work: Callable[..., BatchResult]
+    merge: Callable[..., StageResult]
+
+    def build(
+        self,
+        run: StageRun,
+        model: FaceModel,
+        engines: FaceEngines,
+        batch_size: int = DEFAULT_FACE_BATCH_SIZE,
+        **inputs: pd.DataFrame,
+    ) -> StageResult:
+        """The whole stage in this process, batch after batch (the tests and the bench)."""
+        plan = self.plan(run, model, batch_size, **inputs)
+        results = [self.work(run, model, engines, batch).value for batch in plan.batches]
+        return self.merge(run, model, plan.carry, results)

@@ -4,6 +4,7 @@ a run; `facerec skips` lists them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
@@ -17,9 +18,18 @@ from facerec_pipeline.settings import Settings
 MAX_ATTEMPTS = 3
 
 
+@dataclass
+class FailureOutcomes:
+    """What one part of a stage (a batch on a worker) recorded, for the log that saves it."""
+
+    failed: dict[str, tuple[int | None, str | None, str]] = field(default_factory=dict)
+    succeeded: set[str] = field(default_factory=set)
+
+
 class FailureLog:
     """The failures of one stage of one domain, read when the stage starts and written by
-    `save()` at its end."""
+    `save()` at its end. A stage split into batches records in each batch's own log and saves
+    once, in the log that `include`s every batch's `outcomes()`."""
 
     def __init__(self, settings: Settings, domain: str, stage: str, run_id: str | None):
         self.settings, self.domain, self.stage, self.run_id = settings, domain, stage, run_id
@@ -47,6 +57,13 @@ class FailureLog:
     def record_success(self, image_sha256: str) -> None:
         if image_sha256 in self.before:
             self.succeeded.add(image_sha256)
+
+    def outcomes(self) -> FailureOutcomes:
+        return FailureOutcomes(dict(self.failed), set(self.succeeded))
+
+    def include(self, outcomes: FailureOutcomes) -> None:
+        self.failed.update(outcomes.failed)
+        self.succeeded |= outcomes.succeeded
 
     @property
     def given_up(self) -> int:

@@ -1,16 +1,19 @@
 """A domain run's history from its own events in the Dagster instance: per stage the metadata
-its materialization reported and the seconds its step took, the run's status, error, start and
-end. The run-history sensor, `facerec run` and run recovery all write the history through
-`record_run`, so one function decides what a run's row says."""
+its materialization reported and the seconds its steps took (summed: a face stage's plan,
+batches and merge), the run's status, error, start and end. The run-history sensor, `facerec
+run` and run recovery all write the history through `record_run`, so one function decides what
+a run's row says."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime
 
 import dagster as dg
 
 from facerec_pipeline.app.run_history import RunFacts, write_run
 from facerec_pipeline.db.engine import session_scope
+from facerec_pipeline.settings import Settings
 
 PARTITION_TAG = "dagster/partition"  # the only partitions here are domains
 EVENTS = {
@@ -40,7 +43,9 @@ def run_facts(instance: dg.DagsterInstance, run_id: str) -> RunFacts | None:
             started[entry.step_key] = entry.timestamp
         elif event.is_step_success or event.is_step_failure:
             if entry.step_key in started:
-                seconds[entry.step_key] = entry.timestamp - started[entry.step_key]
+                stage = stage_of_step(entry.step_key)
+                took = entry.timestamp - started[entry.step_key]
+                seconds[stage] = seconds.get(stage, 0.0) + took
             if event.is_step_failure:
                 step_errors.append(step_failure_message(event))
         elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
@@ -62,6 +67,12 @@ def run_facts(instance: dg.DagsterInstance, run_id: str) -> RunFacts | None:
     )
 
 
+def stage_of_step(step_key: str) -> str:
+    """The stage a step belongs to: its asset's, for the steps of a batched face stage
+    (`detected_faces.detected_faces_batch[00001]`: detected_faces)."""
+    return step_key.split(".", 1)[0]
+
+
 def step_failure_message(event: dg.DagsterEvent) -> str:
     """`step: error (caused by: ...)` of a STEP_FAILURE event."""
     error = event.step_failure_data.error
@@ -71,13 +82,16 @@ def step_failure_message(event: dg.DagsterEvent) -> str:
     return f"{event.step_key}: {message}"
 
 
-def record_run(instance: dg.DagsterInstance, run_id: str, database_url: str) -> bool:
-    """Write (or rewrite) the history row of a domain run from its events; False when the run
-    is not a domain run or its domain is gone."""
+def record_run(instance: dg.DagsterInstance, run_id: str, settings: Settings) -> bool:
+    """Write (or rewrite) the history row of a domain run from its events, and once it has
+    succeeded remove what its steps passed each other; False when the run is not a domain run
+    or its domain is gone."""
     facts = run_facts(instance, run_id)
     if facts is None:
         return False
-    with session_scope(database_url) as session:
+    if facts.status == dg.DagsterRunStatus.SUCCESS.value:
+        shutil.rmtree(settings.step_outputs_dir / run_id, ignore_errors=True)
+    with session_scope(settings.database_url) as session:
         return write_run(session, facts) is not None
 
 

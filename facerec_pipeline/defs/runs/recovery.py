@@ -145,7 +145,7 @@ def recover_dead_runs(instance: dg.DagsterInstance, settings: Settings) -> list[
         free_pool_slots(instance, process.run_id)
         removed = remove_partial_files(settings.storage_dir)
         removed += remove_unrecorded_batches(settings, process.run_id)
-        record_run(instance, process.run_id, settings.database_url)
+        record_run(instance, process.run_id, settings)
         forget_cause(settings, run.tags.get(INVOCATION_TAG))
         lines.append(
             f"run {process.run_id[:8]} of {process.domain or '?'}: {reason}; pool "
@@ -185,7 +185,7 @@ def close_orphaned_history(instance: dg.DagsterInstance, settings: Settings) -> 
     for run_id, run in domain_runs.items():
         if run_id in recorded or run.tags[PARTITION_TAG] not in known:
             continue
-        if record_run(instance, run_id, settings.database_url):
+        if record_run(instance, run_id, settings):
             lines.append(
                 f"run {run_id[:8]} of {run.tags[PARTITION_TAG]}: history written (the run ended "
                 f"{run.status.value} without writing it)"
@@ -195,7 +195,7 @@ def close_orphaned_history(instance: dg.DagsterInstance, settings: Settings) -> 
         if run is not None and run.status in WATCHED_STATUSES + [dg.DagsterRunStatus.QUEUED]:
             continue
         if run is not None:
-            record_run(instance, run_id, settings.database_url)
+            record_run(instance, run_id, settings)
             ended = f"ended {run.status.value}"
         else:
             ended = "was deleted from Dagster"

@@ -35,7 +35,7 @@ def run_history_sensor(context: dg.SensorEvaluationContext, facerec: FacerecStor
     )
     written = 0
     for record in records:
-        written += record_run(context.instance, record.dagster_run.run_id, facerec.database_url)
+        written += record_run(context.instance, record.dagster_run.run_id, facerec.settings)
         after = max(after, record.update_timestamp.timestamp())
     context.update_cursor(str(after))
     return dg.SkipReason(f"history written for {written} domain run(s)")
