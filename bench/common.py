@@ -4,6 +4,7 @@ gallery structure the recognizer serves."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shutil
@@ -138,3 +139,20 @@ def write_section(output: Path, section: str, begin: str, end: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     output.write_text(text)
+
+
+def dev_set_parser(description: str, dev_set_help: str) -> argparse.ArgumentParser:
+    """A benchmark's argument parser with its `--dev-set DIR` option (env FACEREC_DEV_SET)."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dev-set", default=os.environ.get("FACEREC_DEV_SET"), help=dev_set_help)
+    return parser
+
+
+def checked_dev_set(parser: argparse.ArgumentParser, folder: str) -> Path:
+    """The dev-set folder, or the parser's error when it is not a build_lfw_dev.py output."""
+    dev = Path(folder)
+    if not all((dev / part).is_dir() for part in ("gallery", "probes", "unknown")):
+        parser.error(f"{dev} lacks gallery/, probes/ or unknown/: not a build_lfw_dev.py output")
+    return dev

@@ -22,7 +22,6 @@ Writes its section of BENCHMARKS.md (between the dev-set markers) and prints it.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import tempfile
@@ -37,7 +36,9 @@ import numpy as np
 from bench.common import (
     REPO,
     add_folder_domain,
+    checked_dev_set,
     deepface_represent,
+    dev_set_parser,
     fresh_storage,
     machine,
     short_commit,
@@ -758,14 +759,7 @@ def files_lines(files: dict, model: str) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--dev-set",
-        default=os.environ.get("FACEREC_DEV_SET"),
-        help="the folder build_lfw_dev.py wrote (env FACEREC_DEV_SET)",
-    )
+    parser = dev_set_parser(__doc__, "the folder build_lfw_dev.py wrote (env FACEREC_DEV_SET)")
     parser.add_argument("--deepface-sample", type=int, default=150)
     parser.add_argument(
         "--models", default="sface,dlib", help="face models, the first one's checks replayed"
@@ -778,9 +772,7 @@ def main() -> None:
             "give --dev-set DIR or FACEREC_DEV_SET (build it with "
             "../shared/datasets/build_lfw_dev.py)"
         )
-    dev = Path(args.dev_set)
-    if not all((dev / part).is_dir() for part in ("gallery", "probes", "unknown")):
-        parser.error(f"{dev} lacks gallery/, probes/ or unknown/: not a build_lfw_dev.py output")
+    dev = checked_dev_set(parser, args.dev_set)
     models = [face_model(name) for name in args.models.split(",")]
     with tempfile.TemporaryDirectory(prefix="facerec-dev-") as tmp:
         builds = []

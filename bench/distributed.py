@@ -15,7 +15,6 @@ overhead is read from two builds that differ only in batch size.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -27,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import REPO, machine, short_commit
+from bench.common import REPO, checked_dev_set, dev_set_parser, machine, short_commit
 
 DOMAIN = "lfwdev"
 
@@ -113,6 +112,8 @@ def step_figures(env: dict, run_id: str) -> dict:
     import dagster as dg
 
     started, batch_seconds, steps = {}, 0.0, set()
+    # The instance's yaml names its database by this variable (postgres_server.DAGSTER_YAML).
+    os.environ["FACEREC_TEST_DAGSTER_PG_URL"] = env["FACEREC_TEST_DAGSTER_PG_URL"]
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         for entry in instance.all_logs(run_id):
             event = entry.dagster_event
@@ -202,21 +203,14 @@ def report(results: dict[Build, dict]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--dev-set",
-        default=os.environ.get("FACEREC_DEV_SET"),
-        help="the folder build_lfw_dev.py wrote (env FACEREC_DEV_SET)",
-    )
+    parser = dev_set_parser(__doc__, "the folder build_lfw_dev.py wrote (env FACEREC_DEV_SET)")
     parser.add_argument(
         "--builds", default="all", help="comma-separated numbers of BUILDS (from 1), or all"
     )
     args = parser.parse_args()
     if not args.dev_set:
         parser.error("give --dev-set DIR or FACEREC_DEV_SET (../shared/datasets/build_lfw_dev.py)")
-    dev = Path(args.dev_set)
+    dev = checked_dev_set(parser, args.dev_set)
     chosen = (
         BUILDS if args.builds == "all" else [BUILDS[int(n) - 1] for n in args.builds.split(",")]
     )

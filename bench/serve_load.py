@@ -42,6 +42,8 @@ import numpy as np
 from bench.common import (
     REPO,
     add_folder_domain,
+    checked_dev_set,
+    dev_set_parser,
     fresh_storage,
     machine,
     short_commit,
@@ -401,13 +403,9 @@ def gallery_size(settings) -> tuple[int, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--dev-set",
-        default=os.environ.get("FACEREC_DEV_SET"),
-        help="the folder build_lfw_dev.py wrote (env FACEREC_DEV_SET); default: the sample photos",
+    parser = dev_set_parser(
+        __doc__,
+        "the folder build_lfw_dev.py wrote (env FACEREC_DEV_SET); default: the sample photos",
     )
     parser.add_argument("--seconds", type=float, default=40.0, help="per concurrency level")
     parser.add_argument("--requests", type=int, default=5_000, help="per concurrency level")
@@ -418,10 +416,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="facerec-serve-load-") as tmp:
         work = Path(tmp)
         if args.dev_set:
-            dev = Path(args.dev_set)
-            if not all((dev / part).is_dir() for part in ("gallery", "probes", "unknown")):
-                parser.error(f"{dev} lacks gallery/, probes/ or unknown/: not a dev-set folder")
-            data = dev_data(dev)
+            data = dev_data(checked_dev_set(parser, args.dev_set))
         else:
             data = small_data(work / "data")
         print("building the gallery with run_domain...", flush=True)
