@@ -286,7 +286,7 @@ class Settings:
     @property
     def step_outputs_dir(self) -> Path:
         """What the steps of a face stage pass each other (plan, batches), a folder per run,
-        removed once the run has succeeded (kept after a failure, for its re-execution)."""
+        removed once the run has ended."""
         return self.cache_dir / "step_outputs"
 
     @property

@@ -97,7 +97,7 @@ def cluster(pg, tmp_path_factory, models_dir, photos, composed):
             "FACEREC_FACE_BATCH_SIZE": str(BATCH_SIZE),
         }
         patch.setenv("FACEREC_TEST_DAGSTER_PG_URL", env["FACEREC_TEST_DAGSTER_PG_URL"])
-        for code in ("demo", "other", "killed"):
+        for code in ("demo", "other", "killed", "orphaned"):
             added = facerec(
                 env, "domains", "add", code, "--name", code, "--source", "folder", "--path", folder
             )
@@ -369,14 +369,42 @@ def test_a_worker_killed_in_a_step_fails_the_run_naming_it_and_the_next_run_comp
     assert f"[{batch}]" in said and "WorkerLostError" in said and "SIGKILL" in said
     again = facerec(env, "run", "--domain", "killed", "--executor", "celery", timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
-    verified = facerec(env, "artifacts", "verify", "--domain", "killed", "--json")
+    assert_clean(env, "killed")
+
+
+def test_a_killed_celery_run_is_recovered_by_the_next_one(cluster):
+    """`facerec run --executor celery` killed with SIGKILL while its batches run on a worker:
+    the next run finds it dead (its orchestrating process, on this host), marks it failed and
+    frees its pool slots, then completes; nothing is duplicated or left half-written."""
+    env, instance = cluster["env"], cluster["instance"]
+    launched = subprocess.Popen(
+        [*FACEREC, "run", "--domain", "orphaned", "--executor", "celery"],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_step(instance, "orphaned", "detected_faces.detected_faces_batch[00001]")
+    launched.kill()
+    launched.wait(30)
+    again = facerec(env, "run", "--domain", "orphaned", "--executor", "celery", timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("recovered: run") == 1, again.stdout
+    runs = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": "orphaned"}))
+    assert sorted(run.status.value for run in runs) == ["FAILURE", "SUCCESS"]
+    assert_clean(env, "orphaned")
+
+
+def assert_clean(env: dict[str, str], code: str) -> None:
+    """`facerec artifacts verify` finds nothing wrong, and each photo has one faces row."""
+    verified = facerec(env, "artifacts", "verify", "--domain", code, "--json")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     with get_engine(env["DATABASE_URL"]).connect() as connection:
         images, faces, distinct = connection.execute(
             text(
-                "SELECT (SELECT COUNT(*) FROM images WHERE domain = 'killed'), "
-                "COUNT(*), COUNT(DISTINCT image_id) FROM faces WHERE domain = 'killed'"
-            )
+                "SELECT (SELECT COUNT(*) FROM images WHERE domain = :code), "
+                "COUNT(*), COUNT(DISTINCT image_id) FROM faces WHERE domain = :code"
+            ),
+            {"code": code},
         ).one()
     assert images == faces == distinct == 4
 

@@ -94,7 +94,11 @@ def erase(code: str, person: str, yes: bool, operator: str | None) -> None:
         raise
     finally:
         runs_deleted = scrub_dagster_runs(
-            instance, code, result.needles, lambda line: click.echo(line, err=True)
+            instance,
+            code,
+            result.needles,
+            lambda line: click.echo(line, err=True),
+            settings.step_outputs_dir,
         )
         with session_scope(settings.database_url) as session:
             record_outcome(

@@ -4,8 +4,9 @@ the face engine resource's `batch_size`), one `{stage}_batch[n]` step per batch 
 the face workers' queue, retried on its own by BATCH_RETRY), and `{stage}_merge` writes the
 stage table from every batch's result (Dagster's dynamic outputs, mapped and collected inside a
 graph-backed asset). Plan and merge take the stage's inputs (the merge for the table's lineage)
-and write the database, in its pool; steps pass their results through STEP_OUTPUTS, files
-under the storage root that every worker mounts, removed once the run has succeeded."""
+and write the stage's table, in the database pool; a batch writes only its files and their
+`artifacts` rows. Steps pass their results through STEP_OUTPUTS, files under the storage root
+that every worker mounts, removed once the run has ended (runs/events.py record_run)."""
 
 from collections.abc import Sequence
 

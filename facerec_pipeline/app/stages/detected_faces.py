@@ -312,20 +312,24 @@ def judge_photos(
     crop_stage = crop_stage_of(model.engine)
     # Crops of another configuration (a DeepFace crop, a dlib chip) never share a file.
     crop_tag = hashlib.sha256(model.detector_config.encode()).hexdigest()[:8]
+    crops = [
+        (
+            settings.training_pass_dir(code) / photo.person_folder / name,
+            settings.cache_dir / "soft_rejected" / code / photo.person_folder / name,
+        )
+        for photo in batch
+        for name in [f"{photo.base['image_sha256'][:24]}_{crop_tag}.png"]
+    ]
+    artifacts.know_only(code, [path for pair in crops for path in pair])
     paths = [settings.absolute(photo.file_path) for photo in batch]
     outcomes = validate_photos(engines.engine(model), model.gates, paths, engines.pool(model))
     rows: dict[int, dict] = {}
     with artifacts.batch():
-        for done, (photo, outcome) in enumerate(zip(batch, outcomes, strict=True), 1):
+        for done, (photo, outcome, pair) in enumerate(zip(batch, outcomes, crops, strict=True), 1):
             sha = photo.base["image_sha256"]
-            name = f"{sha[:24]}_{crop_tag}.png"
-            crops = (
-                settings.training_pass_dir(code) / photo.person_folder / name,
-                settings.cache_dir / "soft_rejected" / code / photo.person_folder / name,
-            )
             try:
                 rows[photo.index] = outcome_row(
-                    photo.base, outcome, crops, settings.relative, artifacts, crop_stage
+                    photo.base, outcome, pair, settings.relative, artifacts, crop_stage
                 )
                 failures.record_success(sha)
             except OSError as error:  # one crop that cannot be written never fails the run

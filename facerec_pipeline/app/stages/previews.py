@@ -86,14 +86,18 @@ def plan_previews(
     to_make = []
     for job in jobs:
         box = job["box"]
+        # Paths relative to the storage root: a worker may mount it elsewhere.
         job["made"] = {
             side: (
-                preview_path(settings.previews_dir(code), job["sha256"], parameters(side, box)),
+                settings.relative(
+                    preview_path(settings.previews_dir(code), job["sha256"], parameters(side, box))
+                ),
                 ArtifactKey(code, stage, job["sha256"], parameters(side, box)),
             )
             for side, stage in ((THUMBNAIL_SIDE, THUMBNAIL), (WEB_SIDE, WEB))
         }
-        if all(store.is_current(path, code) for path, _ in job["made"].values()):
+        made = [settings.absolute(path) for path, _ in job["made"].values()]
+        if all(store.is_current(path, code) for path in made):
             counts["reused"] += 1
             failures.record_success(job["sha256"])
         elif not failures.should_try(job["sha256"]):
@@ -112,6 +116,9 @@ def make_previews(
     made is recorded, never fatal."""
     code, settings = run.domain, run.settings
     store = ArtifactStore(settings)
+    store.know_only(
+        code, [settings.absolute(path) for job in batch for path, _ in job["made"].values()]
+    )
     failures = FailureLog(settings, code, STAGE, run.run_id)
     work = [(settings.absolute(job["file"]), job["box"]) for job in batch]
     engine, pool = engines.engine(model), engines.pool(model)
@@ -130,7 +137,7 @@ def make_previews(
                 for side, preview in ((THUMBNAIL_SIDE, made.thumbnail), (WEB_SIDE, made.web)):
                     path, key = job["made"][side]
                     store.put(
-                        path,
+                        settings.absolute(path),
                         key,
                         fill_bytes(preview.data),
                         blurhash=made.blurhash,

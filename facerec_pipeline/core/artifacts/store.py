@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -153,6 +153,22 @@ class ArtifactStore:
                     )
                     self._known[domain] = {row.path: (row.sha256, row.size) for row in rows}
             return self._known[domain]
+
+    def know_only(self, domain: str, targets: Iterable[Path]) -> None:
+        """Read the rows of `targets` alone (a batch's own files) instead of every row of the
+        domain at the first `is_current`: this store then knows of no other file of `domain`."""
+        paths = sorted({self.settings.relative(target) for target in targets})
+        rows: dict[str, tuple[str, int]] = {}
+        with session_scope(self.settings.database_url) as session:
+            for start in range(0, len(paths), 500):
+                found = session.execute(
+                    select(Artifact.path, Artifact.sha256, Artifact.size).where(
+                        Artifact.domain == domain, Artifact.path.in_(paths[start : start + 500])
+                    )
+                )
+                rows.update({row.path: (row.sha256, row.size) for row in found})
+        with self._lock:
+            self._known[domain] = rows
 
     def is_current(self, target: Path, domain: str, sha256: str | None = None) -> bool:
         """True when `target` has a row and is there with the size (and sha256, if given) the

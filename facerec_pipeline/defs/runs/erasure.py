@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,13 +12,21 @@ from facerec_pipeline.defs.dagster_internals import delete_check_executions
 
 
 def scrub_dagster_runs(
-    instance: dg.DagsterInstance, code: str, needles: list[str], warn: Callable[[str], None]
+    instance: dg.DagsterInstance,
+    code: str,
+    needles: list[str],
+    warn: Callable[[str], None],
+    step_outputs: Path,
 ) -> int:
     """Delete the domain's Dagster runs whose events or logs mention the person (names, source
     key, photo hashes: materialization previews, report images, check figures), with their
-    compute logs and check executions. Their `training_sessions` rows stay (redacted)."""
+    compute logs and check executions, and what any ended run of the domain still keeps of what
+    its steps passed each other (`step_outputs/{run}`: face rows, embeddings). Their
+    `training_sessions` rows stay (redacted)."""
     doomed = []
     for record in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": code})):
+        if record.is_finished:
+            shutil.rmtree(step_outputs / record.run_id, ignore_errors=True)
         text = "\n".join(dg.serialize_value(event) for event in instance.all_logs(record.run_id))
         logs = Path(instance.root_directory) / "storage" / record.run_id
         for file in logs.rglob("*") if logs.is_dir() else []:

@@ -16,6 +16,7 @@ from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.settings import Settings
 
 PARTITION_TAG = "dagster/partition"  # the only partitions here are domains
+FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 EVENTS = {
     dg.DagsterEventType.STEP_START,
     dg.DagsterEventType.STEP_SUCCESS,
@@ -84,12 +85,13 @@ def step_failure_message(event: dg.DagsterEvent) -> str:
 
 def record_run(instance: dg.DagsterInstance, run_id: str, settings: Settings) -> bool:
     """Write (or rewrite) the history row of a domain run from its events, and once it has
-    succeeded remove what its steps passed each other; False when the run is not a domain run
-    or its domain is gone."""
+    ended remove what its steps passed each other (the next run starts afresh; nothing here
+    re-executes a part of a run); False when the run is not a domain run or its domain is
+    gone."""
     facts = run_facts(instance, run_id)
     if facts is None:
         return False
-    if facts.status == dg.DagsterRunStatus.SUCCESS.value:
+    if facts.status in FINISHED:
         shutil.rmtree(settings.step_outputs_dir / run_id, ignore_errors=True)
     with session_scope(settings.database_url) as session:
         return write_run(session, facts) is not None
