@@ -63,6 +63,17 @@ def facerec(env: dict[str, str], *args, timeout: float = 600) -> subprocess.Comp
     )
 
 
+def celery_run(env: dict[str, str], code: str) -> subprocess.Popen:
+    """`facerec run --domain CODE --executor celery`, started (its output piped, as text)."""
+    return subprocess.Popen(
+        [*FACEREC, "run", "--domain", code, "--executor", "celery"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def run_id_of(output: str) -> str:
     return re.search(r"run ([0-9a-f-]{36}) (?:succeeded|FAILED)", output).group(1)
 
@@ -258,16 +269,7 @@ def test_two_domains_built_by_two_workers_equal_the_in_process_build(
     cluster, tmp_path, models_dir, photos
 ):
     env, instance = cluster["env"], cluster["instance"]
-    launched = [
-        subprocess.Popen(
-            [*FACEREC, "run", "--domain", code, "--executor", "celery"],
-            env={**os.environ, **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for code in ("demo", "other")
-    ]
+    launched = [celery_run(env, code) for code in ("demo", "other")]
     outputs = [process.communicate(timeout=600) for process in launched]
     for process, (out, err) in zip(launched, outputs, strict=True):
         assert process.returncode == 0, out + err
@@ -342,13 +344,7 @@ def test_two_domains_built_by_two_workers_equal_the_in_process_build(
 
 def test_a_worker_killed_in_a_step_fails_the_run_naming_it_and_the_next_run_completes(cluster):
     env, instance = cluster["env"], cluster["instance"]
-    launched = subprocess.Popen(
-        [*FACEREC, "run", "--domain", "killed", "--executor", "celery"],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    launched = celery_run(env, "killed")
     batch = "detected_faces.detected_faces_batch[00001]"
     lock = get_engine(env["DATABASE_URL"]).connect()
     try:
@@ -377,15 +373,10 @@ def test_a_killed_celery_run_is_recovered_by_the_next_one(cluster):
     the next run finds it dead (its orchestrating process, on this host), marks it failed and
     frees its pool slots, then completes; nothing is duplicated or left half-written."""
     env, instance = cluster["env"], cluster["instance"]
-    launched = subprocess.Popen(
-        [*FACEREC, "run", "--domain", "orphaned", "--executor", "celery"],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    launched = celery_run(env, "orphaned")
     wait_for_step(instance, "orphaned", "detected_faces.detected_faces_batch[00001]")
     launched.kill()
-    launched.wait(30)
+    launched.communicate(timeout=30)
     again = facerec(env, "run", "--domain", "orphaned", "--executor", "celery", timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.count("recovered: run") == 1, again.stdout
