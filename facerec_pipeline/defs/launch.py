@@ -24,7 +24,7 @@ from facerec_pipeline.defs.jobs import DOMAIN_PIPELINE_JOB
 from facerec_pipeline.defs.partitions import ensure_partition
 from facerec_pipeline.defs.policy import STAGE_POOLS
 from facerec_pipeline.defs.runs.causes import forget_cause, leave_cause, reserve_cause
-from facerec_pipeline.defs.runs.events import record_run, step_failure_message
+from facerec_pipeline.defs.runs.events import PARTITION_TAG, record_run, step_failure_message
 from facerec_pipeline.defs.runs.recovery import (
     INVOCATION_TAG,
     recover_dead_runs,
@@ -150,12 +150,8 @@ def _execute(
             instance=instance,
             raise_on_error=False,
             run_config=RUN_CONFIG,
-            tags={**tags, PARTITION_TAG: code},
+            tags={**tags, PARTITION_TAG: code},  # execute_job takes no partition key
         )
-
-
-# The run tag that names a run's partition (execute_job takes no partition key of its own).
-PARTITION_TAG = "dagster/partition"
 
 
 def domain_pipeline_job(executor: str) -> dg.JobDefinition:
@@ -254,7 +250,8 @@ def _outcome(
             outcome.failures.append(step_failure_message(event))
         elif event.event_type == dg.DagsterEventType.RUN_FAILURE and not outcome.failures:
             # No step reported its failure: a Celery worker died in it, and the executor's
-            # error names the step ("[detected_faces]: WorkerLostError(...)").
+            # error names the step ("[detected_faces.detected_faces_batch[00001]]:
+            # WorkerLostError(...)").
             error = event.job_failure_data.error
             if error is not None:
                 outcome.failures.append(" ".join(error.message.split())[:500])

@@ -33,27 +33,14 @@ EMBEDDING_COLUMNS = [
 EMBED_PROGRESS = 50
 
 
-def _existing_embeddings(run: StageRun, shas: list[str], model_config: str) -> dict:
-    found = {}
+def _embeddings(run: StageRun, shas: list[str], model_config: str, column=FaceEmbedding) -> list:
+    """The rows (or one `column`) of the faces `shas` embedded under `model_config`."""
+    found = []
     with run.session() as session:
         for start in range(0, len(shas), 400):
-            rows = session.execute(
-                select(FaceEmbedding).where(
-                    FaceEmbedding.model_config == model_config,
-                    FaceEmbedding.image_sha256.in_(shas[start : start + 400]),
-                )
-            ).scalars()
-            found.update({row.image_sha256: row for row in rows})
-    return found
-
-
-def _embedded_shas(run: StageRun, shas: list[str], model_config: str) -> set[str]:
-    found: set[str] = set()
-    with run.session() as session:
-        for start in range(0, len(shas), 400):
-            found.update(
+            found.extend(
                 session.scalars(
-                    select(FaceEmbedding.image_sha256).where(
+                    select(column).where(
                         FaceEmbedding.model_config == model_config,
                         FaceEmbedding.image_sha256.in_(shas[start : start + 400]),
                     )
@@ -70,7 +57,7 @@ def plan_face_embeddings(
     current = current_faces(detected_faces, model)
     accepted = current[current["status"] == "accepted"].drop_duplicates("image_sha256")
     shas = list(accepted["image_sha256"])
-    embedded = _embedded_shas(run, shas, model.engine.model_key)
+    embedded = set(_embeddings(run, shas, model.engine.model_key, FaceEmbedding.image_sha256))
     missing = accepted[~accepted["image_sha256"].isin(embedded)]
     crops = list(zip(missing["image_sha256"], missing["crop_path"], strict=True))
     return StagePlan(shas, in_batches(crops, batch_size))
@@ -97,7 +84,8 @@ def merge_face_embeddings(
     config = model.engine
     model_config = config.model_key
     new = {sha: vector for batch in batches for sha, vector in batch.items()}
-    existing = _existing_embeddings(run, [sha for sha in accepted if sha not in new], model_config)
+    kept = _embeddings(run, [sha for sha in accepted if sha not in new], model_config)
+    existing = {row.image_sha256: row for row in kept}
     lost = [sha for sha in accepted if sha not in new and sha not in existing]
     if lost:  # removed meanwhile (an erasure, say): the plan no longer holds
         raise StageFailed(

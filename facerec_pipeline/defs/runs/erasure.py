@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from facerec_pipeline.defs.dagster_internals import delete_check_executions
+from facerec_pipeline.defs.runs.events import PARTITION_TAG
 
 
 def scrub_dagster_runs(
@@ -24,7 +25,7 @@ def scrub_dagster_runs(
     its steps passed each other (`step_outputs/{run}`: face rows, embeddings). Their
     `training_sessions` rows stay (redacted)."""
     doomed = []
-    for record in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": code})):
+    for record in instance.get_runs(filters=dg.RunsFilter(tags={PARTITION_TAG: code})):
         if record.is_finished:
             shutil.rmtree(step_outputs / record.run_id, ignore_errors=True)
         text = "\n".join(dg.serialize_value(event) for event in instance.all_logs(record.run_id))

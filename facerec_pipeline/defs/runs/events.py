@@ -11,12 +11,11 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from facerec_pipeline.app.run_history import RunFacts, write_run
+from facerec_pipeline.app.run_history import RUN_STATUS, RunFacts, write_run
 from facerec_pipeline.db.engine import session_scope
 from facerec_pipeline.settings import Settings
 
 PARTITION_TAG = "dagster/partition"  # the only partitions here are domains
-FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 EVENTS = {
     dg.DagsterEventType.STEP_START,
     dg.DagsterEventType.STEP_SUCCESS,
@@ -91,7 +90,7 @@ def record_run(instance: dg.DagsterInstance, run_id: str, settings: Settings) ->
     facts = run_facts(instance, run_id)
     if facts is None:
         return False
-    if facts.status in FINISHED:
+    if facts.status in RUN_STATUS:  # the statuses of a run that has ended
         shutil.rmtree(settings.step_outputs_dir / run_id, ignore_errors=True)
     with session_scope(settings.database_url) as session:
         return write_run(session, facts) is not None

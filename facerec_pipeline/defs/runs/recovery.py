@@ -43,14 +43,13 @@ from facerec_pipeline.defs.dagster_internals import (
 from facerec_pipeline.defs.jobs import DOMAIN_PIPELINE_JOB
 from facerec_pipeline.defs.policy import STAGE_POOLS
 from facerec_pipeline.defs.runs.causes import forget_cause, left_cause
-from facerec_pipeline.defs.runs.events import record_run
+from facerec_pipeline.defs.runs.events import PARTITION_TAG, record_run
 from facerec_pipeline.settings import Settings
 
 HOST_TAG = "facerec/host"
 PID_TAG = "facerec/pid"
 INVOCATION_TAG = "facerec/invocation"
 HISTORY_LOOKBACK = 200  # recent domain runs checked for a missing history row
-PARTITION_TAG = "dagster/partition"
 WATCHED_STATUSES = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
