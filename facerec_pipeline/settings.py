@@ -157,6 +157,8 @@ class WebSettings:
 
 EXECUTORS = ("in_process", "celery")
 DEFAULT_FACE_BATCH_SIZE = 1000
+# Seconds after which the broker gives a step of a worker that stopped answering to another.
+DEFAULT_REDELIVER_AFTER = 300
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,7 @@ class ExecutorSettings:
     broker: str | None = None
     backend: str | None = None
     face_batch_size: int = DEFAULT_FACE_BATCH_SIZE
+    redeliver_after: int = DEFAULT_REDELIVER_AFTER
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ExecutorSettings:
@@ -178,14 +181,23 @@ class ExecutorSettings:
                 f"{', '.join(EXECUTORS)} or unset it (in_process)"
             )
         broker = environ.get("FACEREC_CELERY_BROKER") or None
-        size = environ.get("FACEREC_FACE_BATCH_SIZE") or str(DEFAULT_FACE_BATCH_SIZE)
-        if not size.isdigit() or int(size) < 1:
-            raise SettingsError(
-                f"FACEREC_FACE_BATCH_SIZE={size!r} is not a number of photos; set it to a whole "
-                f"number of at least 1 (e.g. {DEFAULT_FACE_BATCH_SIZE}) or unset it"
-            )
+        size = whole_number(environ, "FACEREC_FACE_BATCH_SIZE", DEFAULT_FACE_BATCH_SIZE, 1)
+        redeliver_after = whole_number(
+            environ, "FACEREC_CELERY_REDELIVER_AFTER", DEFAULT_REDELIVER_AFTER, 10
+        )
         backend = environ.get("FACEREC_CELERY_BACKEND") or broker
-        return cls(name, broker, backend, int(size))
+        return cls(name, broker, backend, size, redeliver_after)
+
+
+def whole_number(environ: Mapping[str, str], name: str, default: int, least: int) -> int:
+    """The whole number a variable sets (`default` when unset), refused below `least`."""
+    value = environ.get(name) or str(default)
+    if not value.isdigit() or int(value) < least:
+        raise SettingsError(
+            f"{name}={value!r} is not a whole number of at least {least}; set it to one "
+            f"(e.g. {default}) or unset it"
+        )
+    return int(value)
 
 
 @dataclass(frozen=True)

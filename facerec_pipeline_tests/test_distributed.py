@@ -1,8 +1,8 @@
 """Several machines, stood in for by one: Redis (Debian's redis-server) and PostgreSQL on
 127.0.0.1, and two Celery workers started with `facerec worker` as processes of their own, one
 for the stage steps and one for the face steps. Domains are built with `facerec run --executor
-celery` and compared with the same folder built in process; a worker's step process is killed
-with SIGKILL in the middle of a step."""
+celery` and compared with the same folder built in process; a worker's step process, and a
+worker as a whole, are killed with SIGKILL in the middle of a step."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from facerec_pipeline.defs.executors import (
     DistributedSetupError,
     require_workers,
 )
+from facerec_pipeline.defs.runs.recovery import HOST_TAG, PID_TAG, process_of
 from facerec_pipeline.settings import ExecutorSettings, Settings, SettingsError
 from facerec_pipeline_tests.conftest import build_folder, cli_env
 from facerec_pipeline_tests.postgres_server import DAGSTER_YAML
@@ -51,6 +52,9 @@ BATCH_STEPS = {
 }
 POOL_LIMITS = {"facerec_db": 1, "facerec_faces": 2}
 POOLS = {"facerec_db": STAGE_STEPS | PLAN_AND_MERGE, "facerec_faces": BATCH_STEPS}
+# Seconds a step of a worker that stopped answering waits on the broker before another worker
+# is given it (FACEREC_CELERY_REDELIVER_AFTER; 300 by default).
+REDELIVER_AFTER = 15
 
 
 def facerec(env: dict[str, str], *args, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -106,9 +110,10 @@ def cluster(pg, tmp_path_factory, models_dir, photos, composed):
             "FACEREC_TEST_DAGSTER_PG_URL": pg.create_database("distributed_dagster"),
             "FACEREC_CELERY_BROKER": broker,
             "FACEREC_FACE_BATCH_SIZE": str(BATCH_SIZE),
+            "FACEREC_CELERY_REDELIVER_AFTER": str(REDELIVER_AFTER),
         }
         patch.setenv("FACEREC_TEST_DAGSTER_PG_URL", env["FACEREC_TEST_DAGSTER_PG_URL"])
-        for code in ("demo", "other", "killed", "orphaned"):
+        for code in ("demo", "other", "killed", "orphaned", "abandoned"):
             added = facerec(
                 env, "domains", "add", code, "--name", code, "--source", "folder", "--path", folder
             )
@@ -118,16 +123,7 @@ def cluster(pg, tmp_path_factory, models_dir, photos, composed):
         assert refused.returncode == 1
         assert "no Celery worker listens on queue 'facerec_stages'" in refused.stderr
         assert "`facerec worker --queue stages`" in refused.stderr
-        workers = {
-            queue: subprocess.Popen(
-                [*FACEREC, "worker", "--queue", queue, "--name", queue, "--concurrency", "2"],
-                env={**os.environ, **env},
-                stdout=(base / f"worker-{queue}.log").open("w"),
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            for queue in ("stages", "faces")
-        }
+        workers = {queue: start_worker(env, base, queue) for queue in ("stages", "faces")}
         try:
             wait_for_workers(env, workers, base)
             for pool, limit in POOL_LIMITS.items():  # as README says to size the pools
@@ -163,6 +159,30 @@ def cluster(pg, tmp_path_factory, models_dir, photos, composed):
             dispose_engines()
 
 
+def start_worker(
+    env: dict[str, str], base: Path, queue: str, name: str | None = None
+) -> subprocess.Popen:
+    """`facerec worker --queue QUEUE`, two steps at a time, logging to worker-NAME.log."""
+    name = name or queue
+    return subprocess.Popen(
+        [*FACEREC, "worker", "--queue", queue, "--name", name, "--concurrency", "2"],
+        env={**os.environ, **env},
+        stdout=(base / f"worker-{name}.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def wait_until_ready(base: Path, name: str) -> None:
+    """Until the worker NAME's log says it is ready (Celery's `NAME@host ready.`)."""
+    deadline = time.monotonic() + 180
+    while (
+        f"{name}@" not in (log := (base / f"worker-{name}.log").read_text()) or " ready." not in log
+    ):
+        assert time.monotonic() < deadline, f"worker {name} did not start:\n{log}"
+        time.sleep(0.5)
+
+
 def wait_for_workers(env: dict[str, str], workers: dict, base: Path) -> None:
     """Until a worker listens on each queue (as `facerec run` checks before it starts)."""
     settings = Settings.from_env(env)
@@ -181,7 +201,8 @@ def wait_for_workers(env: dict[str, str], workers: dict, base: Path) -> None:
 
 
 def step_events(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
-    """Each step's start and end time and the pid of the process that started it."""
+    """Each step's (last) start and end time, the pid of the process that started it and how
+    many times it started."""
     steps: dict[str, dict] = {}
     for entry in instance.all_logs(run_id):
         event = entry.dagster_event
@@ -189,7 +210,7 @@ def step_events(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
             continue
         step = steps.setdefault(event.step_key, {})
         if event.event_type == dg.DagsterEventType.STEP_START:
-            step.update(start=entry.timestamp, pid=event.pid)
+            step.update(start=entry.timestamp, pid=event.pid, starts=step.get("starts", 0) + 1)
         elif event.event_type in (
             dg.DagsterEventType.STEP_SUCCESS,
             dg.DagsterEventType.STEP_FAILURE,
@@ -283,6 +304,7 @@ def test_two_domains_built_by_two_workers_equal_the_in_process_build(
     assert sum(len(embedding_batches & set(steps)) for steps in runs) >= len(embedding_batches)
     for steps in runs:
         assert every_run <= set(steps) <= every_run | embedding_batches
+        assert {key: step["starts"] for key, step in steps.items() if step["starts"] != 1} == {}
         # Every step ran in a worker's process: the batches in the faces worker's (in more than
         # one process), the others in the stages worker's.
         pids = {key: step["pid"] for key, step in steps.items()}
@@ -385,6 +407,136 @@ def test_a_killed_celery_run_is_recovered_by_the_next_one(cluster):
     assert_clean(env, "orphaned")
 
 
+def test_a_worker_killed_as_a_whole_leaves_its_steps_to_another_and_the_run_completes(cluster):
+    """A second faces worker stands by. The main Celery process of the worker that holds a
+    batch step is killed with SIGKILL while the step waits (its step processes die with it, as
+    when a machine is lost). Before that, the step was held longer than the broker's visibility
+    timeout and the idle worker was not given it: a live worker keeps its steps. After it, the
+    broker gives the step to the other worker, where it runs again, and the run completes with
+    nothing duplicated or half-written."""
+    env, instance, base, workers = (cluster[key] for key in ("env", "instance", "base", "workers"))
+    workers["faces-standby"] = start_worker(env, base, "faces", name="faces-standby")
+    wait_until_ready(base, "faces-standby")
+    launched = celery_run(env, "abandoned")
+    batch = "detected_faces.detected_faces_batch[00001]"
+    lock = get_engine(env["DATABASE_URL"]).connect()
+    try:
+        wait_for_step(instance, "abandoned", "detected_faces.detected_faces_plan")
+        lock.execute(text("LOCK TABLE artifacts IN ACCESS EXCLUSIVE MODE"))
+        pid = wait_for_step(instance, "abandoned", batch)
+        wait_for_lock_wait(lock, pid)
+        time.sleep(2 * REDELIVER_AFTER + 5)
+        assert starts_of(instance, "abandoned", batch) == [pid]  # held, not given away
+        celery_main = parent_of(pid)
+        (holder,) = [name for name in workers if celery_main in worker_processes(workers[name])]
+        os.kill(celery_main, signal.SIGKILL)
+    finally:
+        lock.rollback()
+        lock.close()
+    out, err = launched.communicate(timeout=300)
+    assert launched.returncode == 0, out + err
+    assert workers[holder].wait(60) != 0  # `facerec worker` ended with its Celery worker
+    (other,) = {"faces", "faces-standby"} - {holder}
+    first, again = starts_of(instance, "abandoned", batch)
+    assert first == pid and again in worker_processes(workers[other])
+    assert_clean(env, "abandoned")
+
+
+def test_a_run_the_daemon_launches_sends_its_steps_to_the_workers(cluster):
+    """`dagster-daemon run` with FACEREC_EXECUTOR=celery in its code location's environment, as
+    README says for the runs sensors, schedules and the UI launch. A domain added meanwhile gets
+    its first run from domain_registry_sensor; the daemon launches it in a run worker on this
+    machine, which tags the run with its host and pid (what recovery needs) and sends every step
+    to the workers; run_history_sensor writes its history row."""
+    env, instance, base, workers = (cluster[key] for key in ("env", "instance", "base", "workers"))
+    added = facerec(
+        env,
+        "domains",
+        "add",
+        "scheduled",
+        "--name",
+        "scheduled",
+        "--source",
+        "folder",
+        "--path",
+        cluster["folder"],
+    )
+    assert added.returncode == 0, added.stderr
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run"]
+        + ["-m", "facerec_pipeline.definitions"],
+        env={**os.environ, **env, "FACEREC_EXECUTOR": "celery"},
+        stdout=(base / "daemon.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        run = wait_for_run_end(instance, "scheduled", daemon, base / "daemon.log")
+        history = wait_for_history(env["DATABASE_URL"], run.run_id)
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    assert run.tags["facerec/trigger"] == "first_run" and history == "succeeded"
+    orchestrator = process_of(instance, run)  # the run worker Dagster says executes the run
+    assert run.tags[HOST_TAG] == socket.gethostname() and run.tags[PID_TAG] == str(orchestrator.pid)
+    steps = step_events(instance, run.run_id)
+    batches = {key for key in steps if "_batch[" in key}
+    assert {key for key in steps if key.startswith("detected_faces.")} >= {
+        f"detected_faces.detected_faces_batch[{n:05d}]" for n in (1, 2)
+    }
+    faces = set().union(*(worker_processes(workers[name]) for name in workers if "faces" in name))
+    assert all(parent_of(steps[key]["pid"]) in faces for key in batches)
+    stages = worker_processes(workers["stages"])
+    assert all(
+        parent_of(step["pid"]) in stages for key, step in steps.items() if key not in batches
+    )
+    assert_clean(env, "scheduled")
+
+
+def wait_for_run_end(
+    instance: dg.DagsterInstance, code: str, daemon: subprocess.Popen, log: Path
+) -> dg.DagsterRun:
+    """The run of `code` (the only one), once it has ended."""
+    deadline = time.monotonic() + 480
+    while time.monotonic() < deadline:
+        assert daemon.poll() is None, f"dagster-daemon ended:\n{log.read_text()[-3000:]}"
+        runs = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": code}))
+        assert len(runs) <= 1, [run.tags for run in runs]
+        if runs and runs[0].is_finished:
+            return runs[0]
+        time.sleep(1)
+    raise AssertionError(f"no run of {code} ended:\n{log.read_text()[-3000:]}")
+
+
+def wait_for_history(database_url: str, run_id: str) -> str:
+    """The status of the run's history row, once it is no longer `running`."""
+    deadline = time.monotonic() + 120
+    with get_engine(database_url).connect() as connection:
+        while time.monotonic() < deadline:
+            status = connection.execute(
+                text("SELECT status FROM training_sessions WHERE run_id = :r"), {"r": run_id}
+            ).scalar()
+            connection.rollback()
+            if status not in (None, "running"):
+                return status
+            time.sleep(1)
+    raise AssertionError(f"the history of run {run_id} was not written")
+
+
+def starts_of(instance: dg.DagsterInstance, code: str, step_key: str) -> list[int]:
+    """The pid of each process that started `step_key` in the runs of `code`, in order."""
+    return [
+        entry.dagster_event.pid
+        for run in instance.get_runs(dg.RunsFilter(tags={"dagster/partition": code}))
+        for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
+        if entry.dagster_event.step_key == step_key
+    ]
+
+
 def assert_clean(env: dict[str, str], code: str) -> None:
     """`facerec artifacts verify` finds nothing wrong, and each photo has one faces row."""
     verified = facerec(env, "artifacts", "verify", "--domain", code, "--json")
@@ -441,6 +593,15 @@ def most_at_once(spans: list[tuple[float, float]]) -> int:
 def test_the_executor_settings_and_the_jobs_they_give():
     with pytest.raises(SettingsError, match="FACEREC_EXECUTOR='dask' is not an executor"):
         Settings.from_env({"FACEREC_EXECUTOR": "dask"})
+    for name, value, least in (
+        ("FACEREC_FACE_BATCH_SIZE", "0", 1),
+        ("FACEREC_FACE_BATCH_SIZE", "many", 1),
+        ("FACEREC_CELERY_REDELIVER_AFTER", "5", 10),
+    ):
+        with pytest.raises(
+            SettingsError, match=f"{name}='{value}' is not a whole number of at least {least};"
+        ):
+            Settings.from_env({name: value})
     local = Settings.from_env({})
     assert local.executor == ExecutorSettings()  # in process unless asked
     assert build_definitions(local).resolve_job_def("domain_pipeline").executor_def.name != (

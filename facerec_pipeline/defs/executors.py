@@ -20,6 +20,7 @@ import yaml
 
 from facerec_pipeline.db.engine import is_postgresql
 from facerec_pipeline.defs.dagster_internals import run_storage_is_single_machine
+from facerec_pipeline.defs.runs.recovery import run_tags
 from facerec_pipeline.settings import ExecutorSettings, Settings, SettingsError, masked_url
 
 STAGES_QUEUE = "facerec_stages"
@@ -52,6 +53,8 @@ def celery_config(executor: ExecutorSettings) -> dict:
             "FACEREC_CELERY_BROKER is not set: the celery executor needs the URL of the broker "
             "the workers listen on (e.g. redis://127.0.0.1:6379/0)"
         )
+    from dagster_celery.config import DEFAULT_CONFIG, TASK_EXECUTE_PLAN_NAME
+
     return {
         "broker": executor.broker,
         "backend": executor.backend or executor.broker,
@@ -60,19 +63,78 @@ def celery_config(executor: ExecutorSettings) -> dict:
             "worker_prefetch_multiplier": 1,
             # A result nobody read (a run that died) is dropped after a day.
             "result_expires": 86400,
+            # A step's task is acknowledged when it ends, not when a worker takes it. A worker
+            # that dies as a whole (its machine lost, its main process killed) leaves its steps
+            # unacknowledged on the broker, which gives them to another worker once they have
+            # been held `redeliver_after` seconds without word from their worker (a live worker
+            # says it holds them: celery_worker.keep_taken_steps). The step runs again there,
+            # as Dagster's retry would run it. A step whose process dies alone is reported as
+            # that step's failure (WorkerLostError), not run again. Runs (CeleryRunLauncher's
+            # tasks) are acknowledged when taken: a run is never started twice.
+            "task_annotations": {TASK_EXECUTE_PLAN_NAME: {"acks_late": True}},
+            "broker_transport_options": {
+                **DEFAULT_CONFIG["broker_transport_options"],
+                "visibility_timeout": executor.redeliver_after,
+                # Each worker looks for steps to give again every few seconds (not Kombu's
+                # default of every 100).
+                "unacked_restore_interval": restore_interval(executor.redeliver_after),
+                "unacked_restore_throttle": 1,
+            },
         },
     }
 
 
-def executor_of(settings: Settings) -> dg.ExecutorDefinition | None:
-    """The executor of the project's jobs: None for Dagster's default (in process for `facerec
-    run`, one process per step for runs the daemon launches), or the celery executor."""
+def restore_interval(redeliver_after: int) -> int:
+    """Seconds between a worker's looks for steps to give again, and between its words that it
+    still holds its own: a few within `redeliver_after`, at most every 10 s."""
+    return max(1, min(10, redeliver_after // 5))
+
+
+def executor_of(settings: Settings) -> dg.ExecutorDefinition:
+    """The executor of the project's jobs: Dagster's default (one process per step for runs the
+    daemon launches; `facerec run` executes in its own process), or the celery executor. Either
+    first tags its run with the process that orchestrates it (RunTaggingExecutor)."""
     if settings.executor.name != "celery":
-        return None
+        return tagging_runs(dg.multi_or_in_process_executor)
     config = celery_config(settings.executor)
     from dagster_celery import celery_executor
 
-    return celery_executor.configured(config, name="celery")
+    return tagging_runs(celery_executor).configured(config, name="celery")
+
+
+class RunTaggingExecutor(dg.Executor):
+    """`inner`, which first tags its run with the host and pid of the process that orchestrates
+    it (recovery.run_tags). `facerec run` tags its runs as it starts them; the runs the daemon
+    launches (sensors, schedules, the UI) are tagged here, by the run worker that orchestrates
+    them, so that recovery on that machine can tell a dead one on an instance that several
+    machines share (Dagster records the pid, not the host)."""
+
+    def __init__(self, inner: dg.Executor) -> None:
+        self._inner = inner
+
+    def execute(self, plan_context, execution_plan):
+        plan_context.instance.add_run_tags(plan_context.run_id, run_tags())
+        yield from self._inner.execute(plan_context, execution_plan)
+
+    @property
+    def retries(self):
+        return self._inner.retries
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)  # what the inner executor's own loop asks of it
+
+
+def tagging_runs(executor: dg.ExecutorDefinition) -> dg.ExecutorDefinition:
+    """`executor` (same name, configuration and requirements) as a RunTaggingExecutor."""
+    return dg.ExecutorDefinition(
+        name=executor.name,
+        config_schema=executor.config_schema,
+        requirements=executor.get_requirements,
+        executor_creation_fn=lambda init_context: RunTaggingExecutor(
+            executor.executor_creation_fn(init_context)
+        ),
+        description=executor.description,
+    )
 
 
 def require_shared_state(settings: Settings, instance: dg.DagsterInstance) -> None:

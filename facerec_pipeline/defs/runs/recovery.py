@@ -4,8 +4,9 @@ is waiting for.
 A run killed with `kill -9` (or lost with its machine) stays STARTED in Dagster's run storage and
 keeps its slot of a stage pool (`facerec_db`, `facerec_faces`), so every later run of the data
 root would wait for it forever. Dagster records the pid of the process that executes a run (an
-engine event, for runs in process and for run workers the daemon launches); `facerec run` also
-tags its runs with the host.
+engine event, for runs in process and for run workers the daemon launches); the process that
+orchestrates a run also tags it with its host and pid (`facerec run` as it starts the run, the
+executor of a run the daemon launches: executors.RunTaggingExecutor).
 A run is dead when that process is gone from this host (or the pid now belongs to a younger
 process). Recovery marks it failed, frees its pool slots, closes its `training_sessions` row with
 the reason and removes the half-written files (`*.partial`) it left. It runs before every
