@@ -108,10 +108,11 @@ def stop_workers(workers: list[subprocess.Popen]) -> None:
 
 
 def step_figures(env: dict, run_id: str) -> dict:
-    """The run's steps, its batch steps and the seconds those took (start to success)."""
+    """The run's steps, how many times steps started (once each, unless a step was executed
+    again), its batch steps and the seconds those took (start to success)."""
     import dagster as dg
 
-    started, batch_seconds, steps = {}, 0.0, set()
+    started, batch_seconds, steps, starts = {}, 0.0, set(), 0
     # The instance's yaml names its database by this variable (postgres_server.DAGSTER_YAML).
     os.environ["FACEREC_TEST_DAGSTER_PG_URL"] = env["FACEREC_TEST_DAGSTER_PG_URL"]
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
@@ -122,12 +123,18 @@ def step_figures(env: dict, run_id: str) -> dict:
             steps.add(entry.step_key)
             if event.event_type == dg.DagsterEventType.STEP_START:
                 started[entry.step_key] = entry.timestamp
+                starts += 1
             elif event.event_type == dg.DagsterEventType.STEP_SUCCESS and "_batch[" in (
                 entry.step_key
             ):
                 batch_seconds += entry.timestamp - started[entry.step_key]
     batches = [step for step in steps if "_batch[" in step]
-    return {"steps": len(steps), "batches": len(batches), "batch_seconds": batch_seconds}
+    return {
+        "steps": len(steps),
+        "starts": starts,
+        "batches": len(batches),
+        "batch_seconds": batch_seconds,
+    }
 
 
 def run_build(build: Build, base: Path, pg, broker: str, models: Path, dev: Path) -> dict:
@@ -177,16 +184,19 @@ def run_build(build: Build, base: Path, pg, broker: str, models: Path, dev: Path
 
 def report(results: dict[Build, dict]) -> list[str]:
     lines = [
-        f"Machine: {machine()}; commit {short_commit()}; {time.strftime('%Y-%m-%d')}.",
+        f"Machine: {machine()}; commit {short_commit()}; {time.strftime('%Y-%m-%d')}; "
+        f"FACEREC_CELERY_REDELIVER_AFTER={os.environ.get('FACEREC_CELERY_REDELIVER_AFTER', '')} "
+        "(empty: the default).",
         "",
-        "| build | wall (s) | steps | batches | batch steps (s, summed) | rank-1 | DIR | FAR "
-        "| wrong names |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| build | wall (s) | steps | step starts | batches | batch steps (s, summed) | rank-1 "
+        "| DIR | FAR | wrong names |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for build, got in results.items():
         figures = got["evaluation"]
         lines.append(
-            f"| {build.name} | {got['wall']:.1f} | {got['steps']} | {got['batches']} | "
+            f"| {build.name} | {got['wall']:.1f} | {got['steps']} | {got['starts']} | "
+            f"{got['batches']} | "
             f"{got['batch_seconds']:.1f} | {figures.get('rank1')} | {figures.get('dir')} | "
             f"{figures.get('far')} | {figures.get('wrong_name_rate')} |"
         )

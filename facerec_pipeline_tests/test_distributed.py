@@ -435,7 +435,7 @@ def test_a_worker_killed_as_a_whole_leaves_its_steps_to_another_and_the_run_comp
         lock.close()
     out, err = launched.communicate(timeout=300)
     assert launched.returncode == 0, out + err
-    assert workers[holder].wait(60) != 0  # `facerec worker` ended with its Celery worker
+    assert workers.pop(holder).wait(60) != 0  # `facerec worker` ended with its Celery worker
     (other,) = {"faces", "faces-standby"} - {holder}
     first, again = starts_of(instance, "abandoned", batch)
     assert first == pid and again in worker_processes(workers[other])

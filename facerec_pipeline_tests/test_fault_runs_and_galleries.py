@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from sqlalchemy import func, select
 
 from facerec_pipeline.db.engine import dispose_engines, session_scope
 from facerec_pipeline.db.models import Face, FaceEmbedding, Gallery, Image, Person
+from facerec_pipeline.defs.runs.recovery import HOST_TAG, PID_TAG, is_dead, process_of, run_tags
 from facerec_pipeline_tests.conftest import REPO, build_folder, cli_env
 from facerec_pipeline_tests.kill_at import paused_at
 
@@ -213,6 +215,32 @@ def test_a_second_run_of_a_busy_domain_is_refused_and_a_dead_one_is_cleaned_up(r
     assert history[0]["status"] == "failed" and "killed or crashed" in history[0]["error"]
     again = root.facerec("run", "--domain", "demo")
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_a_re_executed_run_is_not_judged_by_its_parents_process():
+    """Dagster copies a run's tags to the run that re-executes it (the UI's re-execution), the
+    host and pid of the parent's orchestrating process among them. Until the new run's own
+    orchestrator tags it, recovery does not take the parent's dead process for the new run's."""
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(ended.pid)}
+    with dg.instance_for_test() as instance:
+        parent = instance.add_run(dg.DagsterRun(job_name="domain_pipeline", tags=tags))
+        child = instance.add_run(
+            dg.DagsterRun(
+                job_name="domain_pipeline",
+                tags=tags,
+                parent_run_id=parent.run_id,
+                root_run_id=parent.run_id,
+                status=dg.DagsterRunStatus.STARTING,
+            )
+        )
+        assert is_dead(instance, process_of(instance, parent))
+        assert process_of(instance, child).pid is None
+        assert not is_dead(instance, process_of(instance, child))
+        instance.add_run_tags(child.run_id, run_tags())  # as its orchestrator does
+        tagged = process_of(instance, instance.get_run_by_id(child.run_id))
+        assert tagged.pid == os.getpid() and not is_dead(instance, tagged)
 
 
 def _versions(root) -> dict[int, Gallery]:

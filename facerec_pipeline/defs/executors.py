@@ -65,13 +65,17 @@ def celery_config(executor: ExecutorSettings) -> dict:
             "result_expires": 86400,
             # A step's task is acknowledged when it ends, not when a worker takes it. A worker
             # that dies as a whole (its machine lost, its main process killed) leaves its steps
-            # unacknowledged on the broker, which gives them to another worker once they have
-            # been held `redeliver_after` seconds without word from their worker (a live worker
-            # says it holds them: celery_worker.keep_taken_steps). The step runs again there,
-            # as Dagster's retry would run it. A step whose process dies alone is reported as
-            # that step's failure (WorkerLostError), not run again. Runs (CeleryRunLauncher's
-            # tasks) are acknowledged when taken: a run is never started twice.
+            # unacknowledged on the broker; every worker puts back on their queue the tasks held
+            # `redeliver_after` seconds without word from their worker (a live worker says it
+            # holds them: celery_worker.keep_taken_steps), and another takes them. The step
+            # runs again there, as Dagster's retry would run it. A step whose process dies
+            # alone is reported as that step's failure (WorkerLostError), not run again. Runs
+            # (CeleryRunLauncher's tasks) keep the acknowledgement on receipt.
             "task_annotations": {TASK_EXECUTE_PLAN_NAME: {"acks_late": True}},
+            # A worker that loses the broker puts the steps it runs back on their queue (Kombu
+            # does on closing the connection): it stops them too, so that the worker that takes
+            # one again is the only one running it (Celery marks them for retry, not failed).
+            "worker_cancel_long_running_tasks_on_connection_loss": True,
             "broker_transport_options": {
                 **DEFAULT_CONFIG["broker_transport_options"],
                 "visibility_timeout": executor.redeliver_after,
@@ -120,7 +124,13 @@ class RunTaggingExecutor(dg.Executor):
     def retries(self):
         return self._inner.retries
 
+    @property
+    def step_dependency_config(self):
+        return self._inner.step_dependency_config
+
     def __getattr__(self, name: str):
+        if name == "_inner":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
         return getattr(self._inner, name)  # what the inner executor's own loop asks of it
 
 

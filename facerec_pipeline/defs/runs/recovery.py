@@ -89,9 +89,21 @@ def process_of(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunProcess:
         if pid is not None:
             since = record.event_log_entry.timestamp
             break
-    if pid is None and PID_TAG in run.tags:
-        pid = int(run.tags[PID_TAG])
-    return RunProcess(run.run_id, run.tags.get(PARTITION_TAG), pid, since, run.tags.get(HOST_TAG))
+    host, tagged_pid = own_process_tags(instance, run)
+    if pid is None and tagged_pid is not None:
+        pid = int(tagged_pid)
+    return RunProcess(run.run_id, run.tags.get(PARTITION_TAG), pid, since, host)
+
+
+def own_process_tags(instance: dg.DagsterInstance, run: dg.DagsterRun) -> tuple[str | None, ...]:
+    """The run's host and pid tags, unless they are its parent's: Dagster copies a run's tags to
+    the run that re-executes it (the UI's re-execution), and those name the parent's process
+    until the new run's own orchestrator tags it."""
+    tags = run.tags.get(HOST_TAG), run.tags.get(PID_TAG)
+    parent = instance.get_run_by_id(run.parent_run_id) if run.parent_run_id else None
+    if parent is not None and (parent.tags.get(HOST_TAG), parent.tags.get(PID_TAG)) == tags:
+        return None, None
+    return tags
 
 
 def is_alive(pid: int, since: float | None) -> bool:
