@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -51,6 +52,7 @@ BATCH_STEPS = {
     for number in range(1, count + 1)
 }
 POOL_LIMITS = {"facerec_db": 1, "facerec_faces": 2}
+FIRST_BATCH = "detected_faces.detected_faces_batch[00001]"
 POOLS = {"facerec_db": STAGE_STEPS | PLAN_AND_MERGE, "facerec_faces": BATCH_STEPS}
 # Seconds a step of a worker that stopped answering waits on the broker before another worker
 # is given it (FACEREC_CELERY_REDELIVER_AFTER; 300 by default).
@@ -324,12 +326,12 @@ def test_two_domains_built_by_two_workers_equal_the_in_process_build(
         for entry in instance.all_logs(
             run_id_of(outputs[0][0]), of_type=dg.DagsterEventType.STEP_OUTPUT
         )
-        if entry.step_key == "detected_faces.detected_faces_batch[00001]"
+        if entry.step_key == FIRST_BATCH
     ]
     figures = {key: value.value for key, value in materialized.metadata.items()}
     assert figures["photos"] == BATCH_SIZE
     assert figures["accepted"] + figures["rejected"] == BATCH_SIZE
-    pid = runs[0]["detected_faces.detected_faces_batch[00001]"]["pid"]
+    pid = runs[0][FIRST_BATCH]["pid"]
     assert figures["executed_by"] == f"{socket.gethostname()} pid {pid}"
     # What the steps passed each other is removed once a run has succeeded.
     outputs_dir = Path(env["FACEREC_STORAGE_DIR"]) / "cache" / "step_outputs"
@@ -367,24 +369,13 @@ def test_two_domains_built_by_two_workers_equal_the_in_process_build(
 def test_a_worker_killed_in_a_step_fails_the_run_naming_it_and_the_next_run_completes(cluster):
     env, instance = cluster["env"], cluster["instance"]
     launched = celery_run(env, "killed")
-    batch = "detected_faces.detected_faces_batch[00001]"
-    lock = get_engine(env["DATABASE_URL"]).connect()
-    try:
-        # Once detection is planned, the artifacts table locked: each batch judges its first
-        # photo and then waits to record its crop, in a faces worker's process.
-        wait_for_step(instance, "killed", "detected_faces.detected_faces_plan")
-        lock.execute(text("LOCK TABLE artifacts IN ACCESS EXCLUSIVE MODE"))
-        pid = wait_for_step(instance, "killed", batch)
+    with first_batch_waiting(env, instance, "killed") as pid:
         assert psutil.Process(pid).ppid() in worker_processes(cluster["workers"]["faces"])
-        wait_for_lock_wait(lock, pid)
         os.kill(pid, signal.SIGKILL)
-    finally:
-        lock.rollback()
-        lock.close()
     out, err = launched.communicate(timeout=300)
     assert launched.returncode == 1, out + err
     said = err.split("FAILED for domain 'killed'")[1]  # the failure the CLI names
-    assert f"[{batch}]" in said and "WorkerLostError" in said and "SIGKILL" in said
+    assert f"[{FIRST_BATCH}]" in said and "WorkerLostError" in said and "SIGKILL" in said
     again = facerec(env, "run", "--domain", "killed", "--executor", "celery", timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     assert_clean(env, "killed")
@@ -396,7 +387,7 @@ def test_a_killed_celery_run_is_recovered_by_the_next_one(cluster):
     frees its pool slots, then completes; nothing is duplicated or left half-written."""
     env, instance = cluster["env"], cluster["instance"]
     launched = celery_run(env, "orphaned")
-    wait_for_step(instance, "orphaned", "detected_faces.detected_faces_batch[00001]")
+    wait_for_step(instance, "orphaned", FIRST_BATCH)
     launched.kill()
     launched.communicate(timeout=30)
     again = facerec(env, "run", "--domain", "orphaned", "--executor", "celery", timeout=300)
@@ -418,26 +409,17 @@ def test_a_worker_killed_as_a_whole_leaves_its_steps_to_another_and_the_run_comp
     workers["faces-standby"] = start_worker(env, base, "faces", name="faces-standby")
     wait_until_ready(base, "faces-standby")
     launched = celery_run(env, "abandoned")
-    batch = "detected_faces.detected_faces_batch[00001]"
-    lock = get_engine(env["DATABASE_URL"]).connect()
-    try:
-        wait_for_step(instance, "abandoned", "detected_faces.detected_faces_plan")
-        lock.execute(text("LOCK TABLE artifacts IN ACCESS EXCLUSIVE MODE"))
-        pid = wait_for_step(instance, "abandoned", batch)
-        wait_for_lock_wait(lock, pid)
+    with first_batch_waiting(env, instance, "abandoned") as pid:
         time.sleep(2 * REDELIVER_AFTER + 5)
-        assert starts_of(instance, "abandoned", batch) == [pid]  # held, not given away
+        assert starts_of(instance, "abandoned", FIRST_BATCH) == [pid]  # held, not given away
         celery_main = parent_of(pid)
         (holder,) = [name for name in workers if celery_main in worker_processes(workers[name])]
         os.kill(celery_main, signal.SIGKILL)
-    finally:
-        lock.rollback()
-        lock.close()
     out, err = launched.communicate(timeout=300)
     assert launched.returncode == 0, out + err
     assert workers.pop(holder).wait(60) != 0  # `facerec worker` ended with its Celery worker
     (other,) = {"faces", "faces-standby"} - {holder}
-    first, again = starts_of(instance, "abandoned", batch)
+    first, again = starts_of(instance, "abandoned", FIRST_BATCH)
     assert first == pid and again in worker_processes(workers[other])
     assert_clean(env, "abandoned")
 
@@ -550,6 +532,23 @@ def assert_clean(env: dict[str, str], code: str) -> None:
             {"code": code},
         ).one()
     assert images == faces == distinct == 4
+
+
+@contextmanager
+def first_batch_waiting(env: dict[str, str], instance: dg.DagsterInstance, code: str):
+    """Once detection of `code` is planned, the artifacts table locked: each batch judges its
+    first photo and then waits to record its crop, in a faces worker's process. Yields the pid
+    of FIRST_BATCH's process, waiting on the lock; the lock is released on leaving."""
+    lock = get_engine(env["DATABASE_URL"]).connect()
+    try:
+        wait_for_step(instance, code, "detected_faces.detected_faces_plan")
+        lock.execute(text("LOCK TABLE artifacts IN ACCESS EXCLUSIVE MODE"))
+        pid = wait_for_step(instance, code, FIRST_BATCH)
+        wait_for_lock_wait(lock, pid)
+        yield pid
+    finally:
+        lock.rollback()
+        lock.close()
 
 
 def wait_for_step(instance: dg.DagsterInstance, code: str, step_key: str) -> int:
