@@ -13,6 +13,7 @@ from facerec_pipeline.defs.dagster_internals import (
     pool_state,
     reading_step,
     run_storage_is_single_machine,
+    step_task_run,
     stored_code_version,
 )
 
@@ -106,3 +107,23 @@ def test_the_check_executions_of_erased_runs_are_deleted(instance):
     assert [record.run_id for record in history] == [result.run_id]
     delete_check_executions(instance, [result.run_id])
     assert instance.event_log_storage.get_asset_check_execution_history(key, limit=10) == []
+
+
+def test_a_celery_step_task_names_its_run_and_instance(instance):
+    """What dagster-celery's executor packs into an `execute_plan` task (executor._submit_task)
+    gives back the run id and an instance on the same storage."""
+    from dagster._grpc.types import ExecuteStepArgs
+    from dagster._serdes import pack_value
+
+    run = instance.create_run_for_job(in_process_job)
+    packed = pack_value(
+        ExecuteStepArgs(
+            job_origin=dg.reconstructable(in_process_job).get_python_origin(),
+            run_id=run.run_id,
+            step_keys_to_execute=["nothing"],
+            instance_ref=instance.get_ref(),
+        )
+    )
+    run_id, same = step_task_run(packed)
+    with same:
+        assert run_id == run.run_id and same.get_run_by_id(run_id).job_name == "in_process_job"

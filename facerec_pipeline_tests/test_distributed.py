@@ -115,7 +115,7 @@ def cluster(pg, tmp_path_factory, models_dir, photos, composed):
             "FACEREC_CELERY_REDELIVER_AFTER": str(REDELIVER_AFTER),
         }
         patch.setenv("FACEREC_TEST_DAGSTER_PG_URL", env["FACEREC_TEST_DAGSTER_PG_URL"])
-        for code in ("demo", "other", "killed", "orphaned", "abandoned"):
+        for code in ("demo", "other", "killed", "orphaned", "abandoned", "stale"):
             added = facerec(
                 env, "domains", "add", code, "--name", code, "--source", "folder", "--path", folder
             )
@@ -422,6 +422,36 @@ def test_a_worker_killed_as_a_whole_leaves_its_steps_to_another_and_the_run_comp
     first, again = starts_of(instance, "abandoned", FIRST_BATCH)
     assert first == pid and again in worker_processes(workers[other])
     assert_clean(env, "abandoned")
+
+
+def test_a_step_given_again_after_its_run_ended_is_not_executed(cluster):
+    """The orchestrating `facerec run` and the worker that holds a batch step both killed with
+    SIGKILL, as when their machine is lost. The next `facerec run` of the domain recovers the
+    dead run (marks it failed) and builds the domain. When the dead worker's step is given again
+    (after the broker's visibility timeout) it is not executed: its run has ended."""
+    env, instance, base, workers = (cluster[key] for key in ("env", "instance", "base", "workers"))
+    workers["faces-spare"] = start_worker(env, base, "faces", name="faces-spare")
+    wait_until_ready(base, "faces-spare")
+    launched = celery_run(env, "stale")
+    with first_batch_waiting(env, instance, "stale") as pid:
+        celery_main = parent_of(pid)
+        (holder,) = [name for name in workers if celery_main in worker_processes(workers[name])]
+        launched.kill()
+        launched.communicate(timeout=30)
+        os.kill(celery_main, signal.SIGKILL)
+    workers.pop(holder).wait(60)
+    (stale,) = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": "stale"}))
+    again = facerec(env, "run", "--domain", "stale", "--executor", "celery", timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("recovered: run") == 1, again.stdout
+    skipped = f"not executed: its run {stale.run_id} ended (FAILURE)"
+    deadline = time.monotonic() + 4 * REDELIVER_AFTER + 30
+    while not any(skipped in log.read_text() for log in base.glob("worker-faces*.log")):
+        assert time.monotonic() < deadline, "the dead worker's step was not given again"
+        time.sleep(1)
+    first = step_events(instance, stale.run_id)[FIRST_BATCH]
+    assert first["pid"] == pid and first["starts"] == 1  # started once, never again
+    assert_clean(env, "stale")
 
 
 def test_a_run_the_daemon_launches_sends_its_steps_to_the_workers(cluster):

@@ -1,5 +1,6 @@
 """Imported by every worker `facerec worker` starts (Celery's --include): what a step needs
-from the process Celery runs it in, and the word that a live worker still holds its steps.
+from the process Celery runs it in, the word that a live worker still holds its steps, and the
+steps of ended runs left unexecuted.
 
 A face stage starts worker processes of its own (core/faces/validation.py WorkerPool, `spawn`)
 to use the machine's cores, and stops them before the step ends. Celery's prefork pool runs
@@ -10,14 +11,19 @@ out of memory) takes its face processes with it: they read their work from it an
 is gone (test_distributed.py kills one).
 """
 
+import logging
 import os
 import time
 from multiprocessing import current_process, process
 
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import task_received, worker_process_init, worker_ready
 from celery.worker import state
+from dagster_celery.config import TASK_EXECUTE_PLAN_NAME
 
+from facerec_pipeline.defs.dagster_internals import step_task_run
 from facerec_pipeline.defs.executors import restore_interval
+
+logger = logging.getLogger(__name__)
 
 
 @worker_process_init.connect
@@ -59,3 +65,21 @@ def renew_taken_steps() -> None:
                 client.zadd(channel.unacked_index_key, {message.delivery_tag: time.time()}, xx=True)
         except channel.connection_errors:
             return  # the broker is away: the worker reconnects, and the next tick renews
+
+
+@task_received.connect
+def skip_steps_of_ended_runs(request, **_kwargs) -> None:
+    """A step whose run has ended (failed, cancelled, deleted) is not executed: Celery takes its
+    task as revoked (acknowledged and marked so, never run). Such a task is one given again
+    after its worker died, once recovery had closed the run, or one a stopped run left on the
+    queue; executed, it would run beside the next run of its domain. Runs in the worker's main
+    process as the task arrives, before any step process takes it."""
+    if request.name != TASK_EXECUTE_PLAN_NAME:
+        return
+    run_id, instance = step_task_run(request.kwargs["execute_step_args_packed"])
+    with instance:
+        run = instance.get_run_by_id(run_id)
+    if run is None or run.is_finished:
+        ended = "is gone" if run is None else f"ended ({run.status.value})"
+        logger.warning("step task %s not executed: its run %s %s", request.id, run_id, ended)
+        state.revoked.add(request.id)

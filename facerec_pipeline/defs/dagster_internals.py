@@ -7,7 +7,9 @@ one against the installed Dagster, so an upgrade that moves one fails there, not
 - the `facerec_db` pool: the slots a dead run still claims, who holds and who waits;
 - the pools' limits, set before runs start (Dagster's first-use setting races on PostgreSQL);
 - the code version of the asset an IO manager stores and the step reading an input (lineage);
-- the asset check executions of erased runs (people erase).
+- the asset check executions of erased runs (people erase);
+- the run and instance a dagster-celery step task belongs to (a worker skips the steps of ended
+  runs).
 """
 
 from __future__ import annotations
@@ -24,6 +26,16 @@ def engine_event_pid(record: dg.EventLogRecord) -> int | None:
     data = event.engine_event_data if event else None
     metadata = data.metadata if data else {}
     return int(metadata["pid"].value) if "pid" in metadata else None
+
+
+def step_task_run(packed_step_args: dict) -> tuple[str, dg.DagsterInstance]:
+    """The run id of a dagster-celery `execute_plan` task (its packed ExecuteStepArgs) and the
+    instance that run is kept in (to be closed by the caller)."""
+    from dagster._grpc.types import ExecuteStepArgs
+    from dagster._serdes import unpack_value
+
+    args = unpack_value(packed_step_args, as_type=ExecuteStepArgs)
+    return args.run_id, dg.DagsterInstance.from_ref(args.instance_ref)
 
 
 def run_storage_is_single_machine(instance: dg.DagsterInstance) -> bool:
