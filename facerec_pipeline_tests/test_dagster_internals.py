@@ -125,5 +125,5 @@ def test_a_celery_step_task_names_its_run_and_instance(instance):
         )
     )
     run_id, same = step_task_run(packed)
-    with same:
-        assert run_id == run.run_id and same.get_run_by_id(run_id).job_name == "in_process_job"
+    assert run_id == run.run_id and same.get_run_by_id(run_id).job_name == "in_process_job"
+    assert step_task_run(packed)[1] is same  # one instance kept, not one a task

@@ -425,10 +425,11 @@ def test_a_worker_killed_as_a_whole_leaves_its_steps_to_another_and_the_run_comp
 
 
 def test_a_step_given_again_after_its_run_ended_is_not_executed(cluster):
-    """The orchestrating `facerec run` and the worker that holds a batch step both killed with
-    SIGKILL, as when their machine is lost. The next `facerec run` of the domain recovers the
-    dead run (marks it failed) and builds the domain. When the dead worker's step is given again
-    (after the broker's visibility timeout) it is not executed: its run has ended."""
+    """The orchestrating `facerec run` killed with SIGKILL while a batch step waits on a
+    worker, the dead run recovered (marked failed: `facerec history` recovers), then the
+    worker that holds the step killed as a whole. When its step is given again (after the
+    broker's visibility timeout) it is not executed: its run has ended. The next `facerec run`
+    builds the domain; the old step never started again meanwhile."""
     env, instance, base, workers = (cluster[key] for key in ("env", "instance", "base", "workers"))
     workers["faces-spare"] = start_worker(env, base, "faces", name="faces-spare")
     wait_until_ready(base, "faces-spare")
@@ -438,17 +439,19 @@ def test_a_step_given_again_after_its_run_ended_is_not_executed(cluster):
         (holder,) = [name for name in workers if celery_main in worker_processes(workers[name])]
         launched.kill()
         launched.communicate(timeout=30)
+        recovered = facerec(env, "history", "--domain", "stale")
+        assert recovered.stderr.count("recovered: run") == 1, recovered.stdout + recovered.stderr
         os.kill(celery_main, signal.SIGKILL)
     workers.pop(holder).wait(60)
     (stale,) = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": "stale"}))
-    again = facerec(env, "run", "--domain", "stale", "--executor", "celery", timeout=300)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert again.stdout.count("recovered: run") == 1, again.stdout
+    assert stale.status == dg.DagsterRunStatus.FAILURE
     skipped = f"not executed: its run {stale.run_id} ended (FAILURE)"
     deadline = time.monotonic() + 4 * REDELIVER_AFTER + 30
     while not any(skipped in log.read_text() for log in base.glob("worker-faces*.log")):
         assert time.monotonic() < deadline, "the dead worker's step was not given again"
         time.sleep(1)
+    again = facerec(env, "run", "--domain", "stale", "--executor", "celery", timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
     first = step_events(instance, stale.run_id)[FIRST_BATCH]
     assert first["pid"] == pid and first["starts"] == 1  # started once, never again
     assert_clean(env, "stale")

@@ -72,13 +72,14 @@ def skip_steps_of_ended_runs(request, **_kwargs) -> None:
     """A step whose run has ended (failed, cancelled, deleted) is not executed: Celery takes its
     task as revoked (acknowledged and marked so, never run). Such a task is one given again
     after its worker died, once recovery had closed the run, or one a stopped run left on the
-    queue; executed, it would run beside the next run of its domain. Runs in the worker's main
-    process as the task arrives, before any step process takes it."""
+    queue; executed, it would run for a run nobody follows. Runs in the worker's main process
+    as the task arrives, before any step process takes it (one query to Dagster's run storage
+    through one instance the worker keeps open). Where that query fails, Celery logs the error
+    and the step runs, as it would without this check."""
     if request.name != TASK_EXECUTE_PLAN_NAME:
         return
     run_id, instance = step_task_run(request.kwargs["execute_step_args_packed"])
-    with instance:
-        run = instance.get_run_by_id(run_id)
+    run = instance.get_run_by_id(run_id)
     if run is None or run.is_finished:
         ended = "is gone" if run is None else f"ended ({run.status.value})"
         logger.warning("step task %s not executed: its run %s %s", request.id, run_id, ended)

@@ -30,12 +30,18 @@ def engine_event_pid(record: dg.EventLogRecord) -> int | None:
 
 def step_task_run(packed_step_args: dict) -> tuple[str, dg.DagsterInstance]:
     """The run id of a dagster-celery `execute_plan` task (its packed ExecuteStepArgs) and the
-    instance that run is kept in (to be closed by the caller)."""
+    instance that run is kept in: opened once per instance in a process, and kept open."""
     from dagster._grpc.types import ExecuteStepArgs
-    from dagster._serdes import unpack_value
+    from dagster._serdes import serialize_value, unpack_value
 
     args = unpack_value(packed_step_args, as_type=ExecuteStepArgs)
-    return args.run_id, dg.DagsterInstance.from_ref(args.instance_ref)
+    key = serialize_value(args.instance_ref)
+    if key not in _STEP_TASK_INSTANCES:
+        _STEP_TASK_INSTANCES[key] = dg.DagsterInstance.from_ref(args.instance_ref)
+    return args.run_id, _STEP_TASK_INSTANCES[key]
+
+
+_STEP_TASK_INSTANCES: dict[str, dg.DagsterInstance] = {}
 
 
 def run_storage_is_single_machine(instance: dg.DagsterInstance) -> bool:

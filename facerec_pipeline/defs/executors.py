@@ -74,7 +74,9 @@ def celery_config(executor: ExecutorSettings) -> dict:
             "task_annotations": {TASK_EXECUTE_PLAN_NAME: {"acks_late": True}},
             # A worker that loses the broker puts the steps it runs back on their queue (Kombu
             # does on closing the connection): it stops them too, so that the worker that takes
-            # one again is the only one running it (Celery marks them for retry, not failed).
+            # one again is the only one running it. Celery marks them for retry, which the
+            # orchestrator waits through; with the result backend down too, a step may be
+            # marked revoked instead and its run fail (README).
             "worker_cancel_long_running_tasks_on_connection_loss": True,
             "broker_transport_options": {
                 **DEFAULT_CONFIG["broker_transport_options"],

@@ -98,10 +98,12 @@ def process_of(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunProcess:
 def own_process_tags(instance: dg.DagsterInstance, run: dg.DagsterRun) -> tuple[str | None, ...]:
     """The run's host and pid tags, unless they are its parent's: Dagster copies a run's tags to
     the run that re-executes it (the UI's re-execution), and those name the parent's process
-    until the new run's own orchestrator tags it."""
+    until the new run's own orchestrator tags it. A parent since deleted cannot tell: none."""
     tags = run.tags.get(HOST_TAG), run.tags.get(PID_TAG)
-    parent = instance.get_run_by_id(run.parent_run_id) if run.parent_run_id else None
-    if parent is not None and (parent.tags.get(HOST_TAG), parent.tags.get(PID_TAG)) == tags:
+    if run.parent_run_id is None:
+        return tags
+    parent = instance.get_run_by_id(run.parent_run_id)
+    if parent is None or (parent.tags.get(HOST_TAG), parent.tags.get(PID_TAG)) == tags:
         return None, None
     return tags
 
