@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -175,14 +176,24 @@ def start_worker(
     )
 
 
+def poll_until(seconds: float, poll: Callable, failure: str | Callable[[], str], every=0.5):
+    """The first true value `poll()` gives within `seconds` (asked every `every` seconds);
+    past them the test fails with `failure` (or what it returns then)."""
+    deadline = time.monotonic() + seconds
+    while not (got := poll()):
+        assert time.monotonic() < deadline, failure() if callable(failure) else failure
+        time.sleep(every)
+    return got
+
+
 def wait_until_ready(base: Path, name: str) -> None:
     """Until the worker NAME's log says it is ready (Celery's `NAME@host ready.`)."""
-    deadline = time.monotonic() + 180
-    while (
-        f"{name}@" not in (log := (base / f"worker-{name}.log").read_text()) or " ready." not in log
-    ):
-        assert time.monotonic() < deadline, f"worker {name} did not start:\n{log}"
-        time.sleep(0.5)
+    log = base / f"worker-{name}.log"
+    poll_until(
+        180,
+        lambda: f"{name}@" in (said := log.read_text()) and " ready." in said,
+        lambda: f"worker {name} did not start:\n{log.read_text()}",
+    )
 
 
 def wait_for_workers(env: dict[str, str], workers: dict, base: Path) -> None:
@@ -446,10 +457,12 @@ def test_a_step_given_again_after_its_run_ended_is_not_executed(cluster):
     (stale,) = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": "stale"}))
     assert stale.status == dg.DagsterRunStatus.FAILURE
     skipped = f"not executed: its run {stale.run_id} ended (FAILURE)"
-    deadline = time.monotonic() + 4 * REDELIVER_AFTER + 30
-    while not any(skipped in log.read_text() for log in base.glob("worker-faces*.log")):
-        assert time.monotonic() < deadline, "the dead worker's step was not given again"
-        time.sleep(1)
+    poll_until(
+        4 * REDELIVER_AFTER + 30,
+        lambda: any(skipped in log.read_text() for log in base.glob("worker-faces*.log")),
+        "the dead worker's step was not given again",
+        every=1,
+    )
     again = facerec(env, "run", "--domain", "stale", "--executor", "celery", timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     first = step_events(instance, stale.run_id)[FIRST_BATCH]
@@ -516,30 +529,28 @@ def wait_for_run_end(
     instance: dg.DagsterInstance, code: str, daemon: subprocess.Popen, log: Path
 ) -> dg.DagsterRun:
     """The run of `code` (the only one), once it has ended."""
-    deadline = time.monotonic() + 480
-    while time.monotonic() < deadline:
+
+    def ended() -> dg.DagsterRun | None:
         assert daemon.poll() is None, f"dagster-daemon ended:\n{log.read_text()[-3000:]}"
         runs = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": code}))
         assert len(runs) <= 1, [run.tags for run in runs]
-        if runs and runs[0].is_finished:
-            return runs[0]
-        time.sleep(1)
-    raise AssertionError(f"no run of {code} ended:\n{log.read_text()[-3000:]}")
+        return runs[0] if runs and runs[0].is_finished else None
+
+    return poll_until(480, ended, lambda: f"no run of {code} ended:\n{log.read_text()[-3000:]}", 1)
 
 
 def wait_for_history(database_url: str, run_id: str) -> str:
     """The status of the run's history row, once it is no longer `running`."""
-    deadline = time.monotonic() + 120
     with get_engine(database_url).connect() as connection:
-        while time.monotonic() < deadline:
+
+        def written() -> str | None:
             status = connection.execute(
                 text("SELECT status FROM training_sessions WHERE run_id = :r"), {"r": run_id}
             ).scalar()
             connection.rollback()
-            if status not in (None, "running"):
-                return status
-            time.sleep(1)
-    raise AssertionError(f"the history of run {run_id} was not written")
+            return None if status in (None, "running") else status
+
+        return poll_until(120, written, f"the history of run {run_id} was not written", 1)
 
 
 def starts_of(instance: dg.DagsterInstance, code: str, step_key: str) -> list[int]:
@@ -586,30 +597,28 @@ def first_batch_waiting(env: dict[str, str], instance: dg.DagsterInstance, code:
 
 def wait_for_step(instance: dg.DagsterInstance, code: str, step_key: str) -> int:
     """The pid of the process that started `step_key` in the run of `code` (waiting for it)."""
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        for run in instance.get_runs(dg.RunsFilter(tags={"dagster/partition": code})):
-            pid = step_events(instance, run.run_id).get(step_key, {}).get("pid")
-            if pid:
-                return pid
-        time.sleep(0.2)
-    raise AssertionError(f"{step_key} of {code} did not start")
+
+    def started() -> int | None:
+        runs = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": code}))
+        pids = [step_events(instance, run.run_id).get(step_key, {}).get("pid") for run in runs]
+        return next(filter(None, pids), None)
+
+    return poll_until(180, started, f"{step_key} of {code} did not start", every=0.2)
 
 
 def wait_for_lock_wait(connection, pid: int) -> None:
     """Until the process `pid` waits for a lock in PostgreSQL (its backend's wait event)."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        waiting = connection.execute(
+
+    def waiting() -> bool:
+        locked = connection.execute(
             text(
                 "SELECT COUNT(*) FROM pg_stat_activity a WHERE a.wait_event_type = 'Lock' "
                 "AND a.pid <> pg_backend_pid()"
             )
         ).scalar()
-        if waiting and psutil.pid_exists(pid):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"process {pid} never waited for the lock")
+        return bool(locked) and psutil.pid_exists(pid)
+
+    poll_until(120, waiting, f"process {pid} never waited for the lock", every=0.2)
 
 
 def most_at_once(spans: list[tuple[float, float]]) -> int:
